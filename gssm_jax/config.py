@@ -107,6 +107,11 @@ def default_config() -> ml_collections.ConfigDict:
     return c
 
 
+def get_config() -> ml_collections.ConfigDict:
+    """Lets this module double as the default config file of `python -m gssm_jax.main`."""
+    return default_config()
+
+
 def _require(ok: bool, key: str, value, msg: str) -> None:
     if not ok:
         raise ConfigError(f"config {key}={value!r}: {msg}")
@@ -116,8 +121,12 @@ def _positive_int(c, key: str) -> None:
     value = c
     for part in key.split("."):
         value = value[part]
-    _require(isinstance(value, int) and not isinstance(value, bool) and value > 0, key, value,
-             "must be a positive integer")
+    _require(
+        isinstance(value, int) and not isinstance(value, bool) and value > 0,
+        key,
+        value,
+        "must be a positive integer",
+    )
 
 
 def resolved_graph_spec(c: ml_collections.ConfigDict) -> dict:
@@ -134,23 +143,57 @@ def resolved_graph_spec(c: ml_collections.ConfigDict) -> dict:
 def validate(c: ml_collections.ConfigDict) -> None:
     """Raises ConfigError (or GraphError) naming the first bad field, before any work starts."""
     parse_graph(resolved_graph_spec(c))
-    for key in ("data.seq_len", "data.batch_size", "model.emb_dim", "model.nb_layers",
-                "model.nb_heads", "model.hidden_dim", "optim.steps", "optim.accum_steps",
-                "checkpoint.period", "checkpoint.keep", "eval.period", "eval.batches", "log.period"):
+    for key in (
+        "data.seq_len",
+        "data.batch_size",
+        "model.emb_dim",
+        "model.nb_layers",
+        "model.nb_heads",
+        "model.hidden_dim",
+        "optim.steps",
+        "optim.accum_steps",
+        "checkpoint.period",
+        "checkpoint.keep",
+        "eval.period",
+        "eval.batches",
+        "log.period",
+    ):
         _positive_int(c, key)
     _require(c.data.seq_len >= 2, "data.seq_len", c.data.seq_len, "must be >= 2")
-    _require(c.data.source in ("stream", "files"), "data.source", c.data.source,
-             "must be 'stream' or 'files'")
-    _require(c.data.source != "files" or bool(c.data.path), "data.path", c.data.path,
-             "is required when data.source='files'")
-    _require(c.data.worker_threads >= 0, "data.worker_threads", c.data.worker_threads, "must be >= 0")
+    _require(
+        c.data.source in ("stream", "files"),
+        "data.source",
+        c.data.source,
+        "must be 'stream' or 'files'",
+    )
+    _require(
+        c.data.source != "files" or bool(c.data.path),
+        "data.path",
+        c.data.path,
+        "is required when data.source='files'",
+    )
+    _require(
+        c.data.worker_threads >= 0, "data.worker_threads", c.data.worker_threads, "must be >= 0"
+    )
     _require(c.data.prefetch >= 0, "data.prefetch", c.data.prefetch, "must be >= 0")
-    _require(c.model.emb_dim % c.model.nb_heads == 0, "model.nb_heads", c.model.nb_heads,
-             f"must divide model.emb_dim={c.model.emb_dim}")
-    _require((c.model.emb_dim // c.model.nb_heads) % 2 == 0, "model.emb_dim", c.model.emb_dim,
-             "head dimension emb_dim/nb_heads must be even for rotary embeddings")
-    _require(c.model.dtype in ("float32", "bfloat16"), "model.dtype", c.model.dtype,
-             "must be 'float32' or 'bfloat16'")
+    _require(
+        c.model.emb_dim % c.model.nb_heads == 0,
+        "model.nb_heads",
+        c.model.nb_heads,
+        f"must divide model.emb_dim={c.model.emb_dim}",
+    )
+    _require(
+        (c.model.emb_dim // c.model.nb_heads) % 2 == 0,
+        "model.emb_dim",
+        c.model.emb_dim,
+        "head dimension emb_dim/nb_heads must be even for rotary embeddings",
+    )
+    _require(
+        c.model.dtype in ("float32", "bfloat16"),
+        "model.dtype",
+        c.model.dtype,
+        "must be 'float32' or 'bfloat16'",
+    )
     for key in ("rope_theta", "norm_eps", "init_std"):
         v = c.model[key]
         _require(math.isfinite(v) and v > 0, f"model.{key}", v, "must be a finite number > 0")
@@ -161,16 +204,36 @@ def validate(c: ml_collections.ConfigDict) -> None:
         v = c.optim[key]
         _require(0 <= v < 1, f"optim.{key}", v, "must be in [0, 1)")
     _require(c.optim.weight_decay >= 0, "optim.weight_decay", c.optim.weight_decay, "must be >= 0")
-    _require(c.optim.clip_norm >= 0, "optim.clip_norm", c.optim.clip_norm,
-             "must be >= 0 (0 disables clipping)")
-    _require(c.optim.schedule in ("cosine", "constant"), "optim.schedule", c.optim.schedule,
-             "must be 'cosine' or 'constant'")
-    _require(0 <= c.optim.warmup <= c.optim.steps, "optim.warmup", c.optim.warmup,
-             f"must be in [0, optim.steps={c.optim.steps}]")
-    _require(0 <= c.optim.final_lr_frac <= 1, "optim.final_lr_frac", c.optim.final_lr_frac,
-             "must be in [0, 1]")
-    _require(c.data.batch_size % c.optim.accum_steps == 0, "optim.accum_steps",
-             c.optim.accum_steps, f"must divide data.batch_size={c.data.batch_size}")
+    _require(
+        c.optim.clip_norm >= 0,
+        "optim.clip_norm",
+        c.optim.clip_norm,
+        "must be >= 0 (0 disables clipping)",
+    )
+    _require(
+        c.optim.schedule in ("cosine", "constant"),
+        "optim.schedule",
+        c.optim.schedule,
+        "must be 'cosine' or 'constant'",
+    )
+    _require(
+        0 <= c.optim.warmup <= c.optim.steps,
+        "optim.warmup",
+        c.optim.warmup,
+        f"must be in [0, optim.steps={c.optim.steps}]",
+    )
+    _require(
+        0 <= c.optim.final_lr_frac <= 1,
+        "optim.final_lr_frac",
+        c.optim.final_lr_frac,
+        "must be in [0, 1]",
+    )
+    _require(
+        c.data.batch_size % c.optim.accum_steps == 0,
+        "optim.accum_steps",
+        c.optim.accum_steps,
+        f"must divide data.batch_size={c.data.batch_size}",
+    )
     _require(c.mesh.data == -1 or c.mesh.data >= 1, "mesh.data", c.mesh.data, "must be -1 or >= 1")
     _require(c.mesh.model >= 1, "mesh.model", c.mesh.model, "must be >= 1")
     _require(c.profile.num_steps >= 1, "profile.num_steps", c.profile.num_steps, "must be >= 1")

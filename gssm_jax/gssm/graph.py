@@ -107,9 +107,13 @@ def _as_items(spec: Any) -> list[tuple[str, Mapping[str, Any]]]:
             if hasattr(fields, "to_dict"):
                 fields = fields.to_dict()
             if not isinstance(fields, Mapping):
-                raise GraphError(f"graph node {name!r}: expected a mapping of fields, got {fields!r}")
+                raise GraphError(
+                    f"graph node {name!r}: expected a mapping of fields, got {fields!r}"
+                )
             if "name" in fields and fields["name"] != name:
-                raise _err(str(name), "name", "differs from the key it is listed under", fields["name"])
+                raise _err(
+                    str(name), "name", "differs from the key it is listed under", fields["name"]
+                )
             items.append((name, fields))
         return items
     if isinstance(spec, Sequence) and not isinstance(spec, str):
@@ -118,7 +122,9 @@ def _as_items(spec: Any) -> list[tuple[str, Mapping[str, Any]]]:
             if hasattr(fields, "to_dict"):
                 fields = fields.to_dict()
             if not isinstance(fields, Mapping) or "name" not in fields:
-                raise GraphError(f"graph node #{i}: expected a mapping with a 'name', got {fields!r}")
+                raise GraphError(
+                    f"graph node #{i}: expected a mapping with a 'name', got {fields!r}"
+                )
             items.append((fields["name"], fields))
         return items
     raise GraphError(f"graph: expected a mapping of node name to fields, got {spec!r}")
@@ -129,7 +135,9 @@ def _node(name: Any, fields: Mapping[str, Any]) -> NodeSpec:
         raise GraphError(f"graph node {name!r}, field 'name': must be a non-empty string")
     unknown = sorted(set(fields) - set(FIELDS))
     if unknown:
-        raise _err(name, unknown[0], f"unknown field (known: {', '.join(FIELDS)})", fields[unknown[0]])
+        raise _err(
+            name, unknown[0], f"unknown field (known: {', '.join(FIELDS)})", fields[unknown[0]]
+        )
     for required in ("state_dim", "alpha"):
         if required not in fields:
             raise GraphError(f"graph node {name!r}, field {required!r}: missing")
@@ -148,7 +156,9 @@ def _node(name: Any, fields: Mapping[str, Any]) -> NodeSpec:
     if len(set(parents)) != len(parents):
         raise _err(name, "parents", "lists a parent twice", list(parents))
     if name in parents:
-        raise _err(name, "parents", "a node cannot list itself (its own past is implicit)", list(parents))
+        raise _err(
+            name, "parents", "a node cannot list itself (its own past is implicit)", list(parents)
+        )
     mode = fields.get("mode", "default")
     if mode not in MODES:
         raise _err(name, "mode", f"must be one of {MODES}", mode)

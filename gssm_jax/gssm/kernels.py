@@ -69,8 +69,10 @@ def draw_node_table_np(rng: np.random.Generator, node: NodeSpec, input_dims: tup
         rows = _dirichlet_np(rng, node.alpha, (int(np.prod(input_dims)), s))
         rows = _floor_np(_apply_mode_np(rows, node.mode))
         return rows.reshape(*input_dims, s)
-    factors = [_floor_np(_apply_mode_np(_dirichlet_np(rng, node.alpha, (d, s)), node.mode))
-               for d in input_dims]
+    factors = [
+        _floor_np(_apply_mode_np(_dirichlet_np(rng, node.alpha, (d, s)), node.mode))
+        for d in input_dims
+    ]
     log_t = _product_table([np.log(f) for f in factors], input_dims, np)
     log_t = log_t - log_t.max(axis=-1, keepdims=True)
     return _floor_np(np.exp(log_t))
@@ -113,7 +115,9 @@ def draw_context(key: jax.Array, graph: Graph, dtype=jnp.float32) -> Tables:
     out = []
     for i, n in enumerate(graph.nodes):
         if n.mode == "context":
-            out.append(_draw_node_table_jax(jax.random.fold_in(key, i), n, graph.input_dims(n), dtype))
+            out.append(
+                _draw_node_table_jax(jax.random.fold_in(key, i), n, graph.input_dims(n), dtype)
+            )
         else:
             out.append(None)
     return tuple(out)

@@ -1,0 +1,93 @@
+"""Metric sinks: one JSON line per record under DIR/metrics/, TensorBoard scalars, a console line.
+
+Only process 0 writes files; every process may print. Values are plain Python numbers by the time
+they get here (the loop fetches them from device once per logged step).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+from tensorboardX import SummaryWriter
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else str(value)
+    return value
+
+
+class MetricsWriter:
+    """Appends records to DIR/metrics/<stream>.jsonl and DIR/tensorboard/ (process 0 only)."""
+
+    def __init__(self, workdir: str, enabled: bool) -> None:
+        self.enabled = enabled
+        self._files: dict[str, Any] = {}
+        self._tb = None
+        if enabled:
+            os.makedirs(os.path.join(workdir, "metrics"), exist_ok=True)
+            self._dir = os.path.join(workdir, "metrics")
+            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+    def write(self, stream: str, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        if stream not in self._files:
+            self._files[stream] = open(os.path.join(self._dir, f"{stream}.jsonl"), "a")  # noqa: SIM115
+        f = self._files[stream]
+        f.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
+        f.flush()
+        step = record.get("step", 0)
+        for key, value in record.items():
+            if key != "step" and isinstance(value, int | float) and not isinstance(value, bool):
+                self._tb.add_scalar(f"{stream}/{key}", value, step)
+
+    def flush(self) -> None:
+        if self._tb is not None:
+            self._tb.flush()
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
+def truncate_after(workdir: str, step: int) -> None:
+    """Drops metric lines past `step` (left by a run killed after its last checkpoint)."""
+    mdir = os.path.join(workdir, "metrics")
+    if not os.path.isdir(mdir):
+        return
+    for name in os.listdir(mdir):
+        if not name.endswith(".jsonl"):
+            continue
+        path = os.path.join(mdir, name)
+        with open(path) as f:
+            lines = [ln for ln in f if ln.strip()]
+        kept = [ln for ln in lines if json.loads(ln).get("step", 0) <= step]
+        if len(kept) != len(lines):
+            with open(path, "w") as f:
+                f.writelines(kept)
+
+
+def console_line(record: dict[str, Any]) -> str:
+    parts = [f"step {record['step']}"]
+    for key in (
+        "loss",
+        "entropy",
+        "kl_gap",
+        "grad_norm",
+        "lr",
+        "tokens_per_s",
+        "step_time_s",
+        "data_wait_s",
+    ):
+        if key in record and record[key] is not None:
+            v = record[key]
+            parts.append(f"{key} {v:.4g}" if isinstance(v, float) else f"{key} {v}")
+    return " | ".join(parts)

@@ -1,0 +1,67 @@
+"""Shared test helpers: running `python -m gssm_jax.main` in a subprocess on a tiny config."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A model and stream small enough that one run costs a few seconds on 2 cores.
+TINY = [
+    "--config.model.emb_dim=32",
+    "--config.model.nb_layers=1",
+    "--config.model.nb_heads=2",
+    "--config.model.hidden_dim=64",
+    "--config.data.seq_len=32",
+    "--config.data.batch_size=8",
+    "--config.eval.batches=1",
+]
+
+
+def main_cmd(workdir: Path, *overrides: str, config: str = "configs/debug.py") -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "gssm_jax.main",
+        f"--config={ROOT / config}",
+        f"--workdir={workdir}",
+        *TINY,
+        *overrides,
+    ]
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.update(extra)
+    return env
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+@pytest.fixture
+def run_main(tmp_path):
+    """Runs gssm_jax.main to completion; returns (returncode, output)."""
+
+    def run(workdir: Path, *overrides: str, timeout: float = 300, config: str = "configs/debug.py"):
+        proc = subprocess.run(
+            main_cmd(workdir, *overrides, config=config),
+            cwd=tmp_path,
+            env=subprocess_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        return proc.returncode, proc.stdout + proc.stderr
+
+    return run

@@ -1,0 +1,65 @@
+"""The config schema: defaults validate, every bad value names its key."""
+
+from __future__ import annotations
+
+import pytest
+
+from gssm_jax.config import ConfigError, default_config, resolved_graph_spec, validate
+from gssm_jax.gssm.graph import GraphError
+
+
+def test_default_validates():
+    validate(default_config())
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "name"),
+    [
+        ("data.seq_len", 1, "data.seq_len"),
+        ("data.batch_size", 0, "data.batch_size"),
+        ("data.source", "disk", "data.source"),
+        ("model.nb_heads", 3, "model.nb_heads"),
+        ("model.dtype", "float16", "model.dtype"),
+        ("optim.lr", float("nan"), "optim.lr"),
+        ("optim.b2", 1.0, "optim.b2"),
+        ("optim.schedule", "linear", "optim.schedule"),
+        ("optim.warmup", 10_000, "optim.warmup"),
+        ("optim.accum_steps", 3, "optim.accum_steps"),
+        ("mesh.model", 0, "mesh.model"),
+        ("checkpoint.keep", 0, "checkpoint.keep"),
+    ],
+)
+def test_bad_values_name_their_key(key, value, name):
+    c = default_config()
+    section, field = key.split(".")
+    c[section][field] = value
+    with pytest.raises(ConfigError, match=f"config {name}="):
+        validate(c)
+
+
+def test_files_source_needs_a_path():
+    c = default_config()
+    c.data.source = "files"
+    with pytest.raises(ConfigError, match="data.path"):
+        validate(c)
+
+
+def test_graph_errors_surface():
+    c = default_config()
+    c.data.graph.X.parents = ["Z1", "Q"]
+    with pytest.raises(GraphError, match="'X', field 'parents'.*unknown parent 'Q'"):
+        validate(c)
+
+
+def test_alpha_overrides():
+    c = default_config()
+    c.data.alpha_x, c.data.alpha_z = 0.5, 0.25
+    spec = resolved_graph_spec(c)
+    assert spec["X"]["alpha"] == 0.5
+    assert {spec[f"Z{i}"]["alpha"] for i in range(1, 5)} == {0.25}
+
+
+def test_unknown_key_is_rejected():
+    c = default_config()
+    with pytest.raises(AttributeError, match="learning_rate"):
+        c.optim.learning_rate = 1.0

@@ -1,0 +1,162 @@
+"""End-to-end runs of `python -m gssm_jax.main`: learning, exact resume, interruption, errors."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import numpy as np
+from conftest import main_cmd, read_jsonl, subprocess_env
+
+from gssm_jax.exitcodes import EXIT_BAD_CONFIG, EXIT_PREEMPTED
+
+STEPS = [
+    "--config.optim.steps=40",
+    "--config.optim.warmup=4",
+    "--config.log.period=2",
+    "--config.eval.period=20",
+    "--config.checkpoint.period=10",
+]
+
+
+def _losses(workdir) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in read_jsonl(workdir / "metrics" / "train.jsonl")}
+
+
+def _run_until(workdir, tmp_path, sig, min_step: int, *extra: str):
+    """Starts a run, sends `sig` once train.jsonl has reached `min_step`; returns (code, output)."""
+    proc = subprocess.Popen(
+        main_cmd(workdir, *STEPS, *extra),
+        cwd=tmp_path,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    metrics = workdir / "metrics" / "train.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists() and any(r["step"] >= min_step for r in read_jsonl(metrics)):
+            proc.send_signal(sig)
+            break
+        time.sleep(0.05)
+    out, _ = proc.communicate(timeout=240)
+    return proc.returncode, out
+
+
+def test_resume_after_sigterm_matches_straight_run(tmp_path, run_main):
+    straight = tmp_path / "straight"
+    code, out = run_main(straight, *STEPS)
+    assert code == 0, out
+    assert "process_index=0 process_count=1" in out
+    resumed = tmp_path / "resumed"
+    code, out = _run_until(resumed, tmp_path, signal.SIGTERM, 20)
+    assert code == EXIT_PREEMPTED, out
+    assert "checkpoint saved at step" in out
+    stopped_at = max(_losses(resumed))
+    assert stopped_at < 40, "the run finished before the signal reached it"
+    code, out = run_main(resumed, *STEPS)
+    assert code == 0, out
+    assert "resumed from" in out
+    a, b = _losses(straight), _losses(resumed)
+    assert sorted(a) == sorted(b)
+    diffs = [abs(a[s] - b[s]) for s in a]
+    assert max(diffs) <= 1e-6, list(zip(sorted(a), diffs))
+    eval_a = read_jsonl(straight / "metrics" / "eval.jsonl")
+    eval_b = read_jsonl(resumed / "metrics" / "eval.jsonl")
+    assert [r["step"] for r in eval_a] == [r["step"] for r in eval_b]
+    np.testing.assert_allclose([r["loss"] for r in eval_a], [r["loss"] for r in eval_b], atol=1e-6)
+    # A complete run is not trained again.
+    code, out = run_main(resumed, *STEPS)
+    assert code == 0 and "already complete" in out
+
+
+def test_sigusr1_and_sigint_also_checkpoint(tmp_path):
+    for sig in (signal.SIGUSR1, signal.SIGINT):
+        workdir = tmp_path / sig.name
+        code, out = _run_until(workdir, tmp_path, sig, 4)
+        assert code == EXIT_PREEMPTED, out
+        assert (workdir / "checkpoints").is_dir()
+        assert f"received {sig.name}" in out
+
+
+def test_hard_kill_resumes_from_last_complete_checkpoint(tmp_path, run_main):
+    workdir = tmp_path / "killed"
+    code, _ = _run_until(
+        workdir, tmp_path, signal.SIGKILL, 24, "--config.checkpoint.async_save=true"
+    )
+    assert code == -signal.SIGKILL
+    code, out = run_main(workdir, *STEPS)
+    assert code == 0, out
+    assert "resumed from" in out
+    steps = [r["step"] for r in read_jsonl(workdir / "metrics" / "train.jsonl")]
+    assert steps == sorted(set(steps)), "metric lines past the checkpoint were not dropped"
+    straight = tmp_path / "straight"
+    run_main(straight, *STEPS)
+    a, b = _losses(straight), _losses(workdir)
+    assert max(abs(a[s] - b[s]) for s in a) <= 1e-6
+
+
+def test_checkpoint_of_another_model_is_a_clear_error(tmp_path, run_main):
+    workdir = tmp_path / "run"
+    code, out = run_main(workdir, "--config.optim.steps=4", "--config.optim.warmup=1")
+    assert code == 0, out
+    code, out = run_main(
+        workdir,
+        "--config.optim.steps=8",
+        "--config.optim.warmup=1",
+        "--config.model.emb_dim=48",
+        "--config.model.nb_heads=2",
+    )
+    assert code == EXIT_BAD_CONFIG, out
+    assert "error: checkpoint" in out and "has shape" in out, out
+    assert "Traceback" not in out
+
+
+def test_debug_run_learns(tmp_path, run_main):
+    workdir = tmp_path / "learn"
+    code, out = run_main(
+        workdir,
+        "--config.optim.steps=120",
+        "--config.log.period=10",
+        "--config.eval.period=60",
+        "--config.data.batch_size=16",
+        "--config.data.seq_len=64",
+    )
+    assert code == 0, out
+    records = read_jsonl(workdir / "metrics" / "train.jsonl")
+    for key in (
+        "step",
+        "loss",
+        "entropy",
+        "kl_gap",
+        "lr",
+        "grad_norm",
+        "tokens_per_s",
+        "step_time_s",
+        "data_wait_s",
+    ):
+        assert key in records[0], key
+    first, last = records[0]["kl_gap"], np.mean([r["kl_gap"] for r in records[-3:]])
+    assert last < 0.5 * first, (first, last)
+    assert (workdir / "config.json").exists()
+    assert list((workdir / "tensorboard").iterdir())
+    assert "done: final eval kl_gap" in out
+
+
+def test_bad_config_is_rejected_before_work(tmp_path, run_main):
+    cases = {
+        "--config.optim.lr=-1": "optim.lr",
+        "--config.data.seq_len=1": "data.seq_len",
+        "--config.model.nb_heads=3": "model.nb_heads",
+        "--config.data.graph.X.alpha=0": "'alpha'",
+        "--config.optim.accum_steps=3": "optim.accum_steps",
+    }
+    for flag, name in cases.items():
+        code, out = run_main(tmp_path / "bad", flag)
+        assert code == EXIT_BAD_CONFIG, (flag, out)
+        assert name in out, (flag, out)
+        assert not (tmp_path / "bad").exists()
+    code, out = run_main(tmp_path / "bad", "--config.optim.learning_rate=1")
+    assert code != 0 and "learning_rate" in out
