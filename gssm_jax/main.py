@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from gssm_jax import config as config_lib
@@ -56,6 +56,7 @@ def initialize_distributed(dist) -> None:
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
     config = _CONFIG.value
     try:
         config_lib.validate(config)

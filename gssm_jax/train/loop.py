@@ -25,6 +25,7 @@ from jax.sharding import PartitionSpec as P
 
 from gssm_jax import checkpoint, parallel, profile
 from gssm_jax.config import resolved_graph_spec, validate
+from gssm_jax.data import files
 from gssm_jax.data.stream import StreamSource, cpu_tables, process_rows, stream_dataset
 from gssm_jax.exitcodes import EXIT_OK, EXIT_PREEMPTED
 from gssm_jax.gssm.entropy import make_entropy_fn
@@ -158,7 +159,7 @@ class Trainer:
         entropy_fn = jax.jit(
             make_entropy_fn(self.graph, c.data.seq_len),
             in_shardings=(self.replicated, self.batch_sharding),
-            out_shardings=self.batch_sharding if len(self.batch_sharding.spec) else None,
+            out_shardings=NamedSharding(self.mesh, P(self.batch_sharding.spec[0])),
         )
         eval_set = self._eval_set(tables, entropy_fn)
 
@@ -184,12 +185,23 @@ class Trainer:
     def _train_dataset(self):
         """Grain dataset whose element k is this process's rows of global batch k."""
         c = self.config
+        if c.data.source == "files":
+            train_set = files.open_checked(c.data.path, self.graph, self.tables_np, c.data)
+            source = files.FileSource(
+                train_set, c.data.batch_size, self.rows, c.optim.steps, c.data.shuffle_seed
+            )
+            return files.files_dataset(source, c.data.worker_threads, c.data.prefetch)
         source = self._source(c.data.seed, c.optim.steps, c.data.batch_size)
         return stream_dataset(source, c.data.worker_threads, c.data.prefetch)
 
     def _eval_set(self, tables: Any, entropy_fn: Any) -> list[tuple[jax.Array, float]]:
         """Fixed held-out batches, each with the mean exact entropy of its sequences."""
         c = self.config
+        if c.data.source == "files":  # entropy: mean of the stored exact per-sequence entropies
+            path = files.eval_set_path(c.data)
+            test_set = files.open_checked(path, self.graph, self.tables_np, c.data)
+            batches = files.eval_batches(test_set, c.data.batch_size, self.rows, c.eval.batches)
+            return [(self._global(local, c.data.batch_size), h) for local, h in batches]
         source = self._source(c.eval.seed, c.eval.batches, c.data.batch_size)
         out = []
         for local in make_batches(source, c.eval.batches):

@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m gssm_jax.bench gssm|train|data [flags]`, one JSON line per measurement."""

@@ -1,0 +1,284 @@
+"""How hard a GSSM is (SPEC section 5): compression proxy, exact normalised entropy, alpha search.
+
+`python -m gssm_jax.gssm.difficulty --config FILE --alphas-x 1e-3 1e-2 --alphas-z 0.05 0.5` prints
+both measures for a grid of alpha_X x alpha_Z values on the graph `config.data.graph`; with
+`--target V` it instead searches the alpha (of X with `--search x`, of every hidden node with
+`--search z`) at which the chosen measure reaches V.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import math
+import sys
+import time
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from gssm_jax.gssm import kernels, sample
+from gssm_jax.gssm.graph import Graph, parse_graph
+
+MEASURES = ("entropy", "gzip")
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "debug.py"
+
+
+def gzip_proxy(tokens_BxT, vocab_size: int) -> float:
+    """Bits per token zlib level 9 needs for the tokens stored one byte each (sequences one after
+    the other), divided by log2(vocab_size): about 0 for a constant stream, about 1 for iid uniform."""
+    if (
+        isinstance(vocab_size, bool)
+        or not isinstance(vocab_size, int)
+        or not 2 <= vocab_size <= 256
+    ):
+        raise ValueError(f"vocab_size={vocab_size!r}: the gzip proxy needs 2 <= vocab_size <= 256")
+    tokens = np.asarray(tokens_BxT)
+    if tokens.size == 0:
+        raise ValueError("tokens_BxT: empty, nothing to compress")
+    if tokens.min() < 0 or tokens.max() >= vocab_size:
+        raise ValueError(
+            f"tokens_BxT: values {tokens.min()}..{tokens.max()} outside the vocabulary "
+            f"0..{vocab_size - 1}"
+        )
+    compressed = zlib.compress(tokens.astype(np.uint8).tobytes(), 9)
+    return 8 * len(compressed) / tokens.size / math.log2(vocab_size)
+
+
+def normalised_entropy(
+    graph: Graph, tables: kernels.Tables, tokens_BxT, mc_draws: int = 64
+) -> float:
+    """Mean exact entropy rate H / log(vocab) over the sequences, in [0, 1] (Monte Carlo over
+    `mc_draws` kernel sets for graphs with context nodes)."""
+    from gssm_jax.gssm import entropy
+
+    options = {"mc_draws": mc_draws} if graph.has_context else {}
+    if not graph.has_context:
+        graph = sample.kernel_free(graph)  # alphas are in the tables: share compiled forwards
+    tables = kernels.as_device_tables(tables)
+    result = entropy.sequence_entropy(graph, tables, tokens_BxT, **options)
+    h_B = getattr(result, "per_sequence", result)
+    return float(np.mean(np.asarray(h_B))) / math.log(graph.vocab_size)
+
+
+def with_alphas(graph: Graph, alpha_x: float | None = None, alpha_z: float | None = None) -> Graph:
+    """The graph with X's alpha and/or every hidden node's alpha replaced (None keeps them)."""
+    spec = graph.to_dict()
+    for fields in spec.values():
+        override = alpha_x if fields["observed"] else alpha_z
+        if override is not None:
+            fields["alpha"] = override
+    return parse_graph(spec)
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """Where the measured tokens come from: kernels from `graph_seed`, sequences 0..batch-1."""
+
+    graph_seed: int = 0
+    data_seed: int = 0
+    batch: int = 32
+    seq_len: int = 1024
+    mc_draws: int = 64
+
+
+def measure(graph: Graph, setup: Setup, which: Sequence[str] = MEASURES) -> dict[str, float]:
+    """The requested difficulty measures of the graph under `setup`, by name."""
+    for name in which:
+        if name not in MEASURES:
+            raise ValueError(f"measure {name!r}: must be one of {MEASURES}")
+    tables = kernels.draw_kernels(graph, setup.graph_seed)
+    tokens = sample.sample_tokens(
+        graph, tables, setup.data_seed, np.arange(setup.batch), setup.seq_len
+    )
+    out = {}
+    if "gzip" in which:
+        out["gzip"] = gzip_proxy(tokens, graph.vocab_size)
+    if "entropy" in which:
+        out["entropy"] = normalised_entropy(graph, tables, tokens, setup.mc_draws)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class AlphaSearch:
+    """Result of `search_alpha`: the evaluated alpha closest to the target, and every evaluation."""
+
+    alpha: float
+    value: float
+    target: float
+    tol: float
+    evaluations: tuple[tuple[float, float], ...]
+
+    @property
+    def converged(self) -> bool:
+        return abs(self.value - self.target) <= self.tol
+
+
+def search_alpha(
+    graph: Graph,
+    target: float,
+    node: str = "x",
+    measure_name: str = "entropy",
+    setup: Setup = Setup(),
+    bounds: tuple[float, float] = (1e-4, 10.0),
+    tol: float = 0.01,
+    max_evals: int = 25,
+) -> AlphaSearch:
+    """Bisection in log alpha for the alpha of X (node="x") or of all hidden nodes (node="z") at
+    which the measure reaches `target` within `tol`, assuming it grows with alpha. Seeds are fixed
+    by `setup`; kernels change discontinuously with alpha, so check `converged` on the result."""
+    if node not in ("x", "z"):
+        raise ValueError(
+            f"node={node!r}: must be 'x' (alpha of X) or 'z' (alpha of every hidden node)"
+        )
+    if not 0 < target < 1:
+        raise ValueError(f"target={target!r}: a normalised difficulty lies in (0, 1)")
+    lo, hi = bounds
+    if not 0 < lo < hi:
+        raise ValueError(f"bounds={bounds!r}: need 0 < low < high")
+    if not tol > 0:
+        raise ValueError(f"tol={tol!r}: must be > 0")
+    evaluations: list[tuple[float, float]] = []
+
+    def f(alpha: float) -> float:
+        g = with_alphas(graph, alpha_x=alpha) if node == "x" else with_alphas(graph, alpha_z=alpha)
+        value = measure(g, setup, (measure_name,))[measure_name]
+        evaluations.append((alpha, value))
+        return value
+
+    f_lo, f_hi = f(lo), f(hi)
+    if not f_lo - tol <= target <= f_hi + tol:
+        raise ValueError(
+            f"target={target}: the {measure_name} measure goes from {f_lo:.4f} at alpha "
+            f"{lo:g} to {f_hi:.4f} at alpha {hi:g}; widen bounds"
+        )
+    while len(evaluations) < max_evals and not any(abs(v - target) <= tol for _, v in evaluations):
+        mid = math.sqrt(lo * hi)
+        if f(mid) < target:
+            lo = mid
+        else:
+            hi = mid
+    alpha, value = min(evaluations, key=lambda e: abs(e[1] - target))
+    return AlphaSearch(alpha, value, target, tol, tuple(evaluations))
+
+
+def load_config(path: str):
+    """`get_config()` of an ml_collections config file (`FILE:ARG` calls `get_config(ARG)`)."""
+    file, _, arg = str(path).partition(":")
+    if not Path(file).is_file():
+        raise FileNotFoundError(f"--config={path!r}: no such file")
+    spec = importlib.util.spec_from_file_location("gssm_difficulty_config", file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ValueError(f"--config={path!r}: the file defines no get_config()")
+    return module.get_config(arg) if arg else module.get_config()
+
+
+def _fmt(v: float | None) -> str:
+    return "config" if v is None else f"{v:g}"
+
+
+def _grid(graph: Graph, setup: Setup, alphas_x, alphas_z) -> None:
+    measures = ("gzip", "entropy")
+    label = "entropy" + (f" (MC {setup.mc_draws})" if graph.has_context else "")
+    cells = [(ax, az) for ax in alphas_x for az in alphas_z]
+    rows = []
+    for k, (ax, az) in enumerate(cells, 1):
+        start = time.perf_counter()
+        values = measure(with_alphas(graph, ax, az), setup, measures)
+        took = time.perf_counter() - start
+        print(
+            f"[{k}/{len(cells)}] alpha_X={_fmt(ax)} alpha_Z={_fmt(az)}: gzip {values['gzip']:.4f}"
+            f", {label} {values['entropy']:.4f} ({took:.1f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
+        rows.append((_fmt(ax), _fmt(az), f"{values['gzip']:.4f}", f"{values['entropy']:.4f}"))
+    header = ("alpha_X", "alpha_Z", "gzip", label)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    for r in [header, *rows]:
+        print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m gssm_jax.gssm.difficulty",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="config file (FILE[:ARG])")
+    parser.add_argument(
+        "--alphas-x",
+        type=float,
+        nargs="+",
+        default=None,
+        help="alpha of X (default: as in the config)",
+    )
+    parser.add_argument(
+        "--alphas-z",
+        type=float,
+        nargs="+",
+        default=None,
+        help="alpha of every hidden node (default: as in the config)",
+    )
+    parser.add_argument("--batch", type=int, default=32, help="sequences measured")
+    parser.add_argument("--seq-len", type=int, default=1024)
+    parser.add_argument(
+        "--graph-seed", type=int, default=None, help="default: config.data.graph_seed"
+    )
+    parser.add_argument("--data-seed", type=int, default=None, help="default: config.data.seed")
+    parser.add_argument("--mc-draws", type=int, default=64, help="kernel draws for context graphs")
+    parser.add_argument("--target", type=float, default=None, help="search the alpha reaching this")
+    parser.add_argument("--search", choices=("x", "z"), default="x", help="which alpha to search")
+    parser.add_argument(
+        "--measure", choices=MEASURES, default="entropy", help="measure to search on"
+    )
+    parser.add_argument("--tol", type=float, default=0.01, help="tolerance of the search")
+    args = parser.parse_args(argv)
+    for flag in ("batch", "mc_draws"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')}={getattr(args, flag)}: must be >= 1")
+    if args.seq_len < 2:
+        parser.error(f"--seq-len={args.seq_len}: must be >= 2")
+    for flag in ("alphas_x", "alphas_z"):
+        for a in getattr(args, flag) or ():
+            if not (math.isfinite(a) and a > 0):
+                parser.error(f"--{flag.replace('_', '-')}: {a} is not a finite alpha > 0")
+
+    from gssm_jax.config import resolved_graph_spec
+
+    config = load_config(args.config)
+    graph = parse_graph(resolved_graph_spec(config))
+    setup = Setup(
+        graph_seed=config.data.graph_seed if args.graph_seed is None else args.graph_seed,
+        data_seed=config.data.seed if args.data_seed is None else args.data_seed,
+        batch=args.batch,
+        seq_len=args.seq_len,
+        mc_draws=args.mc_draws,
+    )
+    nodes = ", ".join(f"{n.name}({n.state_dim}, alpha {n.alpha:g})" for n in graph.hidden)
+    print(
+        f"graph {nodes} -> {graph.observed.name}({graph.vocab_size}, alpha "
+        f"{graph.observed.alpha:g}); {setup.batch} x {setup.seq_len} tokens, graph seed "
+        f"{setup.graph_seed}, data seed {setup.data_seed}"
+    )
+    if args.target is None:
+        _grid(graph, setup, args.alphas_x or [None], args.alphas_z or [None])
+        return 0
+    result = search_alpha(graph, args.target, args.search, args.measure, setup, tol=args.tol)
+    for alpha, value in result.evaluations:
+        print(f"  alpha_{args.search.upper()}={alpha:.6g}: {args.measure} {value:.4f}")
+    status = "within" if result.converged else "NOT within"
+    print(
+        f"alpha_{args.search.upper()}={result.alpha:.6g} gives {args.measure} {result.value:.4f}, "
+        f"{status} {result.tol} of the target {result.target}"
+    )
+    return 0 if result.converged else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

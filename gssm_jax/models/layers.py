@@ -1,0 +1,272 @@
+"""Dense, SwiGLU and causal self-attention as pure functions with hand-written backward passes.
+
+XLA:CPU runs the automatic backward pass of a transformer at about a quarter of the forward speed
+(gssm_jax/bench/train.py measures it). These functions compute the same values as the textbook
+formulas but choose the shape of every backward contraction themselves:
+
+- weight gradients are one 2-D matmul over the flattened batch x length axis, with the narrower
+  operand transposed;
+- the SwiGLU gradient of gate and up is one fused elementwise pass written straight into the
+  (N, 2, F) layout of the fused kernel;
+- attention runs a loop over small groups of sequences so that its L x L scores stay in cache,
+  skips the causally masked key blocks, and recomputes the softmax in the backward pass from the
+  saved log-sum-exp (as FlashAttention does) instead of storing it.
+
+All inputs keep their dtype; accumulation and the softmax are float32.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+F32 = jnp.float32
+
+
+def _dot(a: jax.Array, b: jax.Array, contract: tuple, dtype) -> jax.Array:
+    """dot_general over `contract` (no batch axes), accumulated in float32, cast to `dtype`."""
+    out = lax.dot_general(a, b, (contract, ((), ())), preferred_element_type=F32)
+    return out.astype(dtype)
+
+
+# --- dense -----------------------------------------------------------------------------------
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def dense(x: jax.Array, w: jax.Array, n_in: int = 1) -> jax.Array:
+    """y[n, out...] = sum over in... of x[n, in...] w[in..., out...]: one matmul on rows n."""
+    return _dot(x, w, (tuple(range(1, 1 + n_in)), tuple(range(n_in))), x.dtype)
+
+
+def _dense_fwd(x, w, n_in):
+    return dense(x, w, n_in), (x, w)
+
+
+def _dense_bwd(n_in, res, dy):
+    x, w = res
+    n_out = w.ndim - n_in
+    dx = _dot(dy, w, (tuple(range(1, 1 + n_out)), tuple(range(n_in, w.ndim))), x.dtype)
+    if math.prod(w.shape[:n_in]) <= math.prod(w.shape[n_in:]):
+        dw = _dot(x, dy, ((0,), (0,)), w.dtype)
+    else:  # transpose the narrower operand: dy^T x, then a small transpose of the result
+        dwT = _dot(dy, x, ((0,), (0,)), w.dtype)
+        dw = jnp.transpose(dwT, (*range(n_out, n_out + n_in), *range(n_out)))
+    return dx, dw
+
+
+dense.defvjp(_dense_fwd, _dense_bwd)
+
+
+# --- SwiGLU MLP ------------------------------------------------------------------------------
+
+
+@jax.custom_vjp
+def swiglu(x_NxD: jax.Array, w_gate_up_Dx2xF: jax.Array, w_down_FxD: jax.Array) -> jax.Array:
+    """silu(x W_gate) * (x W_up) W_down with gate and up fused in one (D, 2, F) kernel."""
+    return _swiglu_fwd(x_NxD, w_gate_up_Dx2xF, w_down_FxD)[0]
+
+
+def _swiglu_act(gu_Nx2xF: jax.Array) -> jax.Array:
+    g, u = gu_Nx2xF[:, 0].astype(F32), gu_Nx2xF[:, 1].astype(F32)
+    return (g / (1.0 + jnp.exp(-g)) * u).astype(gu_Nx2xF.dtype)
+
+
+def _swiglu_fwd(x_NxD, w_gate_up_Dx2xF, w_down_FxD):
+    gu_Nx2xF = _dot(x_NxD, w_gate_up_Dx2xF, ((1,), (0,)), x_NxD.dtype)
+    a_NxF = _swiglu_act(gu_Nx2xF)
+    y_NxD = _dot(a_NxF, w_down_FxD, ((1,), (0,)), x_NxD.dtype)
+    return y_NxD, (x_NxD, gu_Nx2xF, a_NxF, w_gate_up_Dx2xF, w_down_FxD)
+
+
+def _swiglu_bwd(res, dy_NxD):
+    x_NxD, gu_Nx2xF, a_NxF, w_gate_up_Dx2xF, w_down_FxD = res
+    dtype = x_NxD.dtype
+    # The barrier keeps XLA from merging this recomputation with the forward pass, which would
+    # store the sigmoid and split the fused passes below into several.
+    gu_Nx2xF = lax.optimization_barrier(gu_Nx2xF)
+    da_NxF = _dot(dy_NxD, w_down_FxD, ((1,), (1,)), F32)
+    dw_down_DxF = _dot(dy_NxD, a_NxF, ((0,), (0,)), w_down_FxD.dtype)
+    g, u = gu_Nx2xF[:, 0].astype(F32), gu_Nx2xF[:, 1].astype(F32)
+    sig = 1.0 / (1.0 + jnp.exp(-g))
+    dg = da_NxF * u * sig * (1.0 + g * (1.0 - sig))
+    du = da_NxF * g * sig
+    dgu_Nx2xF = jnp.stack([dg, du], axis=1).astype(dtype)
+    dw_gate_up = _dot(x_NxD, dgu_Nx2xF, ((0,), (0,)), w_gate_up_Dx2xF.dtype)
+    dx_NxD = _dot(dgu_Nx2xF, w_gate_up_Dx2xF, ((1, 2), (1, 2)), dtype)
+    return dx_NxD, dw_gate_up, dw_down_DxF.T
+
+
+swiglu.defvjp(_swiglu_fwd, _swiglu_bwd)
+
+
+# --- rotary embeddings -----------------------------------------------------------------------
+
+
+def rope_tables(length: int, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
+    """sin and cos of position x frequency, each (length, head_dim // 2), float32."""
+    freq = theta ** (-jnp.arange(0, head_dim, 2, dtype=F32) / head_dim)
+    angle_LxK2 = jnp.arange(length, dtype=F32)[:, None] * freq[None, :]
+    return jnp.sin(angle_LxK2), jnp.cos(angle_LxK2)
+
+
+def rope(x_BxLxHxK: jax.Array, sin_LxK2: jax.Array, cos_LxK2: jax.Array) -> jax.Array:
+    """Rotates the pairs (x[k], x[k + K/2]) by position-dependent angles (GPT-NeoX layout).
+
+    With -sin it is the inverse rotation, which is also its transpose (used in the backward pass).
+    """
+    x1, x2 = jnp.split(x_BxLxHxK, 2, axis=-1)
+    sin, cos = sin_LxK2[None, :, None, :], cos_LxK2[None, :, None, :]
+    return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+
+
+# --- causal self-attention -------------------------------------------------------------------
+
+
+def _query_blocks(length: int, block_len: int) -> list[tuple[int, int]]:
+    return [(s, min(s + block_len, length)) for s in range(0, length, block_len)]
+
+
+def _masked_scores(q_CxHxQxK, kT_CxHxKxS, start: int) -> jax.Array:
+    """Scores of queries start..start+Q-1 against keys 0..S-1, causally masked with -inf."""
+    s_CxHxQxS = jnp.einsum("chqk,chks->chqs", q_CxHxQxK, kT_CxHxKxS)
+    nq, ns = s_CxHxQxS.shape[-2:]
+    row = lax.broadcasted_iota(jnp.int32, (nq, ns), 0) + start
+    col = lax.broadcasted_iota(jnp.int32, (nq, ns), 1)
+    return jnp.where(col <= row, s_CxHxQxS, -jnp.inf)
+
+
+def _split_qkv(qkv_CxLx3xHxK, theta: float):
+    """q (scaled by 1/sqrt(K)), k transposed and v of one group, float32, heads first."""
+    _, length, _, _, head_dim = qkv_CxLx3xHxK.shape
+    sin, cos = rope_tables(length, head_dim, theta)
+    qkv = qkv_CxLx3xHxK.astype(F32)
+    q_CxLxHxK = rope(qkv[:, :, 0], sin, cos) * (head_dim**-0.5)
+    k_CxLxHxK = rope(qkv[:, :, 1], sin, cos)
+    return (
+        q_CxLxHxK.transpose(0, 2, 1, 3),
+        k_CxLxHxK.transpose(0, 2, 3, 1),
+        qkv[:, :, 2].transpose(0, 2, 1, 3),
+    )
+
+
+def _group_fwd(qkv_CxLx3xHxK, theta: float, block_len: int):
+    q, kT, v = _split_qkv(qkv_CxLx3xHxK, theta)
+    outs, lses = [], []
+    for start, end in _query_blocks(q.shape[2], block_len):
+        s = _masked_scores(q[:, :, start:end], kT[..., :end], start)
+        m = jnp.max(s, axis=-1, keepdims=True)
+        e = jnp.exp(s - m)
+        total = jnp.sum(e, axis=-1, keepdims=True)
+        outs.append(jnp.einsum("chqs,chsk->chqk", e, v[:, :, :end]) / total)
+        lses.append((m + jnp.log(total))[..., 0])
+    o_CxHxLxK = jnp.concatenate(outs, axis=2)
+    return o_CxHxLxK.transpose(0, 2, 1, 3).astype(qkv_CxLx3xHxK.dtype), jnp.concatenate(lses, 2)
+
+
+def _group_bwd(qkv_CxLx3xHxK, o_CxLxHxK, lse_CxHxL, do_CxLxHxK, theta: float, block_len: int):
+    q, kT, v = _split_qkv(qkv_CxLx3xHxK, theta)
+    length, head_dim = q.shape[2], q.shape[3]
+    do = do_CxLxHxK.astype(F32)
+    delta_CxHxL = jnp.sum(do * o_CxLxHxK.astype(F32), axis=-1).transpose(0, 2, 1)
+    do = do.transpose(0, 2, 1, 3)
+    vT, k = jnp.swapaxes(v, -1, -2), jnp.swapaxes(kT, -1, -2)
+    dqs, dkT, dvT = [], None, None
+    for start, end in _query_blocks(length, block_len):
+        p = jnp.exp(
+            _masked_scores(q[:, :, start:end], kT[..., :end], start)
+            - lse_CxHxL[:, :, start:end, None]
+        )
+        do_i = do[:, :, start:end]
+        dp = jnp.einsum("chqk,chks->chqs", do_i, vT[..., :end])
+        ds = p * (dp - delta_CxHxL[:, :, start:end, None])
+        dqs.append(jnp.einsum("chqs,chsk->chqk", ds, k[:, :, :end]))
+        pad = ((0, 0), (0, 0), (0, 0), (0, length - end))
+        dkT_i = jnp.pad(
+            jnp.einsum("chkq,chqs->chks", jnp.swapaxes(q[:, :, start:end], -1, -2), ds), pad
+        )
+        dvT_i = jnp.pad(jnp.einsum("chkq,chqs->chks", jnp.swapaxes(do_i, -1, -2), p), pad)
+        dkT = dkT_i if dkT is None else dkT + dkT_i
+        dvT = dvT_i if dvT is None else dvT + dvT_i
+    sin, cos = rope_tables(length, head_dim, theta)
+    dq = jnp.concatenate(dqs, axis=2).transpose(0, 2, 1, 3) * (head_dim**-0.5)
+    dq = rope(dq, -sin, cos)
+    dk = rope(dkT.transpose(0, 3, 1, 2), -sin, cos)
+    dv = dvT.transpose(0, 3, 1, 2)
+    return jnp.stack([dq, dk, dv], axis=2).astype(qkv_CxLx3xHxK.dtype)
+
+
+def _to_groups(x: jax.Array, steps: int) -> jax.Array:
+    """(B, ...) -> (steps, B // steps, ...); step j holds sequences j, j + steps, ...
+
+    Interleaving keeps each group spread over the data-parallel shards of the batch axis, so the
+    loop over groups runs on every device at once.
+    """
+    return jnp.moveaxis(x.reshape(x.shape[0] // steps, steps, *x.shape[1:]), 1, 0)
+
+
+def _from_groups(x: jax.Array) -> jax.Array:
+    x = jnp.moveaxis(x, 0, 1)
+    return x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def causal_attention(
+    qkv_BxLx3xHxK: jax.Array, rope_theta: float, steps: int = 1, block_len: int = 64
+) -> jax.Array:
+    """Causal multi-head softmax attention with rotary embeddings on q and k.
+
+    `qkv` stacks the projected queries, keys and values. The batch is processed in `steps` groups
+    (a loop) and the queries in blocks of `block_len` rows that attend only to keys up to their
+    last row. Both are performance knobs: the result does not depend on them beyond rounding.
+    """
+    return _attention_fwd(qkv_BxLx3xHxK, rope_theta, steps, block_len)[0]
+
+
+def _attention_fwd(qkv_BxLx3xHxK, rope_theta, steps, block_len):
+    def body(_, qkv_group):
+        return None, _group_fwd(qkv_group, rope_theta, block_len)
+
+    _, (o, lse) = lax.scan(body, None, _to_groups(qkv_BxLx3xHxK, steps))
+    o_BxLxHxK, lse_BxHxL = _from_groups(o), _from_groups(lse)
+    return o_BxLxHxK, (qkv_BxLx3xHxK, o_BxLxHxK, lse_BxHxL)
+
+
+def _attention_bwd(rope_theta, steps, block_len, res, do_BxLxHxK):
+    def body(_, group):
+        return None, _group_bwd(*group, rope_theta, block_len)
+
+    groups = tuple(_to_groups(a, steps) for a in (*res, do_BxLxHxK))
+    _, dqkv = lax.scan(body, None, groups)
+    return (_from_groups(dqkv),)
+
+
+causal_attention.defvjp(_attention_fwd, _attention_bwd)
+
+
+def attention_steps(batch: int, batch_shards: int, nb_heads: int, length: int) -> int:
+    """Loop steps for `causal_attention`: groups of about 2 MiB of float32 scores per device.
+
+    The group size per device must divide the per-device batch; with a batch that the shards do
+    not divide, the whole batch is one group.
+    """
+    if batch % batch_shards:
+        return 1
+    local = batch // batch_shards
+    per_group = max(1, (2 << 20) // (4 * nb_heads * length * length))
+    size = max(d for d in range(1, min(per_group, local) + 1) if local % d == 0)
+    return local // size
+
+
+def reference_attention(qkv_BxLx3xHxK: jax.Array, rope_theta: float) -> jax.Array:
+    """The textbook formula, differentiated by JAX: the yardstick for `causal_attention`."""
+    _, length, _, _, head_dim = qkv_BxLx3xHxK.shape
+    sin, cos = rope_tables(length, head_dim, rope_theta)
+    q = rope(qkv_BxLx3xHxK[:, :, 0], sin, cos)
+    k = rope(qkv_BxLx3xHxK[:, :, 1], sin, cos)
+    return jax.nn.dot_product_attention(
+        q, k, qkv_BxLx3xHxK[:, :, 2], is_causal=True, implementation="xla"
+    )
