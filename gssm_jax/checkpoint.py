@@ -23,7 +23,10 @@ def make_manager(directory: str, keep: int, async_save: bool) -> ocp.CheckpointM
         enable_async_checkpointing=async_save,
         create=True,
     )
-    return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+    handlers = {"state": ocp.StandardCheckpointHandler(), "data": ocp.JsonCheckpointHandler()}
+    return ocp.CheckpointManager(
+        os.path.abspath(directory), options=options, item_handlers=handlers
+    )
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any, loader_state: dict) -> None:
@@ -34,9 +37,18 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any, loader_state: di
     manager.save(step, args=args, force=True)
 
 
+def _key_name(entry: Any) -> str:
+    for attr in ("key", "idx", "name"):
+        if hasattr(entry, attr):
+            return str(getattr(entry, attr))
+    return str(entry)
+
+
 def _shapes(tree: Any) -> dict[str, tuple]:
+    """Array shapes by path ('params/block_0/attn/qkv'); dataclass fields, dict keys and tuple
+    indices all spell the same way, as Orbax's metadata tree turns the first and last into dicts."""
     leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return {jax.tree_util.keystr(path): tuple(leaf.shape) for path, leaf in leaves}
+    return {"/".join(_key_name(e) for e in path): tuple(leaf.shape) for path, leaf in leaves}
 
 
 def check_compatible(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> None:
