@@ -38,6 +38,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.data.batch_size = 32  # global, in sequences
     c.data.source = "stream"  # "stream" (generated on the fly) or "files"
     c.data.path = ""  # with source="files": a set written by gssm_jax.data.write (its train/ dir)
+    c.data.test_path = ""  # with source="files": the eval set; empty: the `test` set beside `path`
+    c.data.shuffle_seed = 0  # with source="files": seed of the per-epoch orders of the train set
     c.data.worker_threads = 2  # Grain read threads producing batches in the background
     c.data.prefetch = 4  # batches buffered ahead of the train step
 
@@ -176,6 +178,12 @@ def validate(c: ml_collections.ConfigDict) -> None:
         c.data.worker_threads >= 0, "data.worker_threads", c.data.worker_threads, "must be >= 0"
     )
     _require(c.data.prefetch >= 0, "data.prefetch", c.data.prefetch, "must be >= 0")
+    _require(
+        isinstance(c.data.shuffle_seed, int) and c.data.shuffle_seed >= 0,
+        "data.shuffle_seed",
+        c.data.shuffle_seed,
+        "must be an integer >= 0",
+    )
     _require(
         c.model.emb_dim % c.model.nb_heads == 0,
         "model.nb_heads",

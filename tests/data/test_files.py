@@ -1,0 +1,256 @@
+"""Reading written sets: epochs and shuffling, process slices, exact resume, clear errors."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+from conftest import ROOT, main_cmd, read_jsonl, subprocess_env
+
+from gssm_jax.config import ConfigError, default_config, validate
+from gssm_jax.data import files, grid, layout, write
+from gssm_jax.exitcodes import EXIT_BAD_CONFIG, EXIT_PREEMPTED
+from gssm_jax.gssm.graph import parse_graph
+from gssm_jax.gssm.kernels import draw_kernels
+from gssm_jax.gssm.sample import sample_tokens
+
+DEBUG = str(ROOT / "configs" / "experiment1" / "data_debug.py")
+TRAIN_CONFIG = "configs/experiment1/train_files.py:debug"
+N_TRAIN = 120  # 15 steps of 8 sequences per epoch: 40 steps cross two epoch boundaries
+# Single-threaded Eigen: the two runs side by side take a core each, and no contraction is split
+# across threads whose completion order could change the last bit of a sum.
+DETERMINISTIC = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false"}
+STEPS = [
+    "--config.optim.steps=40",
+    "--config.optim.warmup=4",
+    "--config.log.period=2",
+    "--config.eval.period=20",
+    "--config.checkpoint.period=10",
+]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """The first entry of the debug grid, small: (grid entry, train set dir)."""
+    c = grid.load_config(DEBUG)
+    c.root = str(tmp_path_factory.mktemp("sets"))
+    c.grid, c.seeds = [{"alpha_x": [0.1], "alpha_z": [0.001]}], [0]
+    c.n_train, c.n_test, c.batch_size = N_TRAIN, 64, 64
+    write.write_grid(c)
+    (entry,) = grid.entries(c)
+    return entry, os.path.join(c.root, entry.grid_id, "train")
+
+
+def _opened(dataset):
+    entry, path = dataset
+    return entry, files.FileSet(path), draw_kernels(entry.graph, entry.graph_seed)
+
+
+def test_epochs_visit_every_sequence_once_in_a_new_order(dataset):
+    _, fs, _ = _opened(dataset)
+    source = files.FileSource(fs, global_batch=8, rows=(0, 8), num_batches=45, shuffle_seed=3)
+    seq_idx = np.concatenate([source.seq_indices(k) for k in range(45)])  # 3 epochs
+    epochs = seq_idx.reshape(3, N_TRAIN)
+    for order in epochs:
+        assert sorted(order) == list(range(N_TRAIN))
+    assert not np.array_equal(epochs[0], epochs[1])
+    assert not np.array_equal(epochs[0], np.arange(N_TRAIN))
+    other_seed = files.FileSource(fs, 8, (0, 8), 45, shuffle_seed=4)
+    assert not np.array_equal(other_seed.seq_indices(0), source.seq_indices(0))
+    straddling = files.FileSource(fs, 7, (0, 7), 40, shuffle_seed=3)  # 120 = 17 * 7 + 1
+    np.testing.assert_array_equal(
+        np.concatenate([straddling.seq_indices(k) for k in range(40)]), seq_idx[:280]
+    )
+
+
+def test_process_rows_tile_the_global_batch(dataset):
+    _, fs, _ = _opened(dataset)
+    whole = files.FileSource(fs, 8, (0, 8), 30, shuffle_seed=0)
+    halves = [files.FileSource(fs, 8, rows, 30, shuffle_seed=0) for rows in ((0, 4), (4, 8))]
+    for k in (0, 14, 15, 29):
+        np.testing.assert_array_equal(np.concatenate([h[k] for h in halves]), whole[k])
+
+
+def test_reads_are_the_sampled_tokens(dataset):
+    entry, fs, tables = _opened(dataset)
+    source = files.FileSource(fs, 8, (0, 8), 30, shuffle_seed=0)
+    batch_BxT = source[17]
+    assert batch_BxT.dtype == np.int32 and batch_BxT.shape == (8, fs.seq_len)
+    want = sample_tokens(entry.graph, tables, entry.data_seed, source.seq_indices(17), fs.seq_len)
+    np.testing.assert_array_equal(batch_BxT, np.asarray(want))
+
+
+def test_grain_iterator_resumes_mid_epoch(dataset):
+    _, fs, _ = _opened(dataset)
+    source = files.FileSource(fs, 8, (0, 8), 40, shuffle_seed=1)
+    straight = list(iter(files.files_dataset(source, worker_threads=2, prefetch=4)))
+    it = iter(files.files_dataset(source, worker_threads=2, prefetch=4))
+    for _ in range(22):  # into the second epoch
+        next(it)
+    state = it.get_state()
+    assert state == {"next_index": 22}
+    resumed = iter(files.files_dataset(source, worker_threads=2, prefetch=4))
+    resumed.set_state(state)
+    for k, batch in enumerate(resumed, start=22):
+        np.testing.assert_array_equal(batch, straight[k])
+    assert k == 39
+
+
+def test_eval_batches_carry_the_stored_entropy(dataset):
+    test = files.FileSet(files.eval_set_path(_Data(dataset[1])))
+    batches = files.eval_batches(test, 16, (0, 16), 4)
+    assert len(batches) == 4
+    for k, (local, entropy) in enumerate(batches):
+        np.testing.assert_array_equal(local, test.read(np.arange(16 * k, 16 * k + 16)))
+        assert entropy == pytest.approx(test.entropy_N[16 * k : 16 * k + 16].mean())
+    with pytest.raises(files.DatasetError, match="eval.batches=5"):
+        files.eval_batches(test, 16, (0, 16), 5)
+
+
+class _Data:
+    def __init__(self, path: str, test_path: str = "") -> None:
+        self.path, self.test_path = path, test_path
+
+
+def test_graph_mismatch_names_the_field(dataset):
+    entry, fs, tables = _opened(dataset)
+    files.check_matches(fs, entry.graph, tables, entry.graph_seed, fs.seq_len)
+    spec = entry.graph.to_dict()
+    cases = [
+        (dict(spec, X=dict(spec["X"], state_dim=16)), 0, 32, "vocabulary"),
+        (spec, 0, 64, "data.seq_len=64"),
+        (dict(spec, X=dict(spec["X"], alpha=0.2)), 0, 32, "data.graph X.alpha=0.2"),
+        (spec, 5, 32, "data.graph_seed=5"),
+    ]
+    for graph_spec, seed, seq_len, name in cases:
+        graph = parse_graph(graph_spec)
+        with pytest.raises(files.DatasetError, match=name):
+            files.check_matches(fs, graph, draw_kernels(graph, seed), seed, seq_len)
+
+
+def test_missing_and_truncated_files_name_the_path(dataset, tmp_path):
+    _, path = dataset
+    with pytest.raises(files.DatasetError, match="no such directory"):
+        files.FileSet(str(tmp_path / "nowhere"))
+    for name in (layout.TOKENS, layout.ENTROPY, layout.METADATA):
+        broken = tmp_path / f"missing-{name}"
+        shutil.copytree(path, broken)
+        os.remove(broken / name)
+        with pytest.raises(files.DatasetError, match=str(broken / name)):
+            files.FileSet(str(broken))
+    truncated = tmp_path / "truncated"
+    shutil.copytree(path, truncated)
+    with open(truncated / layout.TOKENS, "r+b") as f:
+        f.truncate(os.path.getsize(truncated / layout.TOKENS) // 2)
+    with pytest.raises(files.DatasetError, match=f"{truncated / layout.TOKENS}.*truncated"):
+        files.FileSet(str(truncated))
+
+
+# -- end to end: python -m gssm_jax.main on files -----------------------------------------------
+
+
+def _losses(workdir) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in read_jsonl(workdir / "metrics" / "train.jsonl")}
+
+
+def test_training_on_files_resumes_mid_epoch_exactly(dataset, tmp_path):
+    _, path = dataset
+    flags = [*STEPS, f"--config.data.path={path}"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    procs = [  # side by side: compilation is mostly single-threaded
+        subprocess.Popen(
+            main_cmd(workdir, *flags, config=TRAIN_CONFIG),
+            cwd=tmp_path,
+            env=subprocess_env(**DETERMINISTIC),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for workdir in (straight, resumed)
+    ]
+    metrics = resumed / "metrics" / "train.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and procs[1].poll() is None:
+        if metrics.exists() and any(r["step"] >= 18 for r in read_jsonl(metrics)):
+            procs[1].send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.05)
+    outs = [p.communicate(timeout=240)[0] for p in procs]
+    assert procs[0].returncode == 0, outs[0]
+    assert procs[1].returncode == EXIT_PREEMPTED, outs[1]
+    stopped_at = max(_losses(resumed))
+    assert 15 < stopped_at < 40, "the run finished before the signal reached it"
+    proc = subprocess.run(
+        main_cmd(resumed, *flags, config=TRAIN_CONFIG),
+        cwd=tmp_path,
+        env=subprocess_env(**DETERMINISTIC),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0 and "resumed from" in proc.stdout, proc.stdout + proc.stderr
+    a, b = _losses(straight), _losses(resumed)
+    assert sorted(a) == sorted(b)
+    assert max(abs(a[s] - b[s]) for s in a) <= 1e-6, (a, b)
+    evals = read_jsonl(straight / "metrics" / "eval.jsonl")
+    eval_b = read_jsonl(resumed / "metrics" / "eval.jsonl")
+    np.testing.assert_allclose([r["loss"] for r in eval_b], [r["loss"] for r in evals], atol=1e-6)
+    test = files.FileSet(files.eval_set_path(_Data(path)))
+    assert evals[0]["entropy"] == pytest.approx(test.entropy_N[:8].mean())  # eval.batches=1 of 8
+    assert evals[0]["kl_gap"] == pytest.approx(evals[0]["loss"] - evals[0]["entropy"])
+
+
+def test_mismatched_config_and_missing_set_are_clear_errors(dataset, tmp_path):
+    _, path = dataset
+    missing = tmp_path / "missing" / "train"
+    cases = [  # (overrides, what the error must name); both runs side by side
+        (
+            ["--config.data.graph.X.alpha=0.5", f"--config.data.path={path}"],
+            "data.graph X.alpha=0.5 does not match data set",
+        ),
+        (
+            [f"--config.data.path={missing}"],
+            f"data set {missing.parent / 'test'}: no such directory",
+        ),
+    ]
+    procs = [
+        subprocess.Popen(
+            main_cmd(
+                tmp_path / f"run{i}",
+                "--config.optim.steps=2",
+                "--config.optim.warmup=1",
+                *overrides,
+                config=TRAIN_CONFIG,
+            ),
+            cwd=tmp_path,
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i, (overrides, _) in enumerate(cases)
+    ]
+    for proc, (_, message) in zip(procs, cases):
+        out = proc.communicate(timeout=240)[0]
+        assert proc.returncode == EXIT_BAD_CONFIG, out
+        assert message in out and "Traceback" not in out, out
+
+
+def test_files_config_keys_are_validated():
+    c = default_config()
+    c.data.shuffle_seed = -1
+    with pytest.raises(ConfigError, match="data.shuffle_seed"):
+        validate(c)
+    c = default_config()
+    c.data.source = "files"
+    with pytest.raises(ConfigError, match="data.path"):
+        validate(c)
+    c.data.path = "/sets/x/train"
+    assert files.eval_set_path(c.data) == "/sets/x/test"
+    c.data.test_path = "/elsewhere/test"
+    assert files.eval_set_path(c.data) == "/elsewhere/test"
