@@ -36,11 +36,18 @@ def main_cmd(workdir: Path, *overrides: str, config: str = "configs/debug.py") -
     ]
 
 
+# Exact-resume comparisons need bit-reproducible steps; XLA:CPU's multi-threaded Eigen kernels can
+# change their summation order between processes (seen as a rare 2e-6 drift), so tests pin them.
+DETERMINISTIC_XLA = "--xla_cpu_multi_thread_eigen=false"
+
+
 def subprocess_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + DETERMINISTIC_XLA).strip()
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.setdefault("PYTHONUNBUFFERED", "1")
-    env.update(extra)
+    for key, value in extra.items():
+        env[key] = f"{value} {DETERMINISTIC_XLA}" if key == "XLA_FLAGS" else value
     return env
 
 
