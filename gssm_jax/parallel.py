@@ -2,32 +2,40 @@
 
 Data, tensor and mixed parallelism are a config change: `mesh.data` x `mesh.model` devices, and
 `mesh.rules` mapping logical axis names (batch, length, embed, heads, kv, mlp, vocab) to mesh axes.
+Every mistake a config can make here is a ConfigError naming the key and its value.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
-from jax.sharding import Mesh, PartitionSpec
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from gssm_jax.config import ConfigError
+from gssm_jax.config import ConfigError, resolved_graph_spec
+from gssm_jax.gssm.graph import parse_graph
 
 AXES = ("data", "model")
+Rules = tuple[tuple[str, Any], ...]
 
 
-def rules(mesh_cfg: ml_collections.ConfigDict) -> tuple[tuple[str, str | None], ...]:
+def rules(mesh_cfg: ml_collections.ConfigDict) -> Rules:
+    """`mesh.rules` as the tuple of (logical axis, mesh axis or None) pairs Flax expects."""
     return tuple((str(k), v) for k, v in mesh_cfg.rules)
 
 
 def mesh_shape(mesh_cfg: ml_collections.ConfigDict, n_devices: int) -> tuple[int, int]:
     """(data, model) sizes; `mesh.data = -1` takes every device the model axis leaves."""
     model = mesh_cfg.model
-    if n_devices % model:
-        raise ConfigError(f"config mesh.model={model}: does not divide the {n_devices} devices")
+    if model < 1 or n_devices % model:
+        raise ConfigError(
+            f"config mesh.model={model}: must divide the {n_devices} available devices"
+        )
     data = n_devices // model if mesh_cfg.data == -1 else mesh_cfg.data
     if data * model != n_devices:
         raise ConfigError(
@@ -38,44 +46,75 @@ def mesh_shape(mesh_cfg: ml_collections.ConfigDict, n_devices: int) -> tuple[int
 
 
 def make_mesh(mesh_cfg: ml_collections.ConfigDict, devices: Sequence | None = None) -> Mesh:
-    """A ('data', 'model') mesh over all devices (process-major, so each process holds a data slice)."""
+    """A ('data', 'model') mesh over all devices, process-major so each process holds a data slice."""
     devices = list(jax.devices() if devices is None else devices)
     shape = mesh_shape(mesh_cfg, len(devices))
     ordered = sorted(devices, key=lambda d: (d.process_index, d.id))
-    return Mesh(np.array(ordered).reshape(shape), AXES)
+    return Mesh(np.array(ordered).reshape(shape), AXES, axis_types=(AxisType.Auto,) * 2)
+
+
+def logical_spec(names: Sequence[str | None], mesh_cfg: ml_collections.ConfigDict) -> PartitionSpec:
+    """PartitionSpec over mesh axes of an array whose axes have these logical names."""
+    return nn.logical_to_mesh_axes(tuple(names), rules(mesh_cfg))
+
+
+def logical_sharding(
+    names: Sequence[str | None], mesh: Mesh, mesh_cfg: ml_collections.ConfigDict
+) -> NamedSharding:
+    return NamedSharding(mesh, logical_spec(names, mesh_cfg))
+
+
+def tree_shardings(logical_specs: Any, mesh: Mesh, mesh_cfg: ml_collections.ConfigDict) -> Any:
+    """NamedShardings for a pytree of logical PartitionSpecs (e.g. `nn.get_partition_spec`)."""
+    return nn.logical_to_mesh_sharding(logical_specs, mesh, rules(mesh_cfg))
 
 
 def batch_spec(config: ml_collections.ConfigDict) -> PartitionSpec:
     """Sharding of tokens_BxT: the batch axis per the 'batch' rule, the length per 'length'."""
-    return nn.logical_to_mesh_axes(("batch", "length"), rules(config.mesh))
+    return logical_spec(("batch", "length"), config.mesh)
 
 
-def _axis_size(mesh: Mesh, mesh_axes) -> int:
+def _mesh_axes(mesh_axes: Any) -> tuple[str, ...]:
     if mesh_axes is None:
-        return 1
-    names = (mesh_axes,) if isinstance(mesh_axes, str) else tuple(mesh_axes)
-    return int(np.prod([mesh.shape[n] for n in names]))
+        return ()
+    return (mesh_axes,) if isinstance(mesh_axes, str) else tuple(mesh_axes)
 
 
 def check_divisibility(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
-    """Raises ConfigError when a sharded dimension is not divisible by its mesh axes."""
-    table = dict(rules(config.mesh))
-    for key, logical, size in (
-        ("model.nb_heads", "heads", config.model.nb_heads),
-        ("model.hidden_dim", "mlp", config.model.hidden_dim),
-        ("model.emb_dim", "embed", config.model.emb_dim),
-    ):
-        n = _axis_size(mesh, table.get(logical))
-        if size % n:
+    """Raises ConfigError when a dimension is sharded over mesh axes whose size does not divide it.
+
+    The batch is checked per micro-batch (data.batch_size / optim.accum_steps), the length as the
+    model sees it (data.seq_len - 1 inputs).
+    """
+    m = config.model
+    vocab = parse_graph(resolved_graph_spec(config)).vocab_size
+    sizes = {
+        "batch": (
+            "data.batch_size / optim.accum_steps",
+            config.data.batch_size // config.optim.accum_steps,
+        ),
+        "length": ("data.seq_len - 1", config.data.seq_len - 1),
+        "embed": ("model.emb_dim", m.emb_dim),
+        "heads": ("model.nb_heads", m.nb_heads),
+        "kv": ("model.emb_dim / model.nb_heads", m.emb_dim // m.nb_heads),
+        "mlp": ("model.hidden_dim", m.hidden_dim),
+        "vocab": ("vocabulary size of data.graph", vocab),
+    }
+    for logical, target in rules(config.mesh):
+        axes = _mesh_axes(target)
+        unknown = [a for a in axes if a not in mesh.shape]
+        if unknown:
             raise ConfigError(
-                f"config {key}={size}: not divisible by the {n} devices of mesh axis "
-                f"{table.get(logical)!r} that logical axis {logical!r} maps to"
+                f"config mesh.rules: logical axis {logical!r} maps to {target!r}, but the mesh "
+                f"axes are {tuple(mesh.shape)}"
             )
-    n = _axis_size(mesh, table.get("batch"))
-    micro = config.data.batch_size // config.optim.accum_steps
-    if micro % n:
-        raise ConfigError(
-            f"config data.batch_size={config.data.batch_size}: the micro-batch of {micro} "
-            f"sequences (batch_size / optim.accum_steps) is not divisible by the {n} devices of "
-            f"mesh axis {table.get('batch')!r}"
-        )
+        n = math.prod(mesh.shape[a] for a in axes)
+        if logical not in sizes or n == 1:
+            continue
+        key, size = sizes[logical]
+        if size % n:
+            devices = " x ".join(f"mesh.{a}={mesh.shape[a]}" for a in axes)
+            raise ConfigError(
+                f"config {devices} does not divide {key}={size}: logical axis {logical!r} is "
+                f"sharded over {n} devices"
+            )

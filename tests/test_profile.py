@@ -64,7 +64,7 @@ def test_trace_window_and_breakdown(tmp_path, run_main):
     assert memory.exists() and memory.stat().st_size > 0
 
     for r in read_jsonl(workdir / "metrics" / "train.jsonl"):
-        parts = r["data_wait_s"] + r["compute_s"] + r["log_s"] + r["checkpoint_s"]
+        parts = r["data_wait_s"] + r["compute_s"] + r["log_s"] + r["checkpoint_s"] + r["profile_s"]
         assert abs(parts - r["step_time_s"]) <= 0.1 * r["step_time_s"], r
         assert r["flops_per_token"] > 0 and r["mfu"] is None  # no known peak for a CPU
         assert r["host_rss_bytes"] > 0

@@ -23,8 +23,19 @@ import math
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.sharding import PartitionSpec
 
 F32 = jnp.float32
+
+
+def _transposed(x: jax.Array, perm: tuple[int, ...]) -> jax.Array:
+    """x transposed in memory. XLA would otherwise fold the transpose into the consuming matmul,
+    whose transposed-operand forms run at about half the speed on XLA:CPU; the barrier stops it."""
+    return lax.optimization_barrier(jnp.transpose(x, perm))
+
+
+def _swap_last(x: jax.Array) -> jax.Array:
+    return _transposed(x, (*range(x.ndim - 2), x.ndim - 1, x.ndim - 2))
 
 
 def _dot(a: jax.Array, b: jax.Array, contract: tuple, dtype) -> jax.Array:
@@ -49,12 +60,17 @@ def _dense_fwd(x, w, n_in):
 def _dense_bwd(n_in, res, dy):
     x, w = res
     n_out = w.ndim - n_in
-    dx = _dot(dy, w, (tuple(range(1, 1 + n_out)), tuple(range(n_in, w.ndim))), x.dtype)
-    if math.prod(w.shape[:n_in]) <= math.prod(w.shape[n_in:]):
-        dw = _dot(x, dy, ((0,), (0,)), w.dtype)
-    else:  # transpose the narrower operand: dy^T x, then a small transpose of the result
-        dwT = _dot(dy, x, ((0,), (0,)), w.dtype)
-        dw = jnp.transpose(dwT, (*range(n_out, n_out + n_in), *range(n_out)))
+    out_axes = tuple(range(1, 1 + n_out))
+    wT = _transposed(w, (*range(n_in, w.ndim), *range(n_in)))
+    dx = _dot(dy, wT, (out_axes, tuple(range(n_out))), x.dtype)
+    if math.prod(w.shape[:n_in]) <= math.prod(w.shape[n_in:]):  # transpose the narrower operand
+        xT = _transposed(x, (*range(1, x.ndim), 0))
+        dw = _dot(xT, dy, ((n_in,), (0,)), w.dtype)
+    else:
+        dyT = _transposed(dy, (*range(1, dy.ndim), 0))
+        dw = jnp.transpose(
+            _dot(dyT, x, ((n_out,), (0,)), w.dtype), (*range(n_out, w.ndim), *range(n_out))
+        )
     return dx, dw
 
 
@@ -64,10 +80,23 @@ dense.defvjp(_dense_fwd, _dense_bwd)
 # --- SwiGLU MLP ------------------------------------------------------------------------------
 
 
-@jax.custom_vjp
-def swiglu(x_NxD: jax.Array, w_gate_up_Dx2xF: jax.Array, w_down_FxD: jax.Array) -> jax.Array:
-    """silu(x W_gate) * (x W_up) W_down with gate and up fused in one (D, 2, F) kernel."""
-    return _swiglu_fwd(x_NxD, w_gate_up_Dx2xF, w_down_FxD)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def swiglu(
+    x_NxD: jax.Array,
+    w_gate_up_Dx2xF: jax.Array,
+    w_down_FxD: jax.Array,
+    hidden_spec: PartitionSpec | None = None,
+) -> jax.Array:
+    """silu(x W_gate) * (x W_up) W_down with gate and up fused in one (D, 2, F) kernel.
+
+    `hidden_spec`, when given, constrains the sharding of the (N, 2, F) hidden activations and
+    their gradient (it needs a mesh in context, `jax.set_mesh`).
+    """
+    return _swiglu_fwd(x_NxD, w_gate_up_Dx2xF, w_down_FxD, hidden_spec)[0]
+
+
+def _constrain(x: jax.Array, spec: PartitionSpec | None) -> jax.Array:
+    return x if spec is None else lax.with_sharding_constraint(x, spec)
 
 
 def _swiglu_act(gu_Nx2xF: jax.Array) -> jax.Array:
@@ -75,28 +104,29 @@ def _swiglu_act(gu_Nx2xF: jax.Array) -> jax.Array:
     return (g / (1.0 + jnp.exp(-g)) * u).astype(gu_Nx2xF.dtype)
 
 
-def _swiglu_fwd(x_NxD, w_gate_up_Dx2xF, w_down_FxD):
-    gu_Nx2xF = _dot(x_NxD, w_gate_up_Dx2xF, ((1,), (0,)), x_NxD.dtype)
+def _swiglu_fwd(x_NxD, w_gate_up_Dx2xF, w_down_FxD, hidden_spec):
+    gu_Nx2xF = _constrain(_dot(x_NxD, w_gate_up_Dx2xF, ((1,), (0,)), x_NxD.dtype), hidden_spec)
     a_NxF = _swiglu_act(gu_Nx2xF)
     y_NxD = _dot(a_NxF, w_down_FxD, ((1,), (0,)), x_NxD.dtype)
     return y_NxD, (x_NxD, gu_Nx2xF, a_NxF, w_gate_up_Dx2xF, w_down_FxD)
 
 
-def _swiglu_bwd(res, dy_NxD):
+def _swiglu_bwd(hidden_spec, res, dy_NxD):
     x_NxD, gu_Nx2xF, a_NxF, w_gate_up_Dx2xF, w_down_FxD = res
     dtype = x_NxD.dtype
     # The barrier keeps XLA from merging this recomputation with the forward pass, which would
     # store the sigmoid and split the fused passes below into several.
     gu_Nx2xF = lax.optimization_barrier(gu_Nx2xF)
-    da_NxF = _dot(dy_NxD, w_down_FxD, ((1,), (1,)), F32)
-    dw_down_DxF = _dot(dy_NxD, a_NxF, ((0,), (0,)), w_down_FxD.dtype)
+    da_NxF = _dot(dy_NxD, _swap_last(w_down_FxD), ((1,), (0,)), F32)
+    dw_down_DxF = _dot(_swap_last(dy_NxD), a_NxF, ((1,), (0,)), w_down_FxD.dtype)
     g, u = gu_Nx2xF[:, 0].astype(F32), gu_Nx2xF[:, 1].astype(F32)
     sig = 1.0 / (1.0 + jnp.exp(-g))
     dg = da_NxF * u * sig * (1.0 + g * (1.0 - sig))
     du = da_NxF * g * sig
-    dgu_Nx2xF = jnp.stack([dg, du], axis=1).astype(dtype)
-    dw_gate_up = _dot(x_NxD, dgu_Nx2xF, ((0,), (0,)), w_gate_up_Dx2xF.dtype)
-    dx_NxD = _dot(dgu_Nx2xF, w_gate_up_Dx2xF, ((1, 2), (1, 2)), dtype)
+    dgu_Nx2xF = _constrain(jnp.stack([dg, du], axis=1).astype(dtype), hidden_spec)
+    dw_gate_up = _dot(_swap_last(x_NxD), dgu_Nx2xF, ((1,), (0,)), w_gate_up_Dx2xF.dtype)
+    w_gate_up_2xFxD = _transposed(w_gate_up_Dx2xF, (1, 2, 0))
+    dx_NxD = _dot(dgu_Nx2xF, w_gate_up_2xFxD, ((1, 2), (0, 1)), dtype)
     return dx_NxD, dw_gate_up, dw_down_DxF.T
 
 
@@ -147,9 +177,9 @@ def _split_qkv(qkv_CxLx3xHxK, theta: float):
     q_CxLxHxK = rope(qkv[:, :, 0], sin, cos) * (head_dim**-0.5)
     k_CxLxHxK = rope(qkv[:, :, 1], sin, cos)
     return (
-        q_CxLxHxK.transpose(0, 2, 1, 3),
-        k_CxLxHxK.transpose(0, 2, 3, 1),
-        qkv[:, :, 2].transpose(0, 2, 1, 3),
+        _transposed(q_CxLxHxK, (0, 2, 1, 3)),
+        _transposed(k_CxLxHxK, (0, 2, 3, 1)),
+        _transposed(qkv[:, :, 2], (0, 2, 1, 3)),
     )
 
 
@@ -172,8 +202,8 @@ def _group_bwd(qkv_CxLx3xHxK, o_CxLxHxK, lse_CxHxL, do_CxLxHxK, theta: float, bl
     length, head_dim = q.shape[2], q.shape[3]
     do = do_CxLxHxK.astype(F32)
     delta_CxHxL = jnp.sum(do * o_CxLxHxK.astype(F32), axis=-1).transpose(0, 2, 1)
-    do = do.transpose(0, 2, 1, 3)
-    vT, k = jnp.swapaxes(v, -1, -2), jnp.swapaxes(kT, -1, -2)
+    do = _transposed(do, (0, 2, 1, 3))
+    vT, k, qT, doT = _swap_last(v), _swap_last(kT), _swap_last(q), _swap_last(do)
     dqs, dkT, dvT = [], None, None
     for start, end in _query_blocks(length, block_len):
         p = jnp.exp(
@@ -185,10 +215,8 @@ def _group_bwd(qkv_CxLx3xHxK, o_CxLxHxK, lse_CxHxL, do_CxLxHxK, theta: float, bl
         ds = p * (dp - delta_CxHxL[:, :, start:end, None])
         dqs.append(jnp.einsum("chqs,chsk->chqk", ds, k[:, :, :end]))
         pad = ((0, 0), (0, 0), (0, 0), (0, length - end))
-        dkT_i = jnp.pad(
-            jnp.einsum("chkq,chqs->chks", jnp.swapaxes(q[:, :, start:end], -1, -2), ds), pad
-        )
-        dvT_i = jnp.pad(jnp.einsum("chkq,chqs->chks", jnp.swapaxes(do_i, -1, -2), p), pad)
+        dkT_i = jnp.pad(jnp.einsum("chkq,chqs->chks", qT[..., start:end], ds), pad)
+        dvT_i = jnp.pad(jnp.einsum("chkq,chqs->chks", doT[..., start:end], p), pad)
         dkT = dkT_i if dkT is None else dkT + dkT_i
         dvT = dvT_i if dvT is None else dvT + dvT_i
     sin, cos = rope_tables(length, head_dim, theta)

@@ -225,6 +225,7 @@ class Trainer:
             "compute_s": window["compute"] / n,
             "log_s": window["log"] / n,
             "checkpoint_s": window["ckpt"] / n,
+            "profile_s": window["profile"] / n,
             "tokens_per_s": tokens_per_step * n / wall,
             "tokens_per_s_per_device": tokens_per_step * n / wall / jax.device_count(),
         }
@@ -242,10 +243,19 @@ class Trainer:
         trace = self._trace
         flops = profile.flops_per_token(c.model, c.data.seq_len, self.graph.vocab_size)["total"]
         peak = profile.peak_flops(jax.devices()[0].device_kind, c.model.dtype)
-        window = {"data": 0.0, "compute": 0.0, "log": 0.0, "ckpt": 0.0, "steps": 0.0}
+        window = {
+            "data": 0.0,
+            "compute": 0.0,
+            "log": 0.0,
+            "ckpt": 0.0,
+            "profile": 0.0,
+            "steps": 0.0,
+        }
         t_window = time.perf_counter()
         while step < c.optim.steps:
+            t_prof = time.perf_counter()
             trace.before_step(step)
+            window["profile"] += time.perf_counter() - t_prof
             with jax.profiler.StepTraceAnnotation("train", step_num=step):
                 t0 = time.perf_counter()
                 with jax.profiler.TraceAnnotation("data_wait"):
@@ -256,7 +266,9 @@ class Trainer:
                     jax.block_until_ready(metrics)
                 t2 = time.perf_counter()
             step += 1
+            t_prof = time.perf_counter()
             trace.after_step(step)
+            window["profile"] += time.perf_counter() - t_prof
             window["data"] += t1 - t0
             window["compute"] += t2 - t1
             window["steps"] += 1

@@ -1,40 +1,57 @@
-"""AdamW with a cosine-with-warmup or constant schedule and global-norm clipping (optax)."""
+"""AdamW (optax) with a warmup + cosine or warmup + constant learning rate and global-norm clipping.
+
+Weight decay applies to the weight matrices of attention, MLP and the untied output head; norm
+scales (1-D) and the token embedding table are not decayed (with tied weights the table is also
+the head, and stays undecayed).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 
+EMBEDDING = "embed"  # the token table's parameter name in gssm_jax.models.transformer
+
 
 def schedule(optim: ml_collections.ConfigDict) -> optax.Schedule:
-    if optim.schedule == "constant":
-        return (
-            optax.join_schedules(
-                [
-                    optax.linear_schedule(0.0, optim.lr, max(optim.warmup, 1)),
-                    optax.constant_schedule(optim.lr),
-                ],
-                [max(optim.warmup, 1)],
-            )
-            if optim.warmup
-            else optax.constant_schedule(optim.lr)
-        )
-    return optax.warmup_cosine_decay_schedule(
-        init_value=0.0 if optim.warmup else optim.lr,
-        peak_value=optim.lr,
-        warmup_steps=optim.warmup,
-        decay_steps=optim.steps,
-        end_value=optim.lr * optim.final_lr_frac,
-    )
+    """Learning rate of the update made at step s (0-based).
+
+    Warmup: lr * (s + 1) / warmup for s < warmup, so the first update already moves and step
+    warmup - 1 reaches the peak. Then "constant" stays at lr and "cosine" falls from lr at
+    s = warmup to final_lr_frac * lr at s = steps along half a cosine.
+    """
+    lr, warmup, steps = float(optim.lr), int(optim.warmup), int(optim.steps)
+    final = lr * float(optim.final_lr_frac)
+    cosine = optim.schedule == "cosine"
+
+    def lr_at(step: jax.Array) -> jax.Array:
+        s = jnp.asarray(step, jnp.float32)
+        warm = lr * jnp.minimum(1.0, (s + 1.0) / max(warmup, 1))
+        if not cosine:
+            return warm
+        progress = jnp.clip((s - warmup) / max(steps - warmup, 1), 0.0, 1.0)
+        decayed = final + (lr - final) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
+        return jnp.where(s < warmup, warm, decayed)
+
+    return lr_at
 
 
-def decay_mask(params) -> object:
-    """Weight decay on matrices only: norms' scales (1-D) are not decayed."""
-    return jax.tree.map(lambda p: p.ndim >= 2, params)
+def decay_mask(params: Any) -> Any:
+    """True for the leaves that get weight decay: matrices other than the token embedding."""
+
+    def decayed(path, p) -> bool:
+        names = {getattr(k, "key", None) for k in path}
+        return p.ndim >= 2 and EMBEDDING not in names
+
+    return jax.tree_util.tree_map_with_path(decayed, params)
 
 
 def make_optimizer(optim: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """Clip by global norm (optim.clip_norm > 0), then AdamW on the schedule."""
     parts = []
     if optim.clip_norm > 0:
         parts.append(optax.clip_by_global_norm(optim.clip_norm))

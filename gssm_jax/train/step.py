@@ -1,8 +1,12 @@
-"""The train and eval steps: pure functions of (state, tokens), jitted with explicit shardings."""
+"""The train and eval steps: pure functions of (state, tokens_BxT), jitted with explicit shardings.
+
+The loss is the mean next-token cross-entropy: logits at positions 0..T-2 predict tokens 1..T-1.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 
 import flax.linen as nn
@@ -14,26 +18,49 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from gssm_jax import parallel
-from gssm_jax.models.transformer import Transformer
 from gssm_jax.train.optim import make_optimizer, schedule
-from gssm_jax.train.state import TrainState
+from gssm_jax.train.state import TrainState, model_from_config
+
+__all__ = ["make_eval_step", "make_train_step", "model_from_config", "sequence_nll"]
 
 
-def sequence_nll(model: Transformer, params: Any, tokens_BxT: jax.Array) -> jax.Array:
-    """Mean next-token cross-entropy of each sequence over positions 1..T-1 -> nll_B."""
+def sequence_nll(model: nn.Module, params: Any, tokens_BxT: jax.Array) -> jax.Array:
+    """Mean next-token cross-entropy of each sequence over positions 1..T-1 -> nll_B (nats)."""
     logits_BxLxV = model.apply({"params": params}, tokens_BxT[:, :-1])
-    logp_BxLxV = jax.nn.log_softmax(logits_BxLxV, axis=-1)
-    nll_BxL = -jnp.take_along_axis(logp_BxLxV, tokens_BxT[:, 1:, None], axis=-1)[..., 0]
+    nll_BxL = optax.softmax_cross_entropy_with_integer_labels(logits_BxLxV, tokens_BxT[:, 1:])
     return nll_BxL.mean(axis=-1)
 
 
-def _context(config: ml_collections.ConfigDict, mesh: Mesh):
-    return jax.set_mesh(mesh), nn.logical_axis_rules(parallel.rules(config.mesh))
+def _in_mesh(config: ml_collections.ConfigDict, mesh: Mesh, jitted: Any) -> Callable:
+    """`jitted` called (and so traced) with the mesh and the logical-axis rules in context.
+
+    The returned function also has `.lower(*args)`, for compiling ahead of time or reading the HLO.
+    """
+
+    def in_context(method: Callable) -> Callable:
+        def call(*args):
+            with ExitStack() as stack:
+                stack.enter_context(jax.set_mesh(mesh))
+                stack.enter_context(nn.logical_axis_rules(parallel.rules(config.mesh)))
+                return method(*args)
+
+        return call
+
+    run = in_context(jitted)
+    run.lower = in_context(jitted.lower)
+    return run
 
 
 def make_train_step(
-    config: ml_collections.ConfigDict, model: Transformer, mesh: Mesh, shardings: Any
-) -> Callable[[TrainState, jax.Array], tuple[TrainState, dict]]:
+    config: ml_collections.ConfigDict, model: nn.Module, mesh: Mesh, shardings: Any
+) -> Callable[[TrainState, jax.Array], tuple[TrainState, dict[str, jax.Array]]]:
+    """(state, tokens_BxT) -> (state, {loss, grad_norm, lr}); the input state is donated.
+
+    With optim.accum_steps = A the batch is split into A micro-batches (row j goes to micro-batch
+    j mod A, so every device keeps its own rows), their gradients are averaged in a loop, then
+    clipped and applied once. grad_norm is the global norm before clipping; lr is the rate of
+    this update.
+    """
     tx = make_optimizer(config.optim)
     lr_at = schedule(config.optim)
     accum = config.optim.accum_steps
@@ -49,7 +76,6 @@ def make_train_step(
         if accum == 1:
             return grad_fn(params, tokens_BxT)
         B, T = tokens_BxT.shape
-        # Micro-batch j takes rows j, j+accum, ...: each device keeps its own rows.
         tokens_AxMxT = tokens_BxT.reshape(B // accum, accum, T).transpose(1, 0, 2)
         tokens_AxMxT = jax.lax.with_sharding_constraint(tokens_AxMxT, micro_spec)
 
@@ -57,7 +83,7 @@ def make_train_step(
             loss, grads = grad_fn(params, tokens_MxT)
             return jax.tree.map(jnp.add, carry, (loss, grads)), None
 
-        zeros = (jnp.zeros(()), jax.tree.map(jnp.zeros_like, params))
+        zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
         (loss, grads), _ = jax.lax.scan(body, zeros, tokens_AxMxT)
         return jax.tree.map(lambda g: g / accum, (loss, grads))
 
@@ -65,39 +91,41 @@ def make_train_step(
         loss, grads = gradients(state.params, tokens_BxT)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "lr": lr_at(state.step)}
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": lr_at(state.step)}
         return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
-    replicated = NamedSharding(mesh, P())
     jitted = jax.jit(
         step,
         in_shardings=(shardings, batch_sharding),
-        out_shardings=(shardings, replicated),
+        out_shardings=(shardings, NamedSharding(mesh, P())),
         donate_argnums=0,
     )
-
-    def run(state: TrainState, tokens_BxT: jax.Array):
-        mesh_ctx, rules_ctx = _context(config, mesh)
-        with mesh_ctx, rules_ctx:
-            return jitted(state, tokens_BxT)
-
-    return run
+    return _in_mesh(config, mesh, jitted)
 
 
 def make_eval_step(
-    config: ml_collections.ConfigDict, model: Transformer, mesh: Mesh, shardings: Any
-) -> Callable[[Any, jax.Array], jax.Array]:
-    """(params, tokens_BxT) -> mean next-token cross-entropy of the batch."""
+    config: ml_collections.ConfigDict,
+    model: nn.Module,
+    mesh: Mesh,
+    shardings: Any,
+    per_sequence: bool = False,
+) -> Callable[[Any, jax.Array], Any]:
+    """(params, tokens_BxT) -> mean next-token cross-entropy of the batch.
+
+    With per_sequence=True it returns (mean, nll_B), the per-sequence means that pair with the
+    per-sequence exact entropies.
+    """
     batch_sharding = NamedSharding(mesh, parallel.batch_spec(config))
+    replicated = NamedSharding(mesh, P())
+
+    def evaluate(params, tokens_BxT):
+        nll_B = sequence_nll(model, params, tokens_BxT)
+        return (nll_B.mean(), nll_B) if per_sequence else nll_B.mean()
+
+    out_shardings = (replicated, NamedSharding(mesh, P(batch_sharding.spec[0])))
     jitted = jax.jit(
-        lambda params, tokens: sequence_nll(model, params, tokens).mean(),
+        evaluate,
         in_shardings=(shardings.params, batch_sharding),
-        out_shardings=NamedSharding(mesh, P()),
+        out_shardings=out_shardings if per_sequence else replicated,
     )
-
-    def run(params: Any, tokens_BxT: jax.Array) -> jax.Array:
-        mesh_ctx, rules_ctx = _context(config, mesh)
-        with mesh_ctx, rules_ctx:
-            return jitted(params, tokens_BxT)
-
-    return run
+    return _in_mesh(config, mesh, jitted)

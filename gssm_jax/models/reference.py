@@ -1,0 +1,90 @@
+"""The same transformer written plainly and differentiated by JAX: the yardstick for `Transformer`.
+
+It has the parameter tree of `gssm_jax.models.transformer.Transformer` (same names, shapes and
+logical axes) and computes the same function with einsums and `jax.nn.dot_product_attention`, so
+tests compare the two on the same parameters and the train benchmark times both in one run.
+"""
+
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from gssm_jax.models.layers import rope, rope_tables
+from gssm_jax.models.transformer import EMBED_AXES, ModelConfig, RMSNorm
+
+
+def _param(module: nn.Module, name: str, shape: tuple, std: float, axes: tuple) -> jax.Array:
+    init = nn.with_logical_partitioning(nn.initializers.truncated_normal(stddev=std), axes)
+    return module.param(name, init, shape, jnp.float32)
+
+
+class PlainAttention(nn.Module):
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
+        c, dtype = self.cfg, self.cfg.compute_dtype
+        L, D = x_BxLxD.shape[1:]
+        H, K = c.nb_heads, c.head_dim
+        out_std = c.init_std / math.sqrt(2 * c.nb_layers)
+        w_qkv = _param(self, "qkv", (D, 3, H, K), c.init_std, ("embed", None, "heads", "kv"))
+        w_out = _param(self, "out", (H, K, D), out_std, ("heads", "kv", "embed"))
+        q, k, v = jnp.einsum("bld,dthk->tblhk", x_BxLxD, w_qkv.astype(dtype))
+        sin, cos = rope_tables(L, K, c.rope_theta)
+        q, k = rope(q, sin, cos).astype(dtype), rope(k, sin, cos).astype(dtype)
+        o_BxLxHxK = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation="xla")
+        return jnp.einsum("blhk,hkd->bld", o_BxLxHxK, w_out.astype(dtype))
+
+
+class PlainMlp(nn.Module):
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
+        c, dtype = self.cfg, self.cfg.compute_dtype
+        D, F = c.emb_dim, c.hidden_dim
+        out_std = c.init_std / math.sqrt(2 * c.nb_layers)
+        w_gate_up = _param(self, "gate_up", (D, 2, F), c.init_std, ("embed", None, "mlp"))
+        w_down = _param(self, "down", (F, D), out_std, ("mlp", "embed"))
+        gate_BxLxF, up_BxLxF = jnp.einsum("bld,dtf->tblf", x_BxLxD, w_gate_up.astype(dtype))
+        return jnp.einsum("blf,fd->bld", nn.silu(gate_BxLxF) * up_BxLxF, w_down.astype(dtype))
+
+
+class PlainBlock(nn.Module):
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
+        c = self.cfg
+        h = RMSNorm(c.norm_eps, c.compute_dtype, name="attn_norm")(x_BxLxD)
+        x_BxLxD = x_BxLxD + PlainAttention(c, name="attn")(h)
+        h = RMSNorm(c.norm_eps, c.compute_dtype, name="mlp_norm")(x_BxLxD)
+        return nn.with_logical_constraint(x_BxLxD + PlainMlp(c, name="mlp")(h), EMBED_AXES)
+
+
+class PlainTransformer(nn.Module):
+    """tokens_BxL (int32) -> logits_BxLxV (float32), without custom gradients."""
+
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, tokens_BxL: jax.Array) -> jax.Array:
+        c, dtype = self.cfg, self.cfg.compute_dtype
+        embed_VxD = _param(self, "embed", (c.vocab_size, c.emb_dim), c.init_std, ("vocab", "embed"))
+        x_BxLxD = jnp.take(embed_VxD, tokens_BxL, axis=0).astype(dtype)
+        block = nn.remat(PlainBlock) if c.remat else PlainBlock
+        for i in range(c.nb_layers):
+            x_BxLxD = block(c, name=f"block_{i}")(x_BxLxD)
+        x_BxLxD = RMSNorm(c.norm_eps, dtype, name="final_norm")(x_BxLxD)
+        if c.weight_tying:
+            head_DxV = embed_VxD.T
+        else:
+            head_DxV = _param(
+                self, "head", (c.emb_dim, c.vocab_size), c.init_std, ("embed", "vocab")
+            )
+        logits_BxLxV = jnp.einsum("bld,dv->blv", x_BxLxD, head_DxV.astype(dtype))
+        return logits_BxLxV.astype(jnp.float32)

@@ -1,0 +1,113 @@
+"""The custom-gradient layers agree with JAX's own differentiation of the textbook formulas."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gssm_jax.models import layers
+
+
+def _normal(seed: int, shape: tuple, scale: float = 1.0) -> np.ndarray:
+    """NumPy draws: jax.random would compile a threefry kernel (seconds on XLA:CPU) per shape."""
+    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
+
+
+def _close(a, b, rtol=2e-5):
+    a, b = np.asarray(a), np.asarray(b)
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * float(np.abs(b).max()))
+
+
+def _vjp_pair(fn, reference, args, seed=9):
+    """Outputs and input-gradients (for a random cotangent) of both functions, in one jit."""
+
+    @jax.jit
+    def both(*args):
+        out, vjp = jax.vjp(fn, *args)
+        out_ref, vjp_ref = jax.vjp(reference, *args)
+        return out, out_ref, vjp(cotangent), vjp_ref(cotangent)
+
+    shape = jax.eval_shape(reference, *args).shape
+    cotangent = _normal(seed, shape)
+    return both(*args)
+
+
+@pytest.mark.parametrize(
+    "steps,block_len",
+    [(1, 64), (2, 8), (4, 100)],  # one block; four, the last ragged; one group per sequence
+)
+def test_causal_attention_matches_reference(steps, block_len):
+    qkv = _normal(0, (4, 30, 3, 2, 8))
+    out, out_ref, grads, grads_ref = _vjp_pair(
+        lambda x: layers.causal_attention(x, 500.0, steps, block_len),
+        lambda x: layers.reference_attention(x, 500.0),
+        (qkv,),
+    )
+    _close(out, out_ref)
+    _close(grads[0], grads_ref[0])
+
+
+def test_causal_attention_in_bfloat16_is_close_to_float32():
+    qkv = _normal(1, (2, 40, 3, 2, 8))
+    out, out_ref = jax.jit(
+        lambda x: (
+            layers.causal_attention(x.astype(jnp.bfloat16), 1e4, 1, 16),
+            layers.reference_attention(x, 1e4),
+        )
+    )(qkv)
+    assert out.dtype == jnp.bfloat16
+    np.testing.assert_allclose(out.astype(jnp.float32), out_ref, atol=5e-2)
+
+
+@pytest.mark.parametrize(
+    "x_shape,w_shape,n_in",
+    [((30, 16), (16, 3, 2, 4), 1), ((30, 2, 4), (2, 4, 16), 2), ((30, 16), (16, 4), 1)],
+)
+def test_dense_matches_tensordot(x_shape, w_shape, n_in):
+    x, w = _normal(2, x_shape), _normal(3, w_shape)
+    out, out_ref, grads, grads_ref = _vjp_pair(
+        lambda x, w: layers.dense(x, w, n_in),
+        lambda x, w: jnp.tensordot(x, w, n_in),
+        (x, w),
+    )
+    _close(out, out_ref)
+    for g, g_ref in zip(grads, grads_ref, strict=True):
+        _close(g, g_ref)
+
+
+def test_swiglu_matches_autodiff():
+    x = _normal(4, (30, 16))
+    w_gate_up = _normal(5, (16, 2, 24), 0.3)
+    w_down = _normal(6, (24, 16), 0.3)
+
+    def reference(x, w_gate_up, w_down):
+        gate, up = jnp.einsum("nd,dtf->tnf", x, w_gate_up)
+        return (jax.nn.silu(gate) * up) @ w_down
+
+    out, out_ref, grads, grads_ref = _vjp_pair(layers.swiglu, reference, (x, w_gate_up, w_down))
+    _close(out, out_ref)
+    for g, g_ref in zip(grads, grads_ref, strict=True):
+        _close(g, g_ref)
+
+
+def test_rope_with_negative_sine_inverts_it():
+    x = _normal(5, (2, 12, 3, 8))
+    sin, cos = layers.rope_tables(12, 8, 100.0)
+    rotated, back = jax.jit(
+        lambda x: (layers.rope(x, sin, cos), layers.rope(layers.rope(x, sin, cos), -sin, cos))
+    )(x)
+    _close(back, x, rtol=1e-6)
+    np.testing.assert_allclose(rotated[:, 0], x[:, 0], atol=1e-7)  # position 0 is not rotated
+
+
+def test_attention_steps_keep_groups_small_and_divide_the_local_batch():
+    # 4 heads x 256 x 256 float32 scores = 1 MiB per sequence: 2 sequences per group.
+    assert layers.attention_steps(16, 1, 4, 256) == 8
+    assert layers.attention_steps(16, 2, 4, 256) == 4  # 8 sequences per device
+    assert layers.attention_steps(16, 4, 4, 2048) == 4  # one sequence per group at most
+    assert layers.attention_steps(8, 1, 2, 32) == 1  # small: the whole batch at once
+    assert layers.attention_steps(6, 4, 4, 256) == 1  # shards do not divide the batch
+    assert layers.attention_steps(10, 1, 4, 256) == 5  # group size 2 divides 10
+    assert layers.attention_steps(7, 1, 4, 256) == 7  # prime batch: one sequence per group
