@@ -25,6 +25,12 @@ import platform
 import resource
 import sys
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # JAX is imported lazily: `keep_freed_memory` must run before it starts
+    import flax.linen as nn
+    import ml_collections
+    from jax.sharding import Mesh
 
 M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8  # glibc mallopt parameters
 
@@ -70,7 +76,7 @@ def machine() -> dict:
     }
 
 
-def bench_config(batch: int, seq_len: int, layers: int, dtype: str):
+def bench_config(batch: int, seq_len: int, layers: int, dtype: str) -> ml_collections.ConfigDict:
     from gssm_jax.config import default_config
 
     c = default_config()
@@ -83,7 +89,7 @@ def bench_config(batch: int, seq_len: int, layers: int, dtype: str):
     return c
 
 
-def random_tokens(c, count: int, vocab: int) -> list:
+def random_tokens(c: ml_collections.ConfigDict, count: int, vocab: int) -> list:
     """`count` global batches of uniformly random tokens (NumPy, nothing to compile)."""
     import numpy as np
 
@@ -92,7 +98,7 @@ def random_tokens(c, count: int, vocab: int) -> list:
     return [rng.integers(0, vocab, shape).astype(np.int32) for _ in range(count)]
 
 
-def real_tokens(c, count: int) -> list:
+def real_tokens(c: ml_collections.ConfigDict, count: int) -> list:
     """`count` global batches of the config's graph stream (seed 0)."""
     import numpy as np
 
@@ -112,7 +118,9 @@ def real_tokens(c, count: int) -> list:
 class Timed:
     """One model's jitted train step with its state, and the times of its timed steps."""
 
-    def __init__(self, name: str, model, c, mesh, batches: list) -> None:
+    def __init__(
+        self, name: str, model: nn.Module, c: ml_collections.ConfigDict, mesh: Mesh, batches: list
+    ) -> None:
         import jax
         from jax.sharding import NamedSharding
 
@@ -138,13 +146,14 @@ class Timed:
         f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         self.state, metrics = self.step_fn(self.state, self.batches[self.k % len(self.batches)])
         jax.block_until_ready(metrics)
-        self.k += 1
-        self.last_loss = float(metrics["loss"])
-        return (
+        times = (
             time.perf_counter() - t0,
             time.process_time() - c0,
             resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0,
         )
+        self.k += 1
+        self.last_loss = float(metrics["loss"])
+        return times
 
     def timed_steps(self, n: int) -> None:
         for _ in range(n):

@@ -1,18 +1,19 @@
 """Dense, SwiGLU and causal self-attention as pure functions with hand-written backward passes.
 
-XLA:CPU runs the automatic backward pass of a transformer at about a quarter of the forward speed
-(gssm_jax/bench/train.py measures it). These functions compute the same values as the textbook
-formulas but choose the shape of every backward contraction themselves:
+On XLA:CPU the automatic backward pass of a transformer costs several times its forward pass
+(`python -m gssm_jax.bench train` compares). These functions compute the textbook values but choose
+the form of every contraction themselves:
 
-- weight gradients are one 2-D matmul over the flattened batch x length axis, with the narrower
-  operand transposed;
-- the SwiGLU gradient of gate and up is one fused elementwise pass written straight into the
-  (N, 2, F) layout of the fused kernel;
-- attention runs a loop over small groups of sequences so that its L x L scores stay in cache,
-  skips the causally masked key blocks, and recomputes the softmax in the backward pass from the
-  saved log-sum-exp (as FlashAttention does) instead of storing it.
+- every matmul is a plain (rows x inner) @ (inner x cols) product on row-major operands: the
+  transposed weight or the narrower activation is written out first (XLA:CPU runs matmuls with a
+  transposed operand at about half speed, so the transposes are kept out of the dots);
+- weight gradients are one 2-D matmul over the flattened batch x length rows;
+- the SwiGLU gradient of gate and up is one elementwise pass into the (N, 2, F) fused layout;
+- attention loops over small groups of sequences so that their L x L scores stay in cache, skips
+  the causally masked key blocks, and recomputes the softmax in the backward pass from the saved
+  log-sum-exp (as FlashAttention does) instead of storing it.
 
-All inputs keep their dtype; accumulation and the softmax are float32.
+Inputs keep their dtype; matmuls accumulate in float32 and the softmax is float32.
 """
 
 from __future__ import annotations
