@@ -6,7 +6,9 @@ is locked, so a misspelled key in a file or on the command line is an error nami
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
 
 import ml_collections
 
@@ -107,6 +109,19 @@ def default_config() -> ml_collections.ConfigDict:
 
     c.lock()
     return c
+
+
+def load_config_file(path: str) -> ml_collections.ConfigDict:
+    """`get_config()` of an ml_collections config file; `FILE:ARG` calls `get_config(ARG)`."""
+    file, _, arg = str(path).partition(":")
+    if not os.path.isfile(file):
+        raise ConfigError(f"--config {path!r}: no such file")
+    spec = importlib.util.spec_from_file_location("gssm_config_file", file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"--config {path!r}: the file defines no get_config()")
+    return module.get_config(arg) if arg else module.get_config()
 
 
 def get_config() -> ml_collections.ConfigDict:

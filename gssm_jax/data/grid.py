@@ -22,15 +22,14 @@ Each (point, seed) is a grid entry with a readable id such as `alpha_x=0.01__alp
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import itertools
 import json
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ml_collections
 
+from gssm_jax.config import ConfigError, load_config_file
 from gssm_jax.gssm.graph import Graph, parse_graph
 
 GRID_FIELDS = (
@@ -76,14 +75,10 @@ class GridEntry:
 
 def load_config(path: str) -> ml_collections.ConfigDict:
     """Runs `get_config()` of the config file at `path`."""
-    if not os.path.isfile(path):
-        raise GridError(f"--config {path!r}: no such file")
-    spec = importlib.util.spec_from_file_location("gssm_grid_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise GridError(f"--config {path!r}: the file defines no get_config()")
-    return module.get_config()
+    try:
+        return load_config_file(path)
+    except ConfigError as e:
+        raise GridError(str(e)) from None
 
 
 def plain(value: Any) -> Any:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import math
 import sys
 import time
@@ -167,15 +166,9 @@ def search_alpha(
 
 def load_config(path: str):
     """`get_config()` of an ml_collections config file (`FILE:ARG` calls `get_config(ARG)`)."""
-    file, _, arg = str(path).partition(":")
-    if not Path(file).is_file():
-        raise FileNotFoundError(f"--config={path!r}: no such file")
-    spec = importlib.util.spec_from_file_location("gssm_difficulty_config", file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise ValueError(f"--config={path!r}: the file defines no get_config()")
-    return module.get_config(arg) if arg else module.get_config()
+    from gssm_jax.config import load_config_file
+
+    return load_config_file(path)
 
 
 def _fmt(v: float | None) -> str:
