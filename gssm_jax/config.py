@@ -111,11 +111,15 @@ def default_config() -> ml_collections.ConfigDict:
     return c
 
 
+class MissingConfigFileError(ConfigError, FileNotFoundError):
+    """A --config path that names no file."""
+
+
 def load_config_file(path: str) -> ml_collections.ConfigDict:
     """`get_config()` of an ml_collections config file; `FILE:ARG` calls `get_config(ARG)`."""
     file, _, arg = str(path).partition(":")
     if not os.path.isfile(file):
-        raise ConfigError(f"--config {path!r}: no such file")
+        raise MissingConfigFileError(f"--config {path!r}: no such file")
     spec = importlib.util.spec_from_file_location("gssm_config_file", file)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
