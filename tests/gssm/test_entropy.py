@@ -320,3 +320,21 @@ def test_sampler_frequencies_match_forward_probabilities():
     counts = np.array([(tokens == s).all(-1).sum() for s in seqs])
     assert counts.sum() == n
     np.testing.assert_array_less(np.abs(counts - n * p), 5 * np.sqrt(n * p * (1 - p)) + 1)
+
+
+def test_mean_sampled_entropy_matches_the_exact_entropy_rate():
+    """Mean of -log p / (T-1) over sampled sequences vs its exact expectation over all sequences."""
+    from gssm_jax.gssm import sample
+
+    graph = structure("feedback", "default", "product")
+    tables = draw_kernels(graph, graph_seed=7)
+    T, n = 4, 20_000
+    seqs = all_sequences(graph.vocab_size, T)
+    logp = np.asarray(entropy.sequence_logprobs(graph, tables, seqs), np.float64).sum(-1)
+    p = np.exp(logp)
+    h_seq = -logp / (T - 1)
+    exact = float((p * h_seq).sum())
+    std = float(np.sqrt((p * (h_seq - exact) ** 2).sum()))
+    tokens = sample.sample_tokens(graph, tables, 3, np.arange(n), T)
+    estimate = float(np.mean(entropy.sequence_entropy(graph, tables, tokens).per_sequence))
+    assert abs(estimate - exact) < 4 * std / np.sqrt(n), (estimate, exact, std)
