@@ -247,9 +247,9 @@ def main(argv: list[str] | None = None) -> int:
             "seq_len": args.seq_len,
             "tokens_per_step": tokens_per_step,
             "tokens_per_s": round(rates[t.name], 1),
-            "step_time_s": round(median, 4),
-            "step_time_min_s": round(min(t.wall), 4),
-            "step_time_p90_s": round(_percentile(t.wall, 90), 4),
+            "step_time_s": round(median, 6),
+            "step_time_min_s": round(min(t.wall), 6),
+            "step_time_p90_s": round(_percentile(t.wall, 90), 6),
             "cpu_time_per_step_s": round(_percentile(t.cpu, 50), 4),
             "page_faults_per_step": int(_percentile(t.faults, 50)),
             "timed_steps": len(t.wall),
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             "seq_len": args.seq_len,
             "speedup_optimized_over_plain": round(rates["optimized"] / rates["plain"], 3),
             "tokens_per_s": {k: round(v, 1) for k, v in rates.items()},
-            "step_time_s": {t.name: round(_percentile(t.wall, 50), 4) for t in timed},
+            "step_time_s": {t.name: round(_percentile(t.wall, 50), 6) for t in timed},
             "machine": machine(),
         }
         print(json.dumps(summary), flush=True)
