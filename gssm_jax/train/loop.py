@@ -77,10 +77,6 @@ def log_environment(workdir: str) -> None:
     )
 
 
-def make_batches(source: StreamSource, count: int) -> list[np.ndarray]:
-    return [source[k] for k in range(count)]
-
-
 class Trainer:
     """Holds what the loop needs between steps; `run()` trains to `optim.steps` or a stop signal."""
 
@@ -105,15 +101,14 @@ class Trainer:
         )
 
     # -- pieces -----------------------------------------------------------------------------
-    def _source(self, seed: int, num_batches: int, batch: int) -> StreamSource:
-        rows = process_rows(self.batch_sharding, (batch, self.config.data.seq_len))
+    def _source(self, seed: int, num_batches: int) -> StreamSource:
         return StreamSource(
             self.graph,
             cpu_tables(self.tables_np),
             seed,
             self.config.data.seq_len,
-            batch,
-            rows,
+            self.config.data.batch_size,
+            self.rows,
             num_batches,
         )
 
@@ -191,7 +186,7 @@ class Trainer:
                 train_set, c.data.batch_size, self.rows, c.optim.steps, c.data.shuffle_seed
             )
             return files.files_dataset(source, c.data.worker_threads, c.data.prefetch)
-        source = self._source(c.data.seed, c.optim.steps, c.data.batch_size)
+        source = self._source(c.data.seed, c.optim.steps)
         return stream_dataset(source, c.data.worker_threads, c.data.prefetch)
 
     def _eval_set(self, tables: Any, entropy_fn: Any) -> list[tuple[jax.Array, float]]:
@@ -202,9 +197,9 @@ class Trainer:
             test_set = files.open_checked(path, self.graph, self.tables_np, c.data)
             batches = files.eval_batches(test_set, c.data.batch_size, self.rows, c.eval.batches)
             return [(self._global(local, c.data.batch_size), h) for local, h in batches]
-        source = self._source(c.eval.seed, c.eval.batches, c.data.batch_size)
+        source = self._source(c.eval.seed, c.eval.batches)
         out = []
-        for local in make_batches(source, c.eval.batches):
+        for local in (source[k] for k in range(c.eval.batches)):
             batch = self._global(local, c.data.batch_size)
             out.append((batch, float(jnp.mean(entropy_fn(tables, batch)))))
         return out

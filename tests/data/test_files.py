@@ -22,9 +22,6 @@ from gssm_jax.gssm.sample import sample_tokens
 DEBUG = str(ROOT / "configs" / "experiment1" / "data_debug.py")
 TRAIN_CONFIG = "configs/experiment1/train_files.py:debug"
 N_TRAIN = 120  # 15 steps of 8 sequences per epoch: 40 steps cross two epoch boundaries
-# Single-threaded Eigen: the two runs side by side take a core each, and no contraction is split
-# across threads whose completion order could change the last bit of a sum.
-DETERMINISTIC = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false"}
 STEPS = [
     "--config.optim.steps=40",
     "--config.optim.warmup=4",
@@ -166,7 +163,7 @@ def test_training_on_files_resumes_mid_epoch_exactly(dataset, tmp_path):
         subprocess.Popen(
             main_cmd(workdir, *flags, config=TRAIN_CONFIG),
             cwd=tmp_path,
-            env=subprocess_env(**DETERMINISTIC),
+            env=subprocess_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -188,7 +185,7 @@ def test_training_on_files_resumes_mid_epoch_exactly(dataset, tmp_path):
     proc = subprocess.run(
         main_cmd(resumed, *flags, config=TRAIN_CONFIG),
         cwd=tmp_path,
-        env=subprocess_env(**DETERMINISTIC),
+        env=subprocess_env(),
         capture_output=True,
         text=True,
         timeout=240,
