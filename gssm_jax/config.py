@@ -14,6 +14,9 @@ import ml_collections
 
 from gssm_jax.gssm.graph import parse_graph
 
+# model.attention values; see gssm_jax.models.layers.resolve_attention
+ATTENTION_CHOICES = ("auto", "blocked", "xla", "cudnn")
+
 
 class ConfigError(ValueError):
     """A config value that cannot work, named by its dotted key."""
@@ -56,6 +59,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.init_std = 0.02
     c.model.dtype = "float32"  # compute dtype; parameters stay float32
     c.model.remat = False
+    # attention kernel: auto (blocked on CPU, cudnn on GPU in bfloat16, else xla), blocked, xla, cudnn
+    c.model.attention = "auto"
 
     c.optim = ml_collections.ConfigDict()
     c.optim.steps = 300
@@ -221,6 +226,27 @@ def validate(c: ml_collections.ConfigDict) -> None:
         c.model.dtype,
         "must be 'float32' or 'bfloat16'",
     )
+    _require(
+        c.model.attention in ATTENTION_CHOICES,
+        "model.attention",
+        c.model.attention,
+        f"must be one of {', '.join(ATTENTION_CHOICES)}",
+    )
+    if c.model.attention == "cudnn":
+        _require(
+            c.model.dtype == "bfloat16",
+            "model.attention",
+            c.model.attention,
+            f"needs model.dtype='bfloat16' (cuDNN flash attention), got {c.model.dtype!r}",
+        )
+        head_dim = c.model.emb_dim // c.model.nb_heads
+        _require(
+            head_dim % 8 == 0 and head_dim <= 128,
+            "model.attention",
+            c.model.attention,
+            f"needs a head dimension (emb_dim/nb_heads) that is a multiple of 8 and <= 128, "
+            f"got {head_dim}",
+        )
     for key in ("rope_theta", "norm_eps", "init_std"):
         v = c.model[key]
         _require(math.isfinite(v) and v > 0, f"model.{key}", v, "must be a finite number > 0")

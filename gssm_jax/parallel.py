@@ -80,6 +80,12 @@ def _mesh_axes(mesh_axes: Any) -> tuple[str, ...]:
     return (mesh_axes,) if isinstance(mesh_axes, str) else tuple(mesh_axes)
 
 
+def data_parallel_size(config: ml_collections.ConfigDict, mesh: Mesh) -> int:
+    """Devices the logical batch axis is split over under `config.mesh.rules` (1 if none)."""
+    axes = _mesh_axes(next((v for k, v in rules(config.mesh) if k == "batch"), None))
+    return math.prod(mesh.shape[a] for a in axes)
+
+
 def check_divisibility(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
     """Raises ConfigError when a dimension is sharded over mesh axes whose size does not divide it.
 

@@ -27,6 +27,8 @@ def test_default_validates():
         ("optim.accum_steps", 3, "optim.accum_steps"),
         ("mesh.model", 0, "mesh.model"),
         ("checkpoint.keep", 0, "checkpoint.keep"),
+        ("model.attention", "flash", "model.attention"),
+        ("model.attention", "cudnn", "model.attention"),  # needs bfloat16
     ],
 )
 def test_bad_values_name_their_key(key, value, name):
@@ -63,3 +65,21 @@ def test_unknown_key_is_rejected():
     c = default_config()
     with pytest.raises(AttributeError, match="learning_rate"):
         c.optim.learning_rate = 1.0
+
+
+def test_cudnn_attention_needs_a_head_dimension_cudnn_supports():
+    c = default_config()
+    c.model.dtype, c.model.attention = "bfloat16", "cudnn"
+    validate(c)  # head dimension 64 / 4 = 16
+    c.model.emb_dim, c.model.nb_heads = 60, 6  # head dimension 10
+    with pytest.raises(ConfigError, match="model.attention=.*multiple of 8"):
+        validate(c)
+
+
+def test_cudnn_attention_on_cpu_is_a_config_error_naming_the_backend():
+    from gssm_jax.train.state import model_from_config
+
+    c = default_config()
+    c.model.dtype, c.model.attention = "bfloat16", "cudnn"
+    with pytest.raises(ConfigError, match="model.attention='cudnn' needs a GPU.*'cpu'"):
+        model_from_config(c, 32)

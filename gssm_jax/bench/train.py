@@ -1,18 +1,30 @@
-"""Train-step throughput: `python -m gssm_jax.bench train [--steps N] [--rounds R] [flags]`.
+"""Train-step throughput: `python -m gssm_jax.bench train [--preset P] [--max-batch] [flags]`.
 
 Times the full jitted train step (forward, backward, global-norm clipping, AdamW; the state donated
-as in the loop) of the benchmark model: emb_dim 64, 4 layers, 4 heads, SwiGLU hidden 256, batch 16,
-seq_len 256, on real tokens of the `four` graph (vocabulary 32). Two models are timed in the same
-process, in interleaved rounds so that both see the same machine load:
+as in the loop) on real tokens of the `four` graph (vocabulary 32). Presets:
 
-- optimized: gssm_jax.models.transformer.Transformer (custom-VJP layers);
+- cpu (default): emb_dim 64, 4 layers, 4 heads, SwiGLU hidden 256, batch 16, seq_len 256, float32;
+- seeds004: the largest model of the original experiment 1 (seeds/004): emb_dim 288, 12 layers,
+  12 heads, SwiGLU hidden 1152, batch 16, seq_len 2048, bfloat16; meant for a GPU.
+
+Flags override single fields. Two models are timed in the same process, in interleaved rounds so
+that both see the same machine load:
+
+- optimized: gssm_jax.models.transformer.Transformer (custom-VJP layers; attention per
+  `--attention`, default auto: the blocked kernel on CPU, cuDNN flash attention on GPU in bf16);
 - plain: gssm_jax.models.reference.PlainTransformer, the same function and parameters written with
-  einsums and jax.nn.dot_product_attention and differentiated by JAX.
+  einsums and jax.nn.dot_product_attention (XLA) and differentiated by JAX.
 
 Prints one JSON line per model (median, min and p90 step time; tokens/s from the median; tokens
-counted as batch x (seq_len - 1), the predicted positions, as the training loop counts them), then
-one line with the speedup. Before JAX starts, glibc malloc is told to keep freed memory (see
-`keep_freed_memory`); --no-keep-memory measures without it.
+counted as batch x (seq_len - 1), the predicted positions, as the training loop counts them; model
+FLOP/s from `gssm_jax.profile.flops_per_token`; MFU against the device's peak, null where the peak
+is unknown, as on every CPU), then one line with the speedup.
+
+--max-batch first searches the largest global batch whose compiled optimized train step fits the
+device memory (the allocator's bytes_limit; on CPU give --memory-limit-gib), using XLA's memory
+accounting (`gssm_jax.bench.batchfit`), then times both models at that batch; a model that runs
+out of memory there is retried one step smaller. Before JAX starts, glibc malloc is told to keep
+freed memory (see `keep_freed_memory`); --no-keep-memory measures without it.
 """
 
 from __future__ import annotations
@@ -26,6 +38,8 @@ import resource
 import sys
 import time
 from typing import TYPE_CHECKING
+
+from gssm_jax.config import ATTENTION_CHOICES
 
 if TYPE_CHECKING:  # JAX is imported lazily: `keep_freed_memory` must run before it starts
     import flax.linen as nn
@@ -76,16 +90,33 @@ def machine() -> dict:
     }
 
 
-def bench_config(batch: int, seq_len: int, layers: int, dtype: str) -> ml_collections.ConfigDict:
-    from gssm_jax.config import default_config
+PRESETS = {
+    "cpu": dict(
+        batch=16, seq_len=256, layers=4, heads=4, emb_dim=64, hidden_dim=256, dtype="float32"
+    ),
+    "seeds004": dict(
+        batch=16, seq_len=2048, layers=12, heads=12, emb_dim=288, hidden_dim=1152, dtype="bfloat16"
+    ),
+}
+
+
+def bench_config(shape: dict, attention: str = "auto") -> ml_collections.ConfigDict:
+    """The default config with the benchmark's shape (a PRESETS entry with overrides)."""
+    from gssm_jax.config import default_config, validate
 
     c = default_config()
-    c.unlock()
-    c.data.batch_size, c.data.seq_len = batch, seq_len
-    c.model.emb_dim, c.model.nb_layers, c.model.nb_heads, c.model.hidden_dim = 64, layers, 4, 256
-    c.model.dtype = dtype
+    c.data.batch_size, c.data.seq_len = shape["batch"], shape["seq_len"]
+    m = c.model
+    m.emb_dim, m.nb_layers, m.nb_heads = shape["emb_dim"], shape["layers"], shape["heads"]
+    m.hidden_dim, m.dtype, m.attention = shape["hidden_dim"], shape["dtype"], attention
     c.optim.steps = 10_000
-    c.lock()
+    validate(c)
+    return c
+
+
+def with_batch(c: ml_collections.ConfigDict, batch: int) -> ml_collections.ConfigDict:
+    c = c.copy_and_resolve_references()
+    c.data.batch_size = batch
     return c
 
 
@@ -170,22 +201,29 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    while argv and not argv[0].startswith("-"):  # tolerate `bench train ...` or a program name
-        argv.pop(0)
+def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m gssm_jax.bench train",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     parser.add_argument("--steps", type=int, default=4, help="timed steps per model per round")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps after compiling")
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--seq-len", type=int, default=256)
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    for field, kind in (
+        ("batch", int),
+        ("seq_len", int),
+        ("layers", int),
+        ("heads", int),
+        ("emb_dim", int),
+        ("hidden_dim", int),
+    ):
+        parser.add_argument(f"--{field.replace('_', '-')}", type=kind, default=None)
+    parser.add_argument("--dtype", default=None, choices=("float32", "bfloat16"))
+    parser.add_argument(
+        "--attention", default="auto", choices=ATTENTION_CHOICES, help="model.attention"
+    )
     parser.add_argument("--models", default="optimized,plain", help="optimized and/or plain")
     parser.add_argument(
         "--tokens",
@@ -194,62 +232,191 @@ def main(argv: list[str] | None = None) -> int:
         help="batches from the `four` graph's stream (default) or uniform random tokens",
     )
     parser.add_argument(
+        "--max-batch",
+        action="store_true",
+        help="search the largest batch that fits the device memory, then time at that batch",
+    )
+    parser.add_argument(
+        "--memory-limit-gib",
+        type=float,
+        default=None,
+        help="memory budget per device for --max-batch (default: the device's bytes_limit)",
+    )
+    parser.add_argument(
         "--no-keep-memory", action="store_true", help="leave glibc malloc at its defaults"
     )
     args = parser.parse_args(argv)
-    models = [m for m in args.models.split(",") if m]
-    if not models or any(m not in ("optimized", "plain") for m in models):
+    args.model_names = [m for m in args.models.split(",") if m]
+    if not args.model_names or any(m not in ("optimized", "plain") for m in args.model_names):
         parser.error(f"--models: expected optimized and/or plain, got {args.models!r}")
     if args.rounds < 1 or args.steps < 1 or args.warmup < 0:
         parser.error("--rounds and --steps must be >= 1, --warmup >= 0")
+    if args.memory_limit_gib is not None and not args.memory_limit_gib > 0:
+        parser.error(f"--memory-limit-gib: must be > 0, got {args.memory_limit_gib}")
+    args.shape = {
+        k: v if getattr(args, k) is None else getattr(args, k)
+        for k, v in PRESETS[args.preset].items()
+    }
+    return args
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return "RESOURCE_EXHAUSTED" in str(error) or "Out of memory" in str(error)
+
+
+def device_memory_limit(limit_gib: float | None) -> int | None:
+    """Bytes per device for the batch search: the flag, else the allocator's limit (not on CPU)."""
+    import jax
+
+    if limit_gib is not None:
+        return int(limit_gib * 2**30)
+    return (jax.local_devices()[0].memory_stats() or {}).get("bytes_limit")
+
+
+def search_batch(c: ml_collections.ConfigDict, vocab: int, mesh: Mesh, limit: int) -> dict:
+    """The largest batch of the optimized step within `limit` bytes per device, with its probes."""
+    from gssm_jax import parallel
+    from gssm_jax.bench import batchfit
+    from gssm_jax.train import state as train_state
+
+    model = train_state.model_from_config(c, vocab)
+    abstract, shardings = train_state.abstract_train_state(c, mesh, model)
+    multiple = parallel.data_parallel_size(c, mesh) * c.optim.accum_steps
+    t0 = time.perf_counter()
+
+    def bytes_at(batch: int) -> int:
+        parts = batchfit.step_bytes(c, model, mesh, batch, abstract, shardings)
+        print(
+            f"  batch {batch}: {parts['total'] / 2**20:.1f} MiB per device "
+            f"(temporaries {parts['temp'] / 2**20:.1f} MiB)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return parts["total"]
+
+    print(f"searching the largest batch under {limit / 2**20:.1f} MiB", file=sys.stderr)
+    best, probes = batchfit.largest_fitting(bytes_at, limit, multiple, c.data.batch_size)
+    return {
+        "largest_batch": best,
+        "memory_limit_bytes": limit,
+        "batch_multiple": multiple,
+        "estimated_bytes": probes.get(best),
+        "probes": {str(b): v for b, v in sorted(probes.items())},
+        "search_s": round(time.perf_counter() - t0, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    while argv and not argv[0].startswith("-"):  # tolerate `bench train ...` or a program name
+        argv.pop(0)
+    args = _parse(argv)
     kept = False if args.no_keep_memory else keep_freed_memory()
 
-    from gssm_jax import parallel
-    from gssm_jax.config import resolved_graph_spec
+    import jax
+
+    from gssm_jax import parallel, profile
+    from gssm_jax.config import ConfigError, resolved_graph_spec
     from gssm_jax.gssm.graph import parse_graph
+    from gssm_jax.models import layers
     from gssm_jax.models.reference import PlainTransformer
     from gssm_jax.models.transformer import ModelConfig
     from gssm_jax.train import state as train_state
 
-    c = bench_config(args.batch, args.seq_len, args.layers, args.dtype)
-    vocab = parse_graph(resolved_graph_spec(c)).vocab_size
-    mesh = parallel.make_mesh(c.mesh)
-    parallel.check_divisibility(c, mesh)
-    batches = real_tokens(c, 4) if args.tokens == "real" else random_tokens(c, 4, vocab)
+    try:
+        c = bench_config(args.shape, args.attention)
+        vocab = parse_graph(resolved_graph_spec(c)).vocab_size
+        mesh = parallel.make_mesh(c.mesh)
+        parallel.check_divisibility(c, mesh)
+        train_state.model_from_config(c, vocab)  # cudnn on a CPU backend fails here
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    search = None
+    if args.max_batch:
+        limit = device_memory_limit(args.memory_limit_gib)
+        if limit is None:
+            print("error: --max-batch on this backend needs --memory-limit-gib", file=sys.stderr)
+            return 2
+        search = search_batch(c, vocab, mesh, limit)
+        if search["largest_batch"] == 0:
+            print(json.dumps({"bench": "train", "max_batch_search": search}), flush=True)
+            print("error: not even the smallest batch fits", file=sys.stderr)
+            return 1
+        c = with_batch(c, search["largest_batch"])
     build = {
-        "optimized": lambda: train_state.model_from_config(c, vocab),
-        "plain": lambda: PlainTransformer(ModelConfig.from_config(c.model, vocab)),
+        "optimized": lambda c: train_state.model_from_config(c, vocab),
+        "plain": lambda c: PlainTransformer(ModelConfig.from_config(c.model, vocab)),
     }
-    timed = [Timed(name, build[name](), c, mesh, batches) for name in models]
-    for t in timed:
-        for _ in range(args.warmup):
-            t.run_step()
+    multiple = parallel.data_parallel_size(c, mesh) * c.optim.accum_steps
+    timed = []
+    for name in args.model_names:
+        run_c = c
+        while True:  # at a searched batch, step down while the real allocation does not fit
+            try:
+                batches = (
+                    real_tokens(run_c, 4)
+                    if args.tokens == "real"
+                    else random_tokens(run_c, 4, vocab)
+                )
+                t = Timed(name, build[name](run_c), run_c, mesh, batches)
+                for _ in range(args.warmup):
+                    t.run_step()
+                t.peak_bytes = profile.peak_device_bytes()  # before the next model allocates
+                break
+            except Exception as e:  # noqa: BLE001 - XLA reports OOM as a runtime error
+                smaller = run_c.data.batch_size - multiple
+                if not (search and is_out_of_memory(e) and smaller > 0):
+                    raise
+                print(f"{name}: out of memory at batch {run_c.data.batch_size}", file=sys.stderr)
+                run_c = with_batch(run_c, smaller)
+        t.config = run_c
+        timed.append(t)
     for _ in range(args.rounds):
         for t in timed:
             t.timed_steps(args.steps)
 
-    tokens_per_step = args.batch * (args.seq_len - 1)
     m = c.model
+    device_kind = jax.devices()[0].device_kind
+    peak = profile.peak_flops(device_kind, m.dtype)
+    flops = profile.flops_per_token(m, c.data.seq_len - 1, vocab)["total"]
     description = (
         f"transformer emb_dim={m.emb_dim} layers={m.nb_layers} heads={m.nb_heads} "
         f"swiglu_hidden={m.hidden_dim} vocab={vocab} {m.dtype}"
     )
+    attention = {
+        "optimized": layers.resolve_attention(
+            m.attention, m.dtype, jax.default_backend(), m.emb_dim // m.nb_heads
+        ),
+        "plain": "xla",
+    }
     info = machine()
     rates = {}
     for t in timed:
+        batch, seq_len = t.config.data.batch_size, t.config.data.seq_len
+        tokens_per_step = batch * (seq_len - 1)
         median = _percentile(t.wall, 50)
         rates[t.name] = tokens_per_step / median
+        per_device = rates[t.name] / mesh.devices.size
         row = {
             "bench": "train",
             "model": f"{description} ({t.name})",
             "variant": t.name,
-            "batch": args.batch,
-            "seq_len": args.seq_len,
+            "preset": args.preset,
+            "attention": attention[t.name],
+            "batch": batch,
+            "seq_len": seq_len,
             "tokens_per_step": tokens_per_step,
             "tokens_per_s": round(rates[t.name], 1),
             "step_time_s": round(median, 6),
             "step_time_min_s": round(min(t.wall), 6),
             "step_time_p90_s": round(_percentile(t.wall, 90), 6),
+            "flops_per_token": flops,
+            "model_tflops_per_s_per_device": round(per_device * flops / 1e12, 4),
+            "peak_tflops_per_device": None if peak is None else peak / 1e12,
+            "mfu": None if peak is None else round(per_device * flops / peak, 4),
+            "peak_device_bytes": t.peak_bytes,
+            "devices": mesh.devices.size,
             "cpu_time_per_step_s": round(_percentile(t.cpu, 50), 4),
             "page_faults_per_step": int(_percentile(t.faults, 50)),
             "timed_steps": len(t.wall),
@@ -259,13 +426,16 @@ def main(argv: list[str] | None = None) -> int:
             "malloc_keeps_memory": kept,
             "machine": info,
         }
+        if search is not None:
+            row["max_batch_search"] = search
         print(json.dumps(row), flush=True)
     if len(timed) == 2:
         summary = {
             "bench": "train",
             "model": description,
-            "batch": args.batch,
-            "seq_len": args.seq_len,
+            "preset": args.preset,
+            "batch": {t.name: t.config.data.batch_size for t in timed},
+            "seq_len": c.data.seq_len,
             "speedup_optimized_over_plain": round(rates["optimized"] / rates["plain"], 3),
             "tokens_per_s": {k: round(v, 1) for k, v in rates.items()},
             "step_time_s": {t.name: round(_percentile(t.wall, 50), 6) for t in timed},

@@ -26,6 +26,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.sharding import PartitionSpec
 
+from gssm_jax.config import ATTENTION_CHOICES
+
 F32 = jnp.float32
 
 
@@ -290,12 +292,49 @@ def attention_steps(batch: int, batch_shards: int, nb_heads: int, length: int) -
     return local // size
 
 
-def reference_attention(qkv_BxLx3xHxK: jax.Array, rope_theta: float) -> jax.Array:
-    """The textbook formula, differentiated by JAX: the yardstick for `causal_attention`."""
+def dot_product_attention(
+    qkv_BxLx3xHxK: jax.Array, rope_theta: float, implementation: str = "xla"
+) -> jax.Array:
+    """The same attention through `jax.nn.dot_product_attention`, differentiated by JAX.
+
+    implementation "xla" is the textbook formula (the yardstick for `causal_attention`); "cudnn"
+    is cuDNN's fused flash attention (GPU, bfloat16 or float16 inputs), which skips the masked half.
+    q and k are rotated in float32 and cast back to the input dtype.
+    """
     _, length, _, _, head_dim = qkv_BxLx3xHxK.shape
     sin, cos = rope_tables(length, head_dim, rope_theta)
-    q = rope(qkv_BxLx3xHxK[:, :, 0], sin, cos)
-    k = rope(qkv_BxLx3xHxK[:, :, 1], sin, cos)
+    dtype = qkv_BxLx3xHxK.dtype
+    qkv = qkv_BxLx3xHxK.astype(F32)
+    q = rope(qkv[:, :, 0], sin, cos).astype(dtype)
+    k = rope(qkv[:, :, 1], sin, cos).astype(dtype)
     return jax.nn.dot_product_attention(
-        q, k, qkv_BxLx3xHxK[:, :, 2], is_causal=True, implementation="xla"
+        q, k, qkv_BxLx3xHxK[:, :, 2], is_causal=True, implementation=implementation
     )
+
+
+def reference_attention(qkv_BxLx3xHxK: jax.Array, rope_theta: float) -> jax.Array:
+    """The textbook formula, differentiated by JAX: the yardstick for `causal_attention`."""
+    return dot_product_attention(qkv_BxLx3xHxK, rope_theta, "xla")
+
+
+def cudnn_supports(dtype: str, head_dim: int) -> bool:
+    """Whether cuDNN flash attention takes this compute dtype and head dimension."""
+    return dtype == "bfloat16" and head_dim % 8 == 0 and head_dim <= 128
+
+
+def resolve_attention(choice: str, dtype: str, backend: str, head_dim: int = 64) -> str:
+    """The attention implementation `model.attention` names on this backend.
+
+    "auto" is "blocked" (`causal_attention`, tuned for XLA:CPU) on CPU, "cudnn" on GPU where
+    cuDNN supports the dtype and head dimension (bfloat16, a multiple of 8 up to 128), and "xla"
+    otherwise (GPU float32, TPU).
+    """
+    if choice not in ATTENTION_CHOICES:
+        raise ValueError(f"attention must be one of {ATTENTION_CHOICES}, got {choice!r}")
+    if choice != "auto":
+        return choice
+    if backend == "cpu":
+        return "blocked"
+    if backend in ("gpu", "cuda") and cudnn_supports(dtype, head_dim):
+        return "cudnn"
+    return "xla"

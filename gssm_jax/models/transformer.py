@@ -41,6 +41,7 @@ class ModelConfig:
     init_std: float = 0.02
     dtype: str = "float32"
     remat: bool = False
+    attention: str = "auto"
 
     @classmethod
     def from_config(cls, model: ml_collections.ConfigDict, vocab_size: int) -> ModelConfig:
@@ -100,7 +101,11 @@ class RMSNorm(nn.Module):
 
 
 class Attention(nn.Module):
-    """Causal self-attention: fused q/k/v projection, rotary embeddings, output projection."""
+    """Causal self-attention: fused q/k/v projection, rotary embeddings, output projection.
+
+    `cfg.attention` picks the kernel (see `layers.resolve_attention`): the CPU-tuned blocked
+    attention, or `jax.nn.dot_product_attention` as XLA ops or cuDNN flash attention.
+    """
 
     cfg: ModelConfig
 
@@ -118,10 +123,14 @@ class Attention(nn.Module):
             B, L, 3, H, K
         )
         qkv_BxLx3xHxK = _constrain(qkv_BxLx3xHxK, ("batch", "length", None, "heads", "kv"))
-        steps = layers.attention_steps(B, batch_shards(), H, L)
-        o_BxLxHxK = layers.causal_attention(
-            qkv_BxLx3xHxK, cfg.rope_theta, steps, ATTENTION_BLOCK_LEN
-        )
+        impl = layers.resolve_attention(cfg.attention, cfg.dtype, jax.default_backend(), K)
+        if impl == "blocked":
+            steps = layers.attention_steps(B, batch_shards(), H, L)
+            o_BxLxHxK = layers.causal_attention(
+                qkv_BxLx3xHxK, cfg.rope_theta, steps, ATTENTION_BLOCK_LEN
+            )
+        else:
+            o_BxLxHxK = layers.dot_product_attention(qkv_BxLx3xHxK, cfg.rope_theta, impl)
         o_BxLxHxK = _constrain(o_BxLxHxK, ("batch", "length", "heads", "kv"))
         y_NxD = layers.dense(o_BxLxHxK.reshape(B * L, H, K), w_out.astype(dtype), 2)
         return y_NxD.reshape(B, L, D)

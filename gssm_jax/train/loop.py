@@ -236,7 +236,7 @@ class Trainer:
         c = self.config
         tokens_per_step = c.data.batch_size * c.data.seq_len
         trace = self._trace
-        flops = profile.flops_per_token(c.model, c.data.seq_len, self.graph.vocab_size)["total"]
+        flops = profile.flops_per_token(c.model, c.data.seq_len - 1, self.graph.vocab_size)["total"]
         peak = profile.peak_flops(jax.devices()[0].device_kind, c.model.dtype)
         window = {
             "data": 0.0,
@@ -287,7 +287,9 @@ class Trainer:
                 )
                 per_device = record["tokens_per_s_per_device"]
                 record["flops_per_token"] = flops
-                record["mfu"] = None if peak is None else per_device * flops / peak
+                # tokens/s counts B x T; the model runs on the T - 1 predicting positions
+                predicted = per_device * (c.data.seq_len - 1) / c.data.seq_len
+                record["mfu"] = None if peak is None else predicted * flops / peak
                 record["host_rss_bytes"] = profile.host_rss_bytes()
                 record["peak_device_bytes"] = profile.peak_device_bytes()
                 self.metrics.write("train", record)

@@ -13,6 +13,7 @@ import ml_collections
 from jax.sharding import Mesh
 
 from gssm_jax import parallel
+from gssm_jax.config import ConfigError
 from gssm_jax.models.transformer import ModelConfig, Transformer
 from gssm_jax.train.optim import make_optimizer
 
@@ -31,7 +32,17 @@ class TrainState:
 
 
 def model_from_config(config: ml_collections.ConfigDict, vocab_size: int) -> Transformer:
-    """The transformer of `config.model` for a vocabulary of `vocab_size` tokens."""
+    """The transformer of `config.model` for a vocabulary of `vocab_size` tokens.
+
+    Raises ConfigError for model.attention='cudnn' on a backend without cuDNN (checked here, once
+    JAX's backend is up, rather than in `config.validate`, which must not start it).
+    """
+    backend = jax.default_backend()
+    if config.model.attention == "cudnn" and backend != "gpu":
+        raise ConfigError(
+            f"config model.attention='cudnn' needs a GPU backend, this run has {backend!r} "
+            "(use 'auto' or 'xla')"
+        )
     return Transformer(ModelConfig.from_config(config.model, vocab_size))
 
 

@@ -29,8 +29,8 @@ def _vjp_pair(fn, reference, args, seed=9):
         out_ref, vjp_ref = jax.vjp(reference, *args)
         return out, out_ref, vjp(cotangent), vjp_ref(cotangent)
 
-    shape = jax.eval_shape(reference, *args).shape
-    cotangent = _normal(seed, shape)
+    out_type = jax.eval_shape(reference, *args)
+    cotangent = _normal(seed, out_type.shape).astype(out_type.dtype)
     return both(*args)
 
 
@@ -59,6 +59,47 @@ def test_causal_attention_in_bfloat16_is_close_to_float32():
     )(qkv)
     assert out.dtype == jnp.bfloat16
     np.testing.assert_allclose(out.astype(jnp.float32), out_ref, atol=5e-2)
+
+
+def test_xla_dot_product_attention_matches_the_blocked_kernel_in_bfloat16():
+    """model.attention='xla' and 'blocked' compute the same function (bf16 rounding apart)."""
+    qkv = _normal(5, (2, 70, 3, 3, 8)).astype(jnp.bfloat16)
+    out, out_ref, grads, grads_ref = _vjp_pair(
+        lambda x: layers.dot_product_attention(x, 1e4, "xla"),
+        lambda x: layers.causal_attention(x, 1e4, 2, 16),
+        (qkv,),
+    )
+    assert out.dtype == out_ref.dtype == jnp.bfloat16
+    f32 = lambda a: np.asarray(a, np.float32)  # noqa: E731
+    np.testing.assert_allclose(f32(out), f32(out_ref), atol=3e-2)
+    np.testing.assert_allclose(f32(grads[0]), f32(grads_ref[0]), atol=6e-2)
+
+
+@pytest.mark.parametrize(
+    "choice,dtype,backend,expected",
+    [
+        ("auto", "float32", "cpu", "blocked"),
+        ("auto", "bfloat16", "cpu", "blocked"),
+        ("auto", "bfloat16", "gpu", "cudnn"),
+        ("auto", "float32", "gpu", "xla"),
+        ("auto", "bfloat16", "tpu", "xla"),
+        ("xla", "float32", "cpu", "xla"),
+        ("blocked", "bfloat16", "gpu", "blocked"),
+        ("cudnn", "bfloat16", "gpu", "cudnn"),
+    ],
+)
+def test_resolve_attention(choice, dtype, backend, expected):
+    assert layers.resolve_attention(choice, dtype, backend, 24) == expected
+
+
+def test_auto_attention_avoids_cudnn_for_head_dimensions_it_does_not_take():
+    assert layers.resolve_attention("auto", "bfloat16", "gpu", 12) == "xla"
+    assert layers.resolve_attention("auto", "bfloat16", "gpu", 256) == "xla"
+
+
+def test_resolve_attention_rejects_unknown_names():
+    with pytest.raises(ValueError, match="'flash'"):
+        layers.resolve_attention("flash", "float32", "cpu")
 
 
 @pytest.mark.parametrize(

@@ -128,6 +128,15 @@ def test_matches_the_plain_reference_on_the_same_parameters():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.abs(b).max()))
 
 
+def test_xla_attention_gives_the_same_loss_and_grads_as_the_blocked_kernel(params):
+    tokens = _tokens(5)
+    l0, g0 = _value_and_grad(dataclasses.replace(CFG, attention="blocked"), params, tokens)
+    l1, g1 = _value_and_grad(dataclasses.replace(CFG, attention="xla"), params, tokens)
+    np.testing.assert_allclose(l1, l0, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g0), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.abs(b).max()))
+
+
 def test_init_is_truncated_normal_with_scaled_output_projections():
     cfg = dataclasses.replace(CFG, emb_dim=64, hidden_dim=256, init_std=0.05, nb_layers=2)
     p = _init(cfg)

@@ -1,8 +1,8 @@
 """Run by test_sharded.py under XLA_FLAGS=--xla_force_host_platform_device_count=8.
 
 Trains the same tiny model for 10 steps on one device and on (data, model) meshes (8, 1), (4, 2)
-and (2, 4), and prints one JSON object: per mesh the loss trajectory and the sharding specs of a
-few parameters.
+and (2, 4) with the default (blocked) attention, and on (4, 2) with model.attention='xla'; prints
+one JSON object: per run the loss trajectory and the sharding specs of a few parameters.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from gssm_jax.train import state as train_state
 from gssm_jax.train import step as train_step
 
 VOCAB = 32
-MESHES = ((1, 1), (8, 1), (4, 2), (2, 4))
+RUNS = ((1, 1, "auto"), (8, 1, "auto"), (4, 2, "auto"), (2, 4, "auto"), (4, 2, "xla"))
 
 
-def config(data: int, model: int):
+def config(data: int, model: int, attention: str):
     c = default_config()
+    c.model.attention = attention
     c.model.emb_dim, c.model.nb_layers, c.model.nb_heads, c.model.hidden_dim = 32, 1, 4, 64
     c.data.seq_len, c.data.batch_size = 24, 16
     c.optim.update(dict(lr=1e-2, warmup=2, steps=10, accum_steps=2))
@@ -30,8 +31,8 @@ def config(data: int, model: int):
     return c
 
 
-def run(data: int, model_axis: int) -> dict:
-    c = config(data, model_axis)
+def run(data: int, model_axis: int, attention: str) -> dict:
+    c = config(data, model_axis, attention)
     mesh = parallel.make_mesh(c.mesh, jax.devices()[: data * model_axis])
     parallel.check_divisibility(c, mesh)
     model = train_state.model_from_config(c, VOCAB)
@@ -67,4 +68,5 @@ def run(data: int, model_axis: int) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps({f"{d}x{m}": run(d, m) for d, m in MESHES}))
+    names = {(d, m, a): f"{d}x{m}" + ("" if a == "auto" else f"_{a}") for d, m, a in RUNS}
+    print(json.dumps({names[r]: run(*r) for r in RUNS}))

@@ -24,3 +24,54 @@ def test_bench_prints_a_json_line_with_the_throughput(capsys):
 def test_bench_rejects_unknown_models():
     with pytest.raises(SystemExit):
         bench_train.main(["--models=fast"])
+
+
+def test_bench_reports_flops_and_a_null_mfu_on_cpu(capsys):
+    from gssm_jax import profile
+    from gssm_jax.bench.train import bench_config
+
+    argv = ["--batch=2", "--seq-len=17", "--layers=1", "--heads=2", "--emb-dim=16"]
+    argv += ["--hidden-dim=32", "--rounds=1", "--steps=1", "--warmup=0", "--tokens=random"]
+    argv += ["--models=optimized", "--no-keep-memory", "--attention=xla"]
+    assert bench_train.main(argv) == 0
+    (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    shape = dict(batch=2, seq_len=17, layers=1, heads=2, emb_dim=16, hidden_dim=32, dtype="float32")
+    c = bench_config(shape)
+    assert row["flops_per_token"] == profile.flops_per_token(c.model, 16, 32)["total"]
+    assert row["attention"] == "xla" and row["mfu"] is None and row["peak_device_bytes"] is None
+    tflops = row["tokens_per_s"] * row["flops_per_token"] / 1e12
+    assert row["model_tflops_per_s_per_device"] == pytest.approx(tflops, rel=1e-2, abs=1e-4)
+
+
+def test_max_batch_times_the_largest_batch_under_the_memory_limit(capsys):
+    argv = ["--batch=4", "--seq-len=33", "--layers=1", "--rounds=1", "--steps=1", "--warmup=0"]
+    argv += ["--tokens=random", "--models=optimized", "--no-keep-memory", "--max-batch"]
+    argv += ["--memory-limit-gib=0.02"]
+    assert bench_train.main(argv) == 0
+    (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    search = row["max_batch_search"]
+    best, limit = search["largest_batch"], search["memory_limit_bytes"]
+    probes = {int(b): v for b, v in search["probes"].items()}
+    assert row["batch"] == best > 4 and limit == int(0.02 * 2**30)
+    assert probes[best] <= limit < probes[best + 1]  # best fits, one more row does not
+    assert search["estimated_bytes"] == probes[best]
+
+
+def test_cudnn_attention_on_cpu_exits_2_naming_the_field(capsys):
+    assert bench_train.main(["--attention=cudnn", "--dtype=bfloat16", "--batch=2"]) == 2
+    assert "model.attention='cudnn' needs a GPU" in capsys.readouterr().err
+
+
+def test_max_batch_on_cpu_needs_a_memory_limit(capsys):
+    argv = ["--max-batch", "--layers=1", "--batch=2", "--seq-len=17", "--tokens=random"]
+    assert bench_train.main(argv) == 2
+    assert "--memory-limit-gib" in capsys.readouterr().err
+
+
+def test_the_seeds004_preset_is_the_original_experiment_model():
+    from gssm_jax.bench.train import PRESETS, bench_config
+
+    c = bench_config(PRESETS["seeds004"])  # validates
+    m = c.model
+    assert (m.nb_layers, m.nb_heads, m.emb_dim, m.hidden_dim) == (12, 12, 288, 4 * 288)
+    assert (c.data.seq_len, c.data.batch_size, m.dtype) == (2048, 16, "bfloat16")
