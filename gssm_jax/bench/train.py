@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import gc
 import json
 import os
 import platform
@@ -273,13 +274,14 @@ def device_memory_limit(limit_gib: float | None) -> int | None:
     return (jax.local_devices()[0].memory_stats() or {}).get("bytes_limit")
 
 
-def search_batch(c: ml_collections.ConfigDict, vocab: int, mesh: Mesh, limit: int) -> dict:
-    """The largest batch of the optimized step within `limit` bytes per device, with its probes."""
+def search_batch(
+    c: ml_collections.ConfigDict, vocab: int, mesh: Mesh, limit: int, model: nn.Module
+) -> dict:
+    """The largest batch of `model`'s train step within `limit` bytes per device, and the probes."""
     from gssm_jax import parallel
     from gssm_jax.bench import batchfit
     from gssm_jax.train import state as train_state
 
-    model = train_state.model_from_config(c, vocab)
     abstract, shardings = train_state.abstract_train_state(c, mesh, model)
     multiple = parallel.data_parallel_size(c, mesh) * c.optim.accum_steps
     t0 = time.perf_counter()
@@ -294,7 +296,10 @@ def search_batch(c: ml_collections.ConfigDict, vocab: int, mesh: Mesh, limit: in
         )
         return parts["total"]
 
-    print(f"searching the largest batch under {limit / 2**20:.1f} MiB", file=sys.stderr)
+    print(
+        f"{type(model).__name__}: searching the largest batch under {limit / 2**20:.1f} MiB",
+        file=sys.stderr,
+    )
     best, probes = batchfit.largest_fitting(bytes_at, limit, multiple, c.data.batch_size)
     return {
         "largest_batch": best,
@@ -332,27 +337,24 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    search = None
+    limit = None
     if args.max_batch:
         limit = device_memory_limit(args.memory_limit_gib)
         if limit is None:
             print("error: --max-batch on this backend needs --memory-limit-gib", file=sys.stderr)
             return 2
-        search = search_batch(c, vocab, mesh, limit)
-        if search["largest_batch"] == 0:
-            print(json.dumps({"bench": "train", "max_batch_search": search}), flush=True)
-            print("error: not even the smallest batch fits", file=sys.stderr)
-            return 1
-        c = with_batch(c, search["largest_batch"])
     build = {
         "optimized": lambda c: train_state.model_from_config(c, vocab),
         "plain": lambda c: PlainTransformer(ModelConfig.from_config(c.model, vocab)),
     }
     multiple = parallel.data_parallel_size(c, mesh) * c.optim.accum_steps
-    timed = []
+    timed, searches = [], {}
     for name in args.model_names:
         run_c = c
-        while True:  # at a searched batch, step down while the real allocation does not fit
+        if limit is not None:
+            searches[name] = search_batch(c, vocab, mesh, limit, build[name](c))
+            run_c = with_batch(c, max(multiple, searches[name]["largest_batch"]))
+        for retry in range(4):  # a searched batch steps down while the real allocation fails
             try:
                 batches = (
                     real_tokens(run_c, 4)
@@ -363,15 +365,24 @@ def main(argv: list[str] | None = None) -> int:
                 for _ in range(args.warmup):
                     t.run_step()
                 t.peak_bytes = profile.peak_device_bytes()  # before the next model allocates
+                t.config = run_c
+                timed.append(t)
                 break
             except Exception as e:  # noqa: BLE001 - XLA reports OOM as a runtime error
-                smaller = run_c.data.batch_size - multiple
-                if not (search and is_out_of_memory(e) and smaller > 0):
+                if not is_out_of_memory(e):
                     raise
-                print(f"{name}: out of memory at batch {run_c.data.batch_size}", file=sys.stderr)
-                run_c = with_batch(run_c, smaller)
-        t.config = run_c
-        timed.append(t)
+                error = f"out of memory at batch {run_c.data.batch_size}"
+            print(f"{name}: {error}", file=sys.stderr, flush=True)
+            gc.collect()
+            smaller = run_c.data.batch_size - multiple
+            if limit is None or smaller <= 0 or retry == 3:
+                row = {"bench": "train", "variant": name, "preset": args.preset}
+                row.update(batch=run_c.data.batch_size, seq_len=c.data.seq_len, error=error)
+                if name in searches:
+                    row["max_batch_search"] = searches[name]
+                print(json.dumps(row), flush=True)
+                break
+            run_c = with_batch(run_c, smaller)
     for _ in range(args.rounds):
         for t in timed:
             t.timed_steps(args.steps)
@@ -426,10 +437,10 @@ def main(argv: list[str] | None = None) -> int:
             "malloc_keeps_memory": kept,
             "machine": info,
         }
-        if search is not None:
-            row["max_batch_search"] = search
+        if t.name in searches:
+            row["max_batch_search"] = searches[t.name]
         print(json.dumps(row), flush=True)
-    if len(timed) == 2:
+    if len(timed) == 2:  # each model at its own batch under --max-batch
         summary = {
             "bench": "train",
             "model": description,

@@ -75,3 +75,42 @@ def test_the_seeds004_preset_is_the_original_experiment_model():
     m = c.model
     assert (m.nb_layers, m.nb_heads, m.emb_dim, m.hidden_dim) == (12, 12, 288, 4 * 288)
     assert (c.data.seq_len, c.data.batch_size, m.dtype) == (2048, 16, "bfloat16")
+
+
+class _OomAbove(bench_train.Timed):
+    """Timed whose allocation 'runs out of memory' above a batch, as XLA reports it."""
+
+    max_batch = 0
+
+    def __init__(self, name, model, c, mesh, batches):
+        if c.data.batch_size > self.max_batch:
+            raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate")
+        super().__init__(name, model, c, mesh, batches)
+
+
+TINY = ["--seq-len=17", "--layers=1", "--heads=2", "--emb-dim=16", "--hidden-dim=32"]
+TINY += ["--rounds=1", "--steps=1", "--warmup=0", "--tokens=random", "--no-keep-memory"]
+
+
+def test_a_model_out_of_memory_at_the_fixed_batch_is_reported_not_fatal(capsys, monkeypatch):
+    monkeypatch.setattr(bench_train, "Timed", type("Oom", (_OomAbove,), {"max_batch": 2}))
+    monkeypatch.setattr(bench_train, "real_tokens", None)  # --tokens=random must not need it
+    assert bench_train.main([*TINY, "--batch=4"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["variant"], r.get("error")) for r in rows] == [
+        ("optimized", "out of memory at batch 4"),
+        ("plain", "out of memory at batch 4"),
+    ]
+
+
+def test_max_batch_steps_down_when_the_real_allocation_fails(capsys, monkeypatch):
+    monkeypatch.setattr(bench_train, "Timed", type("Oom", (_OomAbove,), {"max_batch": 5}))
+    search = {"largest_batch": 7, "probes": {"7": 1, "8": 2}}
+    monkeypatch.setattr(bench_train, "search_batch", lambda *args: search)
+    argv = [*TINY, "--batch=4", "--models=optimized", "--max-batch", "--memory-limit-gib=1"]
+    assert bench_train.main(argv) == 0
+    captured = capsys.readouterr()
+    (row,) = [json.loads(line) for line in captured.out.splitlines()]
+    assert row["batch"] == 5 and row["max_batch_search"] == search
+    assert "out of memory at batch 7" in captured.err
+    assert "out of memory at batch 6" in captured.err
