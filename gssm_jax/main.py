@@ -16,6 +16,7 @@ from ml_collections import config_flags
 
 from gssm_jax import config as config_lib
 from gssm_jax.exitcodes import EXIT_BAD_CONFIG, EXIT_OK, EXIT_PREEMPTED
+from gssm_jax.train.stopping import StopFlag
 
 __all__ = ["EXIT_BAD_CONFIG", "EXIT_OK", "EXIT_PREEMPTED", "main"]
 
@@ -65,17 +66,24 @@ def main(argv: list[str]) -> int:
         return EXIT_BAD_CONFIG
     workdir = _WORKDIR.value or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
     workdir = os.path.abspath(workdir)
-    initialize_distributed(config.distributed)
-
-    from gssm_jax.checkpoint import CheckpointMismatchError
-    from gssm_jax.train.loop import train_and_evaluate
-
-    print(f"gssm_jax: writing to {workdir}", flush=True)
+    # From here on a stop signal is kept for the loop (exit 75, requeue) instead of killing the
+    # process, also while JAX starts, joins the other processes and compiles.
+    stop = StopFlag()
+    stop.install()
     try:
-        return train_and_evaluate(config, workdir)
-    except (config_lib.ConfigError, CheckpointMismatchError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_CONFIG
+        initialize_distributed(config.distributed)
+
+        from gssm_jax.checkpoint import CheckpointMismatchError
+        from gssm_jax.train.loop import train_and_evaluate
+
+        print(f"gssm_jax: writing to {workdir}", flush=True)
+        try:
+            return train_and_evaluate(config, workdir, stop)
+        except (config_lib.ConfigError, CheckpointMismatchError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_BAD_CONFIG
+    finally:
+        stop.restore()
 
 
 def run() -> None:

@@ -2,14 +2,14 @@
 
 Each logged step reports the batch's loss next to the exact entropy of the same tokens
 (`kl_gap = loss - entropy`). SIGTERM, SIGUSR1 and SIGINT finish the current step, save a checkpoint
-and return EXIT_PREEMPTED, so a job scheduler can requeue the run and resume it exactly.
+and return EXIT_PREEMPTED, so a job scheduler can requeue the run and resume it exactly; a signal
+during start-up returns EXIT_PREEMPTED before the first step (see `gssm_jax.train.stopping`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -19,7 +19,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -34,37 +33,7 @@ from gssm_jax.gssm.kernels import as_device_tables, draw_kernels
 from gssm_jax.metrics import MetricsWriter, console_line, truncate_after
 from gssm_jax.train import state as train_state
 from gssm_jax.train import step as train_step_lib
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
-
-
-class StopFlag:
-    """Set by a stop signal; a second SIGINT interrupts at once."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if signum == signal.SIGINT and self.signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signum = signum
-        print(f"received {signal.Signals(signum).name}: stopping after this step", flush=True)
-
-    def install(self) -> None:
-        for s in STOP_SIGNALS:
-            self._previous[s] = signal.signal(s, self._handle)
-
-    def restore(self) -> None:
-        for s, h in self._previous.items():
-            signal.signal(s, h)
-
-    def agreed(self) -> bool:
-        """True when any process was signalled (one small all-gather on multi-process runs)."""
-        local = np.int32(self.signum is not None)
-        if jax.process_count() == 1:
-            return bool(local)
-        return bool(np.max(multihost_utils.process_allgather(local)))
+from gssm_jax.train.stopping import StopFlag
 
 
 def log_environment(workdir: str) -> None:
@@ -139,7 +108,19 @@ class Trainer:
                 f.write(self.config.to_json_best_effort(indent=2, sort_keys=True))
 
     # -- the loop ---------------------------------------------------------------------------
-    def run(self) -> int:
+    def run(self, stop: StopFlag | None = None) -> int:
+        """Trains to optim.steps, or until `stop` is set (by default a flag installed here)."""
+        own_flag = stop is None
+        if own_flag:
+            stop = StopFlag()
+            stop.install()
+        try:
+            return self._run(stop)
+        finally:
+            if own_flag:
+                stop.restore()
+
+    def _run(self, stop: StopFlag) -> int:
         c = self.config
         self._write_config()
         log_environment(self.workdir)
@@ -165,14 +146,20 @@ class Trainer:
         if iterator.get_state().get("next_index") != step:
             raise RuntimeError(f"loader state {iterator.get_state()} does not match {expected}")
 
-        stop = StopFlag()
-        stop.install()
+        if stop.agreed():  # signalled during start-up: nothing changed since the checkpoint
+            print(
+                f"stopped before the first step (at step {step}, nothing new to save); exiting "
+                f"with code {EXIT_PREEMPTED} (run again with the same --workdir to resume)",
+                flush=True,
+            )
+            self.manager.wait_until_finished()
+            self.metrics.close()
+            return EXIT_PREEMPTED
         try:
             return self._loop(
                 state, step, iterator, train_step, eval_step, tables, entropy_fn, eval_set, stop
             )
         finally:
-            stop.restore()
             self._trace.finish()
             self.manager.wait_until_finished()
             self.metrics.close()
@@ -337,6 +324,11 @@ class Trainer:
         return EXIT_OK
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> int:
-    """Trains per `config` into `workdir` (resuming if it holds a checkpoint); returns the exit code."""
-    return Trainer(config, workdir).run()
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str, stop: StopFlag | None = None
+) -> int:
+    """Trains per `config` into `workdir` (resuming if it holds a checkpoint); returns the exit code.
+
+    `stop`: an installed StopFlag (gssm_jax.main installs one at start-up); None installs one here.
+    """
+    return Trainer(config, workdir).run(stop)

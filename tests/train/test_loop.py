@@ -171,3 +171,31 @@ def test_bad_config_is_rejected_before_work(tmp_path, run_main):
         assert not (tmp_path / "bad").exists()
     code, out = run_main(tmp_path / "bad", "--config.optim.learning_rate=1")
     assert code != 0 and "learning_rate" in out
+
+
+def test_a_signal_during_start_up_exits_75_before_the_first_step(tmp_path, run_main):
+    """SIGUSR1 while JAX starts and compiles: kept (not fatal), exit 75, nothing trained; the
+    requeued run then trains from the start."""
+    workdir = tmp_path / "early"
+    proc = subprocess.Popen(
+        main_cmd(workdir, *STEPS),
+        cwd=tmp_path,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    head = ""
+    while "gssm_jax: writing to" not in head:  # printed after JAX starts, before any compile
+        line = proc.stdout.readline()
+        assert line, head
+        head += line
+    proc.send_signal(signal.SIGUSR1)
+    out = head + proc.communicate(timeout=240)[0]
+    assert proc.returncode == EXIT_PREEMPTED, out
+    assert "received SIGUSR1" in out and "stopped before the first step (at step 0" in out, out
+    metrics = workdir / "metrics" / "train.jsonl"
+    assert not metrics.exists() or not read_jsonl(metrics)
+    code, out = run_main(workdir, *STEPS)
+    assert code == 0 and "resumed from" not in out, out
+    assert max(_losses(workdir)) == 40
