@@ -107,6 +107,11 @@ def default_config() -> ml_collections.ConfigDict:
     c.profile.all_processes = False
     c.profile.memory_step = -1  # -1: no device memory profile
 
+    c.runtime = ml_collections.ConfigDict()
+    # glibc malloc keeps freed memory (faster XLA:CPU steps, RSS stays at its peak): auto = on
+    # when JAX runs on the CPU; on; off. See gssm_jax/hostmem.py.
+    c.runtime.keep_freed_memory = "auto"
+
     c.distributed = ml_collections.ConfigDict()
     c.distributed.coordinator = ""  # host:port; empty: auto-detect (Slurm) or single process
     c.distributed.num_processes = ml_collections.config_dict.placeholder(int)
@@ -247,6 +252,12 @@ def validate(c: ml_collections.ConfigDict) -> None:
             f"needs a head dimension (emb_dim/nb_heads) that is a multiple of 8 and <= 128, "
             f"got {head_dim}",
         )
+    _require(
+        c.runtime.keep_freed_memory in ("auto", "on", "off"),
+        "runtime.keep_freed_memory",
+        c.runtime.keep_freed_memory,
+        "must be 'auto', 'on' or 'off'",
+    )
     for key in ("rope_theta", "norm_eps", "init_std"):
         v = c.model[key]
         _require(math.isfinite(v) and v > 0, f"model.{key}", v, "must be a finite number > 0")

@@ -15,6 +15,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from gssm_jax import config as config_lib
+from gssm_jax import hostmem
 from gssm_jax.exitcodes import EXIT_BAD_CONFIG, EXIT_OK, EXIT_PREEMPTED
 from gssm_jax.train.stopping import StopFlag
 
@@ -70,13 +71,14 @@ def main(argv: list[str]) -> int:
     # process, also while JAX starts, joins the other processes and compiles.
     stop = StopFlag()
     stop.install()
+    kept = hostmem.apply(config.runtime.keep_freed_memory)  # before JAX starts its threads
     try:
         initialize_distributed(config.distributed)
 
         from gssm_jax.checkpoint import CheckpointMismatchError
         from gssm_jax.train.loop import train_and_evaluate
 
-        print(f"gssm_jax: writing to {workdir}", flush=True)
+        print(f"gssm_jax: writing to {workdir} (malloc keeps freed memory: {kept})", flush=True)
         try:
             return train_and_evaluate(config, workdir, stop)
         except (config_lib.ConfigError, CheckpointMismatchError) as e:

@@ -28,6 +28,7 @@ def test_default_validates():
         ("mesh.model", 0, "mesh.model"),
         ("checkpoint.keep", 0, "checkpoint.keep"),
         ("model.attention", "flash", "model.attention"),
+        ("runtime.keep_freed_memory", "yes", "runtime.keep_freed_memory"),
         ("model.attention", "cudnn", "model.attention"),  # needs bfloat16
     ],
 )

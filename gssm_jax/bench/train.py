@@ -24,13 +24,12 @@ is unknown, as on every CPU), then one line with the speedup.
 device memory (the allocator's bytes_limit; on CPU give --memory-limit-gib), using XLA's memory
 accounting (`gssm_jax.bench.batchfit`), then times both models at that batch; a model that runs
 out of memory there is retried one step smaller. Before JAX starts, glibc malloc is told to keep
-freed memory (see `keep_freed_memory`); --no-keep-memory measures without it.
+freed memory (see `gssm_jax.hostmem`); --no-keep-memory measures without it.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import json
 import os
@@ -41,32 +40,12 @@ import time
 from typing import TYPE_CHECKING
 
 from gssm_jax.config import ATTENTION_CHOICES
+from gssm_jax.hostmem import keep_freed_memory
 
 if TYPE_CHECKING:  # JAX is imported lazily: `keep_freed_memory` must run before it starts
     import flax.linen as nn
     import ml_collections
     from jax.sharding import Mesh
-
-M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8  # glibc mallopt parameters
-
-
-def keep_freed_memory() -> bool:
-    """Makes glibc malloc reuse freed memory instead of returning it to the kernel.
-
-    XLA:CPU allocates each step's temporaries (about 150 MB here) afresh; glibc serves such
-    sizes with mmap and unmaps them on free, so every step page-faults all of it in again (about
-    37k faults, 60 ms per step on the benchmark machine). One arena, no mmap and no trimming keep
-    the pages mapped after the first step. It must run before JAX creates its threads; returns
-    False where mallopt is unavailable (not glibc).
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    ok = libc.mallopt(M_ARENA_MAX, 1) == 1
-    ok &= libc.mallopt(M_MMAP_MAX, 0) == 1
-    ok &= libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1) == 1
-    return bool(ok)
 
 
 def machine() -> dict:

@@ -133,6 +133,7 @@ def test_default_run_learns_below_the_readme_threshold(tmp_path):
     assert proc.returncode == 0, out
     runs = list((tmp_path / "runs").iterdir())
     assert len(runs) == 1 and f"writing to {runs[0]}" in out
+    assert "(malloc keeps freed memory: True)" in out  # runtime.keep_freed_memory=auto on a CPU
     workdir = runs[0]
     records = read_jsonl(workdir / "metrics" / "train.jsonl")
     for key in (
