@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gssm_jax.config import ConfigError, default_config, resolved_graph_spec, validate
 from gssm_jax.gssm.graph import GraphError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_default_validates():
@@ -84,3 +88,22 @@ def test_cudnn_attention_on_cpu_is_a_config_error_naming_the_backend():
     c.model.dtype, c.model.attention = "bfloat16", "cudnn"
     with pytest.raises(ConfigError, match="model.attention='cudnn' needs a GPU.*'cpu'"):
         model_from_config(c, 32)
+
+
+def test_experiment1_onfly_setups_are_the_seeds_graph_and_model():
+    from gssm_jax.config import load_config_file
+    from gssm_jax.gssm.graph import parse_graph
+
+    path = "configs/experiment1/onfly.py"
+    for setup, (alpha_x, alpha_z) in {"small_x": (1e-3, 0.125), "small_z": (5e-2, 1e-3)}.items():
+        c = load_config_file(f"{ROOT / path}:{setup}")
+        validate(c)
+        graph = c.data.graph
+        assert graph["X"]["alpha"] == alpha_x and graph["X"]["parents"] == ["Z1", "Z2", "Z3", "Z4"]
+        assert all(graph[f"Z{i}"]["alpha"] == alpha_z for i in range(1, 5))
+        assert all(graph[f"Z{i}"]["parents"] == ["X"] for i in range(1, 5))
+        assert parse_graph(resolved_graph_spec(c)).vocab_size == 32
+        m = c.model
+        assert (m.nb_layers, m.nb_heads, m.emb_dim, m.dtype) == (12, 12, 288, "bfloat16")
+    with pytest.raises(ValueError, match="'small_y'"):
+        load_config_file(f"{ROOT / path}:small_y")
