@@ -219,3 +219,41 @@ def test_refusals_submit_nothing(cluster, repo, root, tmp_path, reference):
     assert again.returncode == 2 and "exists" in again.stderr
     assert (reference / "runs" / "0" / "checkpoints").is_dir()
     assert cluster.cmd("squeue", "-h").stdout == queued
+
+
+def test_time_limit_signal_requeues_and_resumes(cluster, repo, root):
+    """(e) A real time limit: Slurm itself sends USR1 `signal_seconds` before it, the run saves and
+    exits 75, the task requeues and the next attempt resumes from that checkpoint."""
+    job = submit(
+        cluster,
+        repo,
+        "--name",
+        "time-limit",
+        "--root",
+        str(root),
+        "--config.optim.steps=1000000",  # far more than fits in the limit
+        "--config.data.seq_len=32",
+        "--config.model.nb_layers=1",
+        "--config.log.period=10",
+        "--config.eval.period=1000000",
+        "--config.eval.batches=1",
+        "--config.checkpoint.period=1000000",  # only the stop signal saves
+        "--config.slurm.time=3",
+        "--config.slurm.signal_seconds=150",
+    )
+    run_dir = root / "time-limit"
+    out = run_dir / "stdout" / "0.out"
+    deadline = time.monotonic() + JOB_TIMEOUT
+    while "resumed from" not in (out.read_text() if out.exists() else ""):
+        assert time.monotonic() < deadline, logs(run_dir) + cluster.logs()
+        state = job_records(cluster, job)[0]["JobState"]
+        assert state in ("PENDING", "RUNNING", "REQUEUED"), f"{state}\n{logs(run_dir)}"
+        time.sleep(1)
+    cluster.cmd("scancel", job, check=True)
+    wait_job(cluster, job, run_dir)
+    log = out.read_text()
+    assert "received SIGUSR1" in log and "exiting with code 75" in log, log
+    assert "requeueing job" in log, log
+    assert int(job_records(cluster, job)[0]["Restarts"]) >= 1
+    saved = re.search(r"checkpoint saved at step (\d+)", log)
+    assert saved and f"checkpoints/{saved.group(1)}" in log.split("resumed from", 1)[1], log
