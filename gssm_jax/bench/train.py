@@ -39,10 +39,13 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from gssm_jax.config import ATTENTION_CHOICES
+from gssm_jax.config import ATTENTION_CHOICES, resolved_graph_spec
+from gssm_jax.gssm.graph import parse_graph
 from gssm_jax.hostmem import keep_freed_memory
 
 if TYPE_CHECKING:  # JAX is imported lazily: `keep_freed_memory` must run before it starts
+    from collections.abc import Callable
+
     import flax.linen as nn
     import ml_collections
     from jax.sharding import Mesh
@@ -113,9 +116,7 @@ def real_tokens(c: ml_collections.ConfigDict, count: int) -> list:
     """`count` global batches of the config's graph stream (seed 0)."""
     import numpy as np
 
-    from gssm_jax.config import resolved_graph_spec
     from gssm_jax.gssm import kernels, sample
-    from gssm_jax.gssm.graph import parse_graph
 
     graph = parse_graph(resolved_graph_spec(c))
     tables = kernels.as_device_tables(kernels.draw_kernels(graph, c.data.graph_seed))
@@ -290,6 +291,46 @@ def search_batch(
     }
 
 
+def start_model(
+    name: str,
+    build: Callable[[ml_collections.ConfigDict], nn.Module],
+    c: ml_collections.ConfigDict,
+    mesh: Mesh,
+    tokens: str,
+    warmup: int,
+    step_down: int,
+    tries: int = 4,
+) -> Timed | dict:
+    """The compiled, warmed-up model at c's batch, or {batch, error} when it runs out of memory.
+
+    With step_down > 0 (a searched batch: XLA's estimate can miss the allocator's fragmentation)
+    an out-of-memory start is retried that many sequences smaller, up to `tries` times.
+    """
+    from gssm_jax import profile
+
+    vocab = parse_graph(resolved_graph_spec(c)).vocab_size
+    attempt = 1
+    while True:
+        try:
+            batches = real_tokens(c, 4) if tokens == "real" else random_tokens(c, 4, vocab)
+            t = Timed(name, build(c), c, mesh, batches)
+            for _ in range(warmup):
+                t.run_step()
+            t.peak_bytes = profile.peak_device_bytes()  # before the next model allocates
+            t.config = c
+            return t
+        except Exception as e:  # noqa: BLE001 - XLA reports out-of-memory as a runtime error
+            if not is_out_of_memory(e):
+                raise
+        error = f"out of memory at batch {c.data.batch_size}"
+        print(f"{name}: {error}", file=sys.stderr, flush=True)
+        gc.collect()
+        smaller = c.data.batch_size - step_down
+        if step_down <= 0 or smaller <= 0 or attempt == tries:
+            return {"batch": c.data.batch_size, "error": error}
+        c, attempt = with_batch(c, smaller), attempt + 1
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     while argv and not argv[0].startswith("-"):  # tolerate `bench train ...` or a program name
@@ -300,8 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     import jax
 
     from gssm_jax import parallel, profile
-    from gssm_jax.config import ConfigError, resolved_graph_spec
-    from gssm_jax.gssm.graph import parse_graph
+    from gssm_jax.config import ConfigError
     from gssm_jax.models import layers
     from gssm_jax.models.reference import PlainTransformer
     from gssm_jax.models.transformer import ModelConfig
@@ -327,41 +367,22 @@ def main(argv: list[str] | None = None) -> int:
         "plain": lambda c: PlainTransformer(ModelConfig.from_config(c.model, vocab)),
     }
     multiple = parallel.data_parallel_size(c, mesh) * c.optim.accum_steps
+    step_down = multiple if args.max_batch else 0
     timed, searches = [], {}
     for name in args.model_names:
         run_c = c
         if limit is not None:
             searches[name] = search_batch(c, vocab, mesh, limit, build[name](c))
             run_c = with_batch(c, max(multiple, searches[name]["largest_batch"]))
-        for retry in range(4):  # a searched batch steps down while the real allocation fails
-            try:
-                batches = (
-                    real_tokens(run_c, 4)
-                    if args.tokens == "real"
-                    else random_tokens(run_c, 4, vocab)
-                )
-                t = Timed(name, build[name](run_c), run_c, mesh, batches)
-                for _ in range(args.warmup):
-                    t.run_step()
-                t.peak_bytes = profile.peak_device_bytes()  # before the next model allocates
-                t.config = run_c
-                timed.append(t)
-                break
-            except Exception as e:  # noqa: BLE001 - XLA reports OOM as a runtime error
-                if not is_out_of_memory(e):
-                    raise
-                error = f"out of memory at batch {run_c.data.batch_size}"
-            print(f"{name}: {error}", file=sys.stderr, flush=True)
-            gc.collect()
-            smaller = run_c.data.batch_size - multiple
-            if limit is None or smaller <= 0 or retry == 3:
-                row = {"bench": "train", "variant": name, "preset": args.preset}
-                row.update(batch=run_c.data.batch_size, seq_len=c.data.seq_len, error=error)
-                if name in searches:
-                    row["max_batch_search"] = searches[name]
-                print(json.dumps(row), flush=True)
-                break
-            run_c = with_batch(run_c, smaller)
+        t = start_model(name, build[name], run_c, mesh, args.tokens, args.warmup, step_down)
+        if isinstance(t, Timed):
+            timed.append(t)
+            continue
+        row = {"bench": "train", "variant": name, "preset": args.preset, "seq_len": c.data.seq_len}
+        row.update(t)
+        if name in searches:
+            row["max_batch_search"] = searches[name]
+        print(json.dumps(row), flush=True)
     for _ in range(args.rounds):
         for t in timed:
             t.timed_steps(args.steps)
