@@ -18,6 +18,11 @@ from gssm_jax.gssm.graph import parse_graph
 ATTENTION_CHOICES = ("auto", "blocked", "xla", "cudnn")
 
 
+def cudnn_supports(dtype: str, head_dim: int) -> bool:
+    """Whether cuDNN flash attention takes this compute dtype and head dimension."""
+    return dtype == "bfloat16" and head_dim % 8 == 0 and head_dim <= 128
+
+
 class ConfigError(ValueError):
     """A config value that cannot work, named by its dotted key."""
 
@@ -246,7 +251,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
         )
         head_dim = c.model.emb_dim // c.model.nb_heads
         _require(
-            head_dim % 8 == 0 and head_dim <= 128,
+            cudnn_supports(c.model.dtype, head_dim),
             "model.attention",
             c.model.attention,
             f"needs a head dimension (emb_dim/nb_heads) that is a multiple of 8 and <= 128, "

@@ -82,8 +82,7 @@ def _mesh_axes(mesh_axes: Any) -> tuple[str, ...]:
 
 def data_parallel_size(config: ml_collections.ConfigDict, mesh: Mesh) -> int:
     """Devices the logical batch axis is split over under `config.mesh.rules` (1 if none)."""
-    axes = _mesh_axes(next((v for k, v in rules(config.mesh) if k == "batch"), None))
-    return math.prod(mesh.shape[a] for a in axes)
+    return math.prod(mesh.shape[a] for a in _mesh_axes(batch_spec(config)[0]))
 
 
 def check_divisibility(config: ml_collections.ConfigDict, mesh: Mesh) -> None:

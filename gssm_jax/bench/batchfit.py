@@ -14,6 +14,13 @@ from collections.abc import Callable
 from typing import Any
 
 
+def with_batch(c: Any, batch: int) -> Any:
+    """A copy of config `c` with data.batch_size = batch."""
+    c = c.copy_and_resolve_references()
+    c.data.batch_size = batch
+    return c
+
+
 def step_bytes(
     c: Any, model: Any, mesh: Any, batch: int, abstract_state: Any, shardings: Any
 ) -> dict[str, int]:
@@ -23,8 +30,7 @@ def step_bytes(
 
     from gssm_jax.train import step as train_step
 
-    c = c.copy_and_resolve_references()
-    c.data.batch_size = batch
+    c = with_batch(c, batch)
     step_fn = train_step.make_train_step(c, model, mesh, shardings)
     tokens = jax.ShapeDtypeStruct((batch, c.data.seq_len), np.int32)
     stats = step_fn.lower(abstract_state, tokens).compile().memory_analysis()

@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import resource
 import sys
 import time
@@ -22,6 +20,7 @@ import time
 import jax
 import numpy as np
 
+from gssm_jax.bench.machine import machine
 from gssm_jax.config import four_graph
 from gssm_jax.gssm import kernels, sample
 from gssm_jax.gssm.graph import Graph, parse_graph
@@ -41,16 +40,6 @@ SHAPES = ((16, 2048), (256, 256))
 REFERENCE_MAX_S2 = 2**26  # joint-transition entries the reference forward may build
 REFERENCE_SECONDS = 3.0  # time budget of one reference forward measurement
 MIN_SECONDS, MAX_RUNS = 1.0, 5  # timed runs: until this much time has passed, at most this many
-
-
-def machine() -> dict:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "jax_backend": jax.default_backend(),
-        "jax_version": jax.__version__,
-    }
 
 
 def peak_rss_mb() -> float:

@@ -32,13 +32,13 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import platform
 import resource
 import sys
 import time
 from typing import TYPE_CHECKING
 
+from gssm_jax.bench.batchfit import with_batch
+from gssm_jax.bench.machine import machine
 from gssm_jax.config import ATTENTION_CHOICES, resolved_graph_spec
 from gssm_jax.gssm.graph import parse_graph
 from gssm_jax.hostmem import keep_freed_memory
@@ -49,28 +49,6 @@ if TYPE_CHECKING:  # JAX is imported lazily: `keep_freed_memory` must run before
     import flax.linen as nn
     import ml_collections
     from jax.sharding import Mesh
-
-
-def machine() -> dict:
-    """What the numbers were measured on, including the load other processes put on it."""
-    import jax
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
-    except (OSError, StopIteration):
-        pass
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "jax_version": jax.__version__,
-        "jax_backend": jax.default_backend(),
-        "device_kind": jax.devices()[0].device_kind,
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "loadavg_1min": round(os.getloadavg()[0], 2),
-    }
 
 
 PRESETS = {
@@ -94,12 +72,6 @@ def bench_config(shape: dict, attention: str = "auto") -> ml_collections.ConfigD
     m.hidden_dim, m.dtype, m.attention = shape["hidden_dim"], shape["dtype"], attention
     c.optim.steps = 10_000
     validate(c)
-    return c
-
-
-def with_batch(c: ml_collections.ConfigDict, batch: int) -> ml_collections.ConfigDict:
-    c = c.copy_and_resolve_references()
-    c.data.batch_size = batch
     return c
 
 
@@ -255,15 +227,14 @@ def device_memory_limit(limit_gib: float | None) -> int | None:
 
 
 def search_batch(
-    c: ml_collections.ConfigDict, vocab: int, mesh: Mesh, limit: int, model: nn.Module
+    c: ml_collections.ConfigDict, mesh: Mesh, limit: int, model: nn.Module, multiple: int
 ) -> dict:
-    """The largest batch of `model`'s train step within `limit` bytes per device, and the probes."""
-    from gssm_jax import parallel
+    """The largest batch (a multiple of `multiple`) of `model`'s train step within `limit` bytes
+    per device, and the probes."""
     from gssm_jax.bench import batchfit
     from gssm_jax.train import state as train_state
 
     abstract, shardings = train_state.abstract_train_state(c, mesh, model)
-    multiple = parallel.data_parallel_size(c, mesh) * c.optim.accum_steps
     t0 = time.perf_counter()
 
     def bytes_at(batch: int) -> int:
@@ -372,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.model_names:
         run_c = c
         if limit is not None:
-            searches[name] = search_batch(c, vocab, mesh, limit, build[name](c))
+            searches[name] = search_batch(c, mesh, limit, build[name](c), multiple)
             run_c = with_batch(c, max(multiple, searches[name]["largest_batch"]))
         t = start_model(name, build[name], run_c, mesh, args.tokens, args.warmup, step_down)
         if isinstance(t, Timed):
@@ -450,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
             "speedup_optimized_over_plain": round(rates["optimized"] / rates["plain"], 3),
             "tokens_per_s": {k: round(v, 1) for k, v in rates.items()},
             "step_time_s": {t.name: round(_percentile(t.wall, 50), 6) for t in timed},
-            "machine": machine(),
+            "machine": info,
         }
         print(json.dumps(summary), flush=True)
     return 0

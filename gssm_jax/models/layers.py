@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.sharding import PartitionSpec
 
-from gssm_jax.config import ATTENTION_CHOICES
+from gssm_jax.config import ATTENTION_CHOICES, cudnn_supports
 
 F32 = jnp.float32
 
@@ -315,11 +315,6 @@ def dot_product_attention(
 def reference_attention(qkv_BxLx3xHxK: jax.Array, rope_theta: float) -> jax.Array:
     """The textbook formula, differentiated by JAX: the yardstick for `causal_attention`."""
     return dot_product_attention(qkv_BxLx3xHxK, rope_theta, "xla")
-
-
-def cudnn_supports(dtype: str, head_dim: int) -> bool:
-    """Whether cuDNN flash attention takes this compute dtype and head dimension."""
-    return dtype == "bfloat16" and head_dim % 8 == 0 and head_dim <= 128
 
 
 def resolve_attention(choice: str, dtype: str, backend: str, head_dim: int = 64) -> str:

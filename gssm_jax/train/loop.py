@@ -146,16 +146,15 @@ class Trainer:
         if iterator.get_state().get("next_index") != step:
             raise RuntimeError(f"loader state {iterator.get_state()} does not match {expected}")
 
-        if stop.agreed():  # signalled during start-up: nothing changed since the checkpoint
-            print(
-                f"stopped before the first step (at step {step}, nothing new to save); exiting "
-                f"with code {EXIT_PREEMPTED} (run again with the same --workdir to resume)",
-                flush=True,
-            )
-            self.manager.wait_until_finished()
-            self.metrics.close()
-            return EXIT_PREEMPTED
         try:
+            if stop.agreed():  # signalled during start-up: nothing changed since the checkpoint
+                print(
+                    f"stopped before the first step (at step {step}, nothing new to save); "
+                    f"exiting with code {EXIT_PREEMPTED} (run again with the same --workdir to "
+                    "resume)",
+                    flush=True,
+                )
+                return EXIT_PREEMPTED
             return self._loop(
                 state, step, iterator, train_step, eval_step, tables, entropy_fn, eval_set, stop
             )

@@ -35,10 +35,6 @@ class StopFlag:
             signal.signal(s, h)
         self._previous.clear()
 
-    @property
-    def installed(self) -> bool:
-        return bool(self._previous)
-
     def agreed(self) -> bool:
         """True when any process was signalled (one small all-gather on multi-process runs)."""
         import jax
