@@ -43,7 +43,6 @@ def job_name(name: str) -> str:
 
 def header(name: str, run_dir: Path, slurm: SlurmConfig, num_tasks: int) -> list[str]:
     """The #SBATCH lines: resources, one output file per array task, signal and requeue."""
-    check_path(run_dir)
     output = run_dir / "stdout" / ("%a.out" if num_tasks > 1 else "0.out")
     lines = [f"--job-name={job_name(name)}", f'--output="{output}"', "--open-mode=append"]
     if num_tasks > 1:

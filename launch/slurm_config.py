@@ -66,7 +66,6 @@ _TIME = re.compile(
 def slurm_section(**values: Any) -> ml_collections.ConfigDict:
     """A ConfigDict with every SlurmConfig field, for `config.slurm = slurm_section(time=...)`."""
     section = ml_collections.ConfigDict(dataclasses.asdict(SlurmConfig()))
-    section.extra_lines = ()
     for key, value in values.items():
         if key not in FIELDS:
             raise SlurmConfigError(f"slurm.{key}: unknown field; known: {', '.join(FIELDS)}")
@@ -144,11 +143,7 @@ def parse_override(key: str, text: str) -> Any:
 
 def slurm_config(section: Mapping[str, Any] | None, overrides: Mapping[str, str]) -> SlurmConfig:
     """The checked SlurmConfig of a config's `slurm` section (or None) and command-line overrides."""
-    values: dict[str, Any] = {}
-    if section is not None:
-        items = section.items() if hasattr(section, "items") else dict(section).items()
-        for key, value in items:
-            values[key] = value
+    values: dict[str, Any] = dict(section.items()) if section is not None else {}
     for key, text in overrides.items():
         values[key] = parse_override(key, text)
     checked = {key: check_value(key, value) for key, value in values.items()}

@@ -56,6 +56,21 @@ def read_jsonl(path: Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+# A 40-step run that logs, evaluates and checkpoints often enough to stop and resume mid-way.
+RESUME_STEPS = [
+    "--config.optim.steps=40",
+    "--config.optim.warmup=4",
+    "--config.log.period=2",
+    "--config.eval.period=20",
+    "--config.checkpoint.period=10",
+]
+
+
+def train_losses(workdir: Path) -> dict[int, float]:
+    """step -> train loss, from a run's metrics/train.jsonl."""
+    return {r["step"]: r["loss"] for r in read_jsonl(workdir / "metrics" / "train.jsonl")}
+
+
 @pytest.fixture
 def run_main(tmp_path):
     """Runs gssm_jax.main to completion; returns (returncode, output)."""

@@ -13,7 +13,6 @@ and prints them as one JSON line with their ratio (tokens counted as the loop do
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -24,8 +23,9 @@ import jax
 from jax.sharding import NamedSharding
 
 from gssm_jax import parallel
-from gssm_jax.config import resolved_graph_spec, validate
+from gssm_jax.config import load_config_file, resolved_graph_spec, validate
 from gssm_jax.data import files, write
+from gssm_jax.data.stream import stream_dataset
 from gssm_jax.gssm.graph import parse_graph
 from gssm_jax.gssm.kernels import draw_kernels
 from gssm_jax.train import state as train_state
@@ -33,15 +33,6 @@ from gssm_jax.train import step as train_step_lib
 
 MIN_RATIO = 10.0
 DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "debug.py")
-
-
-def load_run_config(path: str):
-    """`get_config()` (or `get_config(arg)` for `FILE:arg`) of a run config file."""
-    path, _, arg = path.partition(":")
-    spec = importlib.util.spec_from_file_location("gssm_bench_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg) if arg else module.get_config()
 
 
 def write_matching_set(c, directory: str, num_sequences: int) -> tuple[str, float]:
@@ -74,7 +65,7 @@ def read_rate(c, path: str, sharding: NamedSharding, num_batches: int) -> float:
     source = files.FileSource(
         fs, c.data.batch_size, (0, c.data.batch_size), num_batches + 8, c.data.shuffle_seed
     )
-    iterator = iter(files.files_dataset(source, c.data.worker_threads, c.data.prefetch))
+    iterator = iter(stream_dataset(source, c.data.worker_threads, c.data.prefetch))
     for _ in range(8):  # thread start-up and the first permutation
         jax.block_until_ready(
             jax.make_array_from_process_local_data(sharding, next(iterator), global_shape)
@@ -130,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-steps", type=int, default=10)
     args = parser.parse_args(argv)
 
-    c = load_run_config(args.config)
+    c = load_config_file(args.config)
     validate(c)
     mesh = parallel.make_mesh(c.mesh)
     sharding = NamedSharding(mesh, parallel.batch_spec(c))

@@ -222,14 +222,6 @@ class FileSource:
         return self.fs.read(self.seq_indices(k))
 
 
-def files_dataset(source: FileSource, worker_threads: int, prefetch: int) -> grain.IterDataset:
-    """The Grain dataset that reads `source` in `worker_threads` background threads."""
-    options = grain.ReadOptions(
-        num_threads=max(worker_threads, 1), prefetch_buffer_size=max(prefetch, 1)
-    )
-    return grain.MapDataset.source(source).to_iter_dataset(options)
-
-
 def eval_batches(
     fs: FileSet, global_batch: int, rows: tuple[int, int], count: int
 ) -> list[tuple[np.ndarray, float]]:

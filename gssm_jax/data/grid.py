@@ -166,7 +166,7 @@ def entries(c: Any) -> list[GridEntry]:
         keys = list(sub)
         points.extend(dict(zip(keys, values)) for values in itertools.product(*sub.values()))
     out: list[GridEntry] = []
-    seen: dict[str, str] = {}
+    seen: set[str] = set()
     for point in points:
         spec = json.loads(json.dumps(base))
         for key, value in point.items():
@@ -179,7 +179,7 @@ def entries(c: Any) -> list[GridEntry]:
         signature = json.dumps(graph.to_dict(), sort_keys=True)
         if signature in seen:
             continue
-        seen[signature] = name
+        seen.add(signature)
         for seed in c.seeds:
             out.append(
                 GridEntry(f"{name}__seed={seed}", point, graph, seed, seed + c.data_seed_offset)

@@ -26,7 +26,6 @@ ENTROPY = "entropy.npy"
 METADATA = "metadata.json"
 DONE = "DONE"
 INDEX = "index.json"
-SPLITS = ("train", "test")
 WRITER_OPTIONS = "group_size:1"  # one record per chunk: what random access (and Grain) needs
 
 

@@ -73,8 +73,11 @@ def cpu_tables(tables: Tables) -> Tables:
     return jax.device_put(as_device_tables(tables), cpu)
 
 
-def stream_dataset(source: StreamSource, worker_threads: int, prefetch: int) -> grain.IterDataset:
-    """The Grain dataset that reads `source` in `worker_threads` background threads."""
+def stream_dataset(
+    source: grain.sources.RandomAccessDataSource, worker_threads: int, prefetch: int
+) -> grain.IterDataset:
+    """The Grain dataset that reads `source` (any sized, indexable source: a StreamSource or a
+    files.FileSource) in `worker_threads` background threads."""
     options = grain.ReadOptions(
         num_threads=max(worker_threads, 1), prefetch_buffer_size=max(prefetch, 1)
     )

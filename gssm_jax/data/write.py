@@ -152,7 +152,6 @@ def _write_records(
     t0 = time.perf_counter()
     tokens_path = os.path.join(tmp, layout.TOKENS)
     writer = ArrayRecordWriter(tokens_path, layout.WRITER_OPTIONS)
-    used_draws = None
     pending = launch(starts[0])
     for i, start in enumerate(starts):
         tokens_BxT, entropy = pending
@@ -163,7 +162,6 @@ def _write_records(
         for row in rows:
             writer.write(row.tobytes())
         entropy_N[start : start + m] = np.asarray(entropy.per_sequence, np.float64)[:m]
-        used_draws = entropy.mc_draws
         progress.update(m, label, start + m, n)
     if not writer.ok():
         raise OSError(f"ArrayRecord writer failed on {tokens_path}")
@@ -179,7 +177,7 @@ def _write_records(
             "mean": float(entropy_N.mean()),
             "stderr": float(entropy_N.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0,
             "method": "monte_carlo" if graph.has_context else "exact",
-            "mc_draws": int(used_draws) if graph.has_context and used_draws else None,
+            "mc_draws": int(mc_draws) if graph.has_context else None,
             "units": "nats/token over positions 1..seq_len-1",
             "per_sequence": layout.ENTROPY,
         },

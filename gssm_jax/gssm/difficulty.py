@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gssm_jax.gssm import kernels, sample
+from gssm_jax.config import load_config_file, resolved_graph_spec
+from gssm_jax.gssm import entropy, kernels, sample
 from gssm_jax.gssm.graph import Graph, parse_graph
 
 MEASURES = ("entropy", "gzip")
@@ -52,14 +53,8 @@ def normalised_entropy(
 ) -> float:
     """Mean exact entropy rate H / log(vocab) over the sequences, in [0, 1] (Monte Carlo over
     `mc_draws` kernel sets for graphs with context nodes)."""
-    from gssm_jax.gssm import entropy
-
-    options = {"mc_draws": mc_draws} if graph.has_context else {}
-    if not graph.has_context:
-        graph = sample.kernel_free(graph)  # alphas are in the tables: share compiled forwards
     tables = kernels.as_device_tables(tables)
-    result = entropy.sequence_entropy(graph, tables, tokens_BxT, **options)
-    h_B = getattr(result, "per_sequence", result)
+    h_B = entropy.sequence_entropy(graph, tables, tokens_BxT, mc_draws=mc_draws).per_sequence
     return float(np.mean(np.asarray(h_B))) / math.log(graph.vocab_size)
 
 
@@ -164,13 +159,6 @@ def search_alpha(
     return AlphaSearch(alpha, value, target, tol, tuple(evaluations))
 
 
-def load_config(path: str):
-    """`get_config()` of an ml_collections config file (`FILE:ARG` calls `get_config(ARG)`)."""
-    from gssm_jax.config import load_config_file
-
-    return load_config_file(path)
-
-
 def _fmt(v: float | None) -> str:
     return "config" if v is None else f"{v:g}"
 
@@ -242,9 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             if not (math.isfinite(a) and a > 0):
                 parser.error(f"--{flag.replace('_', '-')}: {a} is not a finite alpha > 0")
 
-    from gssm_jax.config import resolved_graph_spec
-
-    config = load_config(args.config)
+    config = load_config_file(args.config)
     graph = parse_graph(resolved_graph_spec(config))
     setup = Setup(
         graph_seed=config.data.graph_seed if args.graph_seed is None else args.graph_seed,

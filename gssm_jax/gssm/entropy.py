@@ -29,7 +29,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from gssm_jax.gssm.graph import Graph, NodeSpec
-from gssm_jax.gssm.kernels import Tables, draw_context, merge
+from gssm_jax.gssm.kernels import Tables, check_tables, draw_context, merge
 
 METHODS = ("auto", "dense", "factored")
 # `auto` runs the dense form only when X feeds no hidden node and S <= DENSE_MAX_S. Measured on the
@@ -55,6 +55,11 @@ class EntropyResult(NamedTuple):
     mc_draws: int | None
 
 
+def dense_entries(graph: Graph) -> int:
+    """Entries of the dense joint transition: S x S, times the vocabulary when X feeds a node."""
+    return graph.joint_size**2 * (graph.vocab_size if graph.x_feeds_hidden else 1)
+
+
 def choose_method(graph: Graph) -> str:
     """The faster exact form for this graph on CPU (measurements at DENSE_MAX_S)."""
     small = graph.joint_size <= DENSE_MAX_S
@@ -66,7 +71,7 @@ def _resolve(graph: Graph, method: str) -> str:
         raise ValueError(f"entropy method must be one of {METHODS}, got {method!r}")
     method = choose_method(graph) if method == "auto" else method
     if method == "dense":
-        entries = graph.joint_size**2 * (graph.vocab_size if graph.x_feeds_hidden else 1)
+        entries = dense_entries(graph)
         if entries > DENSE_MAX_ENTRIES:
             raise ValueError(
                 f"method 'dense' needs a joint transition of {entries} entries for joint size "
@@ -314,20 +319,6 @@ def _check_tokens(tokens_BxT) -> None:
         raise ValueError(f"tokens must be integers, got dtype {tokens_BxT.dtype}")
 
 
-def _check_tables(graph: Graph, tables: Tables) -> None:
-    if len(tables) != len(graph.nodes):
-        raise ValueError(f"expected {len(graph.nodes)} tables (graph.nodes), got {len(tables)}")
-    for node, t in zip(graph.nodes, tables):
-        want = graph.input_dims(node) + (node.state_dim,)
-        if (t is None) != (node.mode == "context"):
-            raise ValueError(
-                f"table of node {node.name!r} must be None exactly when its mode is 'context' "
-                f"(context kernels are drawn by Monte Carlo), got mode {node.mode!r}"
-            )
-        if t is not None and tuple(t.shape) != want:
-            raise ValueError(f"table of node {node.name!r} has shape {t.shape}, expected {want}")
-
-
 def sequence_logprobs(
     graph: Graph, tables: Tables, tokens_BxT: ArrayLike, method: str = "auto"
 ) -> jax.Array:
@@ -336,7 +327,7 @@ def sequence_logprobs(
         raise ValueError("graph has context nodes: use sequence_entropy (Monte Carlo)")
     tokens_BxT = jnp.asarray(tokens_BxT)
     _check_tokens(tokens_BxT)
-    _check_tables(graph, tables)
+    check_tables(graph, tables)
     method = _resolve(graph, method)
     return -_entropy_jit(_structure(graph), method, tuple(tables), None, tokens_BxT)
 
@@ -357,7 +348,7 @@ def _mc_cumlogp(graph, method, dtype, tables, draws, tokens_BxT):
     mc_draws = next(d for d in draws if d is not None).shape[0]
     per_draw = graph.joint_size * tokens_BxT.shape[0]
     if method == "dense":
-        per_draw += graph.joint_size**2 * (graph.vocab_size if graph.x_feeds_hidden else 1)
+        per_draw += dense_entries(graph)
     chunk = max(1, min(mc_draws, MC_MEMORY_BUDGET // (4 * jnp.dtype(dtype).itemsize * per_draw)))
 
     def one(ctx):
@@ -391,7 +382,7 @@ def sequence_entropy(
     """H = -(1/(T-1)) log p(x(1..T-1) | x(0) = 0) per sequence; Monte Carlo for context nodes."""
     tokens_BxT = jnp.asarray(tokens_BxT)
     _check_tokens(tokens_BxT)
-    _check_tables(graph, tables)
+    check_tables(graph, tables)
     if graph.has_context and mc_draws < 1:
         raise ValueError(f"mc_draws must be >= 1, got {mc_draws}")
     method = _resolve(graph, method)
@@ -423,7 +414,7 @@ def make_entropy_fn(
         if tokens_BxT.shape[1] != seq_len:
             raise ValueError(f"tokens have length {tokens_BxT.shape[1]}, expected {seq_len}")
         tables = tuple(tables)
-        _check_tables(graph, tables)
+        check_tables(graph, tables)
         ctx = None if draws is None else jax.tree.map(lambda d: d.astype(_dtype(tables)), draws)
         return _entropy_BxTm1(graph, method, tables, ctx, tokens_BxT).mean(-1)
 

@@ -92,22 +92,24 @@ def draw_kernels(graph: Graph, graph_seed: int) -> Tables:
     )
 
 
+def _softmax_floor(log_p: jax.Array) -> jax.Array:
+    """softmax over the last axis, floored at PROB_FLOOR and renormalised."""
+    p = jax.nn.softmax(log_p, axis=-1)
+    p = jnp.maximum(p, PROB_FLOOR)
+    return p / p.sum(-1, keepdims=True)
+
+
 def _draw_node_table_jax(key: jax.Array, node: NodeSpec, input_dims: tuple[int, ...], dtype):
     s = node.state_dim
 
     def rows(k, n_rows):
-        log_g = jax.random.loggamma(k, jnp.full((n_rows, s), node.alpha, dtype))
-        p = jax.nn.softmax(log_g, axis=-1)
-        p = jnp.maximum(p, PROB_FLOOR)
-        return p / p.sum(-1, keepdims=True)
+        return _softmax_floor(jax.random.loggamma(k, jnp.full((n_rows, s), node.alpha, dtype)))
 
     if node.kernel_type == "fullrank":
         return rows(key, int(np.prod(input_dims))).reshape(*input_dims, s)
     keys = jax.random.split(key, len(input_dims))
     log_t = _product_table([jnp.log(rows(k, d)) for k, d in zip(keys, input_dims)], input_dims, jnp)
-    p = jax.nn.softmax(log_t, axis=-1)
-    p = jnp.maximum(p, PROB_FLOOR)
-    return p / p.sum(-1, keepdims=True)
+    return _softmax_floor(log_t)
 
 
 def draw_context(key: jax.Array, graph: Graph, dtype=jnp.float32) -> Tables:
@@ -126,6 +128,22 @@ def draw_context(key: jax.Array, graph: Graph, dtype=jnp.float32) -> Tables:
 def merge(fixed: Tables, context: Tables) -> Tables:
     """Tables with the context nodes' entries taken from `context`."""
     return tuple(c if f is None else f for f, c in zip(fixed, context))
+
+
+def check_tables(graph: Graph, tables: Tables) -> None:
+    """Raises ValueError unless `tables` has one entry per node of `graph.nodes`, None exactly for
+    the context nodes and an array of shape (*input_dims, state_dim) for every other node."""
+    if len(tables) != len(graph.nodes):
+        raise ValueError(f"expected {len(graph.nodes)} tables (graph.nodes), got {len(tables)}")
+    for node, t in zip(graph.nodes, tables):
+        want = graph.input_dims(node) + (node.state_dim,)
+        if (t is None) != (node.mode == "context"):
+            raise ValueError(
+                f"table of node {node.name!r} must be None exactly when its mode is 'context' "
+                f"(context kernels are drawn by Monte Carlo), got mode {node.mode!r}"
+            )
+        if t is not None and tuple(t.shape) != want:
+            raise ValueError(f"table of node {node.name!r} has shape {t.shape}, expected {want}")
 
 
 def as_device_tables(tables: Tables, dtype=jnp.float32) -> Tables:

@@ -36,14 +36,10 @@ def sequence_keys(data_seed, seq_idx_B) -> jax.Array:
     return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(seq_idx_B, jnp.uint32))
 
 
-def sequence_tables(graph: Graph, tables: kernels.Tables, keys_B: jax.Array) -> kernels.Tables:
-    """The kernels each sequence is drawn from: fixed tables as given (float32), context tables with a
-    leading batch axis drawn from the sequence keys (so probes can use the true per-sequence kernels)."""
-    fixed = kernels.as_device_tables(tables)
-    if not graph.has_context:
-        return fixed
-    ctx_keys_B = jax.vmap(lambda k: jax.random.fold_in(k, _CONTEXT))(keys_B)
-    return kernels.merge(fixed, jax.vmap(lambda k: kernels.draw_context(k, graph))(ctx_keys_B))
+def _context_tables(graph: Graph, keys_B: jax.Array) -> kernels.Tables:
+    """Each sequence's context tables (leading batch axis), drawn under `fold_in(key, _CONTEXT)`
+    of its key; None for the fixed nodes."""
+    return jax.vmap(lambda k: kernels.draw_context(jax.random.fold_in(k, _CONTEXT), graph))(keys_B)
 
 
 def cdf_tables(tables: kernels.Tables) -> CdfTables:
@@ -114,7 +110,7 @@ def _sampler(graph: Graph, seq_len: int) -> Callable:
         offsets = [None] * n_nodes  # context rows live at b * rows_per_sequence + row
         ctx = (None,) * n_nodes
         if graph.has_context:
-            ctx = sequence_tables(graph, ctx, keys_B)
+            ctx = _context_tables(graph, keys_B)
             cdfs = list(cdfs)
             for i, node in enumerate(graph.nodes):
                 if node.mode == "context":
@@ -179,7 +175,7 @@ class Sampler:
         last_tables, last_cdfs = self._last
         if tables is last_tables:
             return last_cdfs
-        _check_tables(self.graph, tables)
+        kernels.check_tables(self.graph, tables)
         cdfs = cdf_tables(tables)
         if not any(isinstance(t, jax.core.Tracer) for t in tables):
             self._last = (tables, cdfs)
@@ -247,16 +243,3 @@ def _check_seq_len(seq_len) -> int:
     if isinstance(seq_len, bool) or not isinstance(seq_len, int | np.integer) or seq_len < 2:
         raise ValueError(f"seq_len={seq_len!r}: must be an integer >= 2")
     return int(seq_len)
-
-
-def _check_tables(graph: Graph, tables: kernels.Tables) -> None:
-    if len(tables) != len(graph.nodes):
-        raise ValueError(f"tables: expected {len(graph.nodes)} (one per node), got {len(tables)}")
-    for node, t in zip(graph.nodes, tables):
-        want = (*graph.input_dims(node), node.state_dim)
-        if node.mode == "context":
-            if t is not None:
-                raise ValueError(f"tables[{node.name!r}]: a context node's table must be None")
-        elif t is None or tuple(t.shape) != want:
-            got = None if t is None else tuple(t.shape)
-            raise ValueError(f"tables[{node.name!r}]: expected shape {want}, got {got}")

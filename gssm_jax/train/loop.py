@@ -171,8 +171,8 @@ class Trainer:
             source = files.FileSource(
                 train_set, c.data.batch_size, self.rows, c.optim.steps, c.data.shuffle_seed
             )
-            return files.files_dataset(source, c.data.worker_threads, c.data.prefetch)
-        source = self._source(c.data.seed, c.optim.steps)
+        else:
+            source = self._source(c.data.seed, c.optim.steps)
         return stream_dataset(source, c.data.worker_threads, c.data.prefetch)
 
     def _eval_set(self, tables: Any, entropy_fn: Any) -> list[tuple[jax.Array, float]]:

@@ -10,10 +10,11 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ROOT, main_cmd, read_jsonl, subprocess_env
+from conftest import RESUME_STEPS, ROOT, main_cmd, read_jsonl, subprocess_env, train_losses
 
 from gssm_jax.config import ConfigError, default_config, validate
 from gssm_jax.data import files, grid, layout, write
+from gssm_jax.data.stream import stream_dataset
 from gssm_jax.exitcodes import EXIT_BAD_CONFIG, EXIT_PREEMPTED
 from gssm_jax.gssm.graph import parse_graph
 from gssm_jax.gssm.kernels import draw_kernels
@@ -22,13 +23,6 @@ from gssm_jax.gssm.sample import sample_tokens
 DEBUG = str(ROOT / "configs" / "experiment1" / "data_debug.py")
 TRAIN_CONFIG = "configs/experiment1/train_files.py:debug"
 N_TRAIN = 120  # 15 steps of 8 sequences per epoch: 40 steps cross two epoch boundaries
-STEPS = [
-    "--config.optim.steps=40",
-    "--config.optim.warmup=4",
-    "--config.log.period=2",
-    "--config.eval.period=20",
-    "--config.checkpoint.period=10",
-]
 
 
 @pytest.fixture(scope="module")
@@ -85,13 +79,13 @@ def test_reads_are_the_sampled_tokens(dataset):
 def test_grain_iterator_resumes_mid_epoch(dataset):
     _, fs, _ = _opened(dataset)
     source = files.FileSource(fs, 8, (0, 8), 40, shuffle_seed=1)
-    straight = list(iter(files.files_dataset(source, worker_threads=2, prefetch=4)))
-    it = iter(files.files_dataset(source, worker_threads=2, prefetch=4))
+    straight = list(iter(stream_dataset(source, worker_threads=2, prefetch=4)))
+    it = iter(stream_dataset(source, worker_threads=2, prefetch=4))
     for _ in range(22):  # into the second epoch
         next(it)
     state = it.get_state()
     assert state == {"next_index": 22}
-    resumed = iter(files.files_dataset(source, worker_threads=2, prefetch=4))
+    resumed = iter(stream_dataset(source, worker_threads=2, prefetch=4))
     resumed.set_state(state)
     for k, batch in enumerate(resumed, start=22):
         np.testing.assert_array_equal(batch, straight[k])
@@ -151,13 +145,9 @@ def test_missing_and_truncated_files_name_the_path(dataset, tmp_path):
 # -- end to end: python -m gssm_jax.main on files -----------------------------------------------
 
 
-def _losses(workdir) -> dict[int, float]:
-    return {r["step"]: r["loss"] for r in read_jsonl(workdir / "metrics" / "train.jsonl")}
-
-
-def test_training_on_files_resumes_mid_epoch_exactly(dataset, tmp_path):
+def test_training_on_files_resumes_mid_epoch_exactly(dataset, tmp_path, run_main):
     _, path = dataset
-    flags = [*STEPS, f"--config.data.path={path}"]
+    flags = [*RESUME_STEPS, f"--config.data.path={path}"]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     procs = [  # side by side: compilation is mostly single-threaded
         subprocess.Popen(
@@ -180,18 +170,11 @@ def test_training_on_files_resumes_mid_epoch_exactly(dataset, tmp_path):
     outs = [p.communicate(timeout=240)[0] for p in procs]
     assert procs[0].returncode == 0, outs[0]
     assert procs[1].returncode == EXIT_PREEMPTED, outs[1]
-    stopped_at = max(_losses(resumed))
+    stopped_at = max(train_losses(resumed))
     assert 15 < stopped_at < 40, "the run finished before the signal reached it"
-    proc = subprocess.run(
-        main_cmd(resumed, *flags, config=TRAIN_CONFIG),
-        cwd=tmp_path,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert proc.returncode == 0 and "resumed from" in proc.stdout, proc.stdout + proc.stderr
-    a, b = _losses(straight), _losses(resumed)
+    code, out = run_main(resumed, *flags, timeout=240, config=TRAIN_CONFIG)
+    assert code == 0 and "resumed from" in out, out
+    a, b = train_losses(straight), train_losses(resumed)
     assert sorted(a) == sorted(b)
     assert max(abs(a[s] - b[s]) for s in a) <= 1e-6, (a, b)
     evals = read_jsonl(straight / "metrics" / "eval.jsonl")

@@ -10,12 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gssm_jax.gssm import entropy
-from gssm_jax.gssm.graph import Graph, parse_graph
+from gssm_jax.gssm import entropy, sample
+from gssm_jax.gssm.graph import KERNEL_TYPES, MODES, Graph, parse_graph
 from gssm_jax.gssm.kernels import as_device_tables, draw_kernels, merge
-
-MODES = ("default", "slow", "dead", "context")
-KERNEL_TYPES = ("product", "fullrank")
 
 
 @pytest.fixture
@@ -310,7 +307,6 @@ def test_bad_inputs():
 
 def test_sampler_frequencies_match_forward_probabilities():
     """The sampler (another module) and the forward algorithm read SPEC section 2 the same way."""
-    sample = pytest.importorskip("gssm_jax.gssm.sample")
     graph = structure("feedback", "dead", "fullrank")
     tables = draw_kernels(graph, graph_seed=4)
     n = 20_000
@@ -324,8 +320,6 @@ def test_sampler_frequencies_match_forward_probabilities():
 
 def test_mean_sampled_entropy_matches_the_exact_entropy_rate():
     """Mean of -log p / (T-1) over sampled sequences vs its exact expectation over all sequences."""
-    from gssm_jax.gssm import sample
-
     graph = structure("feedback", "default", "product")
     tables = draw_kernels(graph, graph_seed=7)
     T, n = 4, 20_000

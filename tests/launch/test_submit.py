@@ -368,22 +368,25 @@ def _wait_for_progress(run_dir: Path, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
-def test_local_preemption_restarts_the_task_and_resumes(stand_in, tmp_path):
-    proc = _start_local(stand_in, tmp_path, "pre")
-    _wait_for_progress(tmp_path / "pre")
-    proc.send_signal(signal.SIGUSR1)
+def _signal_local_run(stand_in: Path, root: Path, name: str, sig: int) -> tuple[int, str]:
+    """Starts a local run, sends `sig` once it has logged progress; returns (returncode, output)."""
+    proc = _start_local(stand_in, root, name)
+    _wait_for_progress(root / name)
+    proc.send_signal(sig)
     out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, out
+    return proc.returncode, out
+
+
+def test_local_preemption_restarts_the_task_and_resumes(stand_in, tmp_path):
+    returncode, out = _signal_local_run(stand_in, tmp_path, "pre", signal.SIGUSR1)
+    assert returncode == 0, out
     assert "exiting with code 75" in out and "restarting it as Slurm would requeue it" in out
     assert "resumed from" in out and "done at step 150" in out
 
 
 def test_local_stop_then_resume_with_bash_run_sh(stand_in, tmp_path):
-    proc = _start_local(stand_in, tmp_path, "stop")
-    _wait_for_progress(tmp_path / "stop")
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 75, out
+    returncode, out = _signal_local_run(stand_in, tmp_path, "stop", signal.SIGTERM)
+    assert returncode == 75, out
     assert "stopped; resume with: bash" in out and "restarting" not in out
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     again = subprocess.run(

@@ -9,27 +9,15 @@ import sys
 import time
 
 import numpy as np
-from conftest import main_cmd, read_jsonl, subprocess_env
+from conftest import RESUME_STEPS, main_cmd, read_jsonl, subprocess_env, train_losses
 
 from gssm_jax.exitcodes import EXIT_BAD_CONFIG, EXIT_PREEMPTED
-
-STEPS = [
-    "--config.optim.steps=40",
-    "--config.optim.warmup=4",
-    "--config.log.period=2",
-    "--config.eval.period=20",
-    "--config.checkpoint.period=10",
-]
-
-
-def _losses(workdir) -> dict[int, float]:
-    return {r["step"]: r["loss"] for r in read_jsonl(workdir / "metrics" / "train.jsonl")}
 
 
 def _run_until(workdir, tmp_path, sig, min_step: int, *extra: str):
     """Starts a run, sends `sig` once train.jsonl has reached `min_step`; returns (code, output)."""
     proc = subprocess.Popen(
-        main_cmd(workdir, *STEPS, *extra),
+        main_cmd(workdir, *RESUME_STEPS, *extra),
         cwd=tmp_path,
         env=subprocess_env(),
         stdout=subprocess.PIPE,
@@ -49,19 +37,19 @@ def _run_until(workdir, tmp_path, sig, min_step: int, *extra: str):
 
 def test_resume_after_sigterm_matches_straight_run(tmp_path, run_main):
     straight = tmp_path / "straight"
-    code, out = run_main(straight, *STEPS)
+    code, out = run_main(straight, *RESUME_STEPS)
     assert code == 0, out
     assert "process_index=0 process_count=1" in out
     resumed = tmp_path / "resumed"
     code, out = _run_until(resumed, tmp_path, signal.SIGTERM, 20)
     assert code == EXIT_PREEMPTED, out
     assert "checkpoint saved at step" in out
-    stopped_at = max(_losses(resumed))
+    stopped_at = max(train_losses(resumed))
     assert stopped_at < 40, "the run finished before the signal reached it"
-    code, out = run_main(resumed, *STEPS)
+    code, out = run_main(resumed, *RESUME_STEPS)
     assert code == 0, out
     assert "resumed from" in out
-    a, b = _losses(straight), _losses(resumed)
+    a, b = train_losses(straight), train_losses(resumed)
     assert sorted(a) == sorted(b)
     diffs = [abs(a[s] - b[s]) for s in a]
     assert max(diffs) <= 1e-6, list(zip(sorted(a), diffs))
@@ -70,7 +58,7 @@ def test_resume_after_sigterm_matches_straight_run(tmp_path, run_main):
     assert [r["step"] for r in eval_a] == [r["step"] for r in eval_b]
     np.testing.assert_allclose([r["loss"] for r in eval_a], [r["loss"] for r in eval_b], atol=1e-6)
     # A complete run is not trained again.
-    code, out = run_main(resumed, *STEPS)
+    code, out = run_main(resumed, *RESUME_STEPS)
     assert code == 0 and "already complete" in out
 
 
@@ -89,14 +77,14 @@ def test_hard_kill_resumes_from_last_complete_checkpoint(tmp_path, run_main):
         workdir, tmp_path, signal.SIGKILL, 24, "--config.checkpoint.async_save=true"
     )
     assert code == -signal.SIGKILL
-    code, out = run_main(workdir, *STEPS)
+    code, out = run_main(workdir, *RESUME_STEPS)
     assert code == 0, out
     assert "resumed from" in out
     steps = [r["step"] for r in read_jsonl(workdir / "metrics" / "train.jsonl")]
     assert steps == sorted(set(steps)), "metric lines past the checkpoint were not dropped"
     straight = tmp_path / "straight"
-    run_main(straight, *STEPS)
-    a, b = _losses(straight), _losses(workdir)
+    run_main(straight, *RESUME_STEPS)
+    a, b = train_losses(straight), train_losses(workdir)
     assert max(abs(a[s] - b[s]) for s in a) <= 1e-6
 
 
@@ -179,7 +167,7 @@ def test_a_signal_during_start_up_exits_75_before_the_first_step(tmp_path, run_m
     requeued run then trains from the start."""
     workdir = tmp_path / "early"
     proc = subprocess.Popen(
-        main_cmd(workdir, *STEPS),
+        main_cmd(workdir, *RESUME_STEPS),
         cwd=tmp_path,
         env=subprocess_env(),
         stdout=subprocess.PIPE,
@@ -197,6 +185,6 @@ def test_a_signal_during_start_up_exits_75_before_the_first_step(tmp_path, run_m
     assert "received SIGUSR1" in out and "stopped before the first step (at step 0" in out, out
     metrics = workdir / "metrics" / "train.jsonl"
     assert not metrics.exists() or not read_jsonl(metrics)
-    code, out = run_main(workdir, *STEPS)
+    code, out = run_main(workdir, *RESUME_STEPS)
     assert code == 0 and "resumed from" not in out, out
-    assert max(_losses(workdir)) == 40
+    assert max(train_losses(workdir)) == 40
