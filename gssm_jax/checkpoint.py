@@ -1,20 +1,37 @@
 """Orbax checkpoints of everything a run needs to resume exactly: train state and loader state.
 
 Orbax writes each step into a temporary folder and renames it when complete, so a process killed
-mid-save leaves the last complete checkpoint as the latest one.
+mid-save leaves the last complete checkpoint as the latest one, and a `<step>.orbax-checkpoint-tmp*`
+folder that the next start removes (`remove_temporaries`). A checkpoint that does not restore (a
+truncated file, say) is skipped for the newest one that does (`restore_latest`); the loop then sets
+it aside as `<step>.unrestorable` (`set_aside`), never deletes it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import glob
 import os
+import shutil
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
+TMP_MARKER = ".orbax-checkpoint-tmp"
+UNRESTORABLE = ".unrestorable"
+
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint whose arrays do not fit the configured model."""
+
+
+class NoRestorableCheckpointError(ValueError):
+    """A checkpoint folder whose every checkpoint fails to restore."""
+
+
+def _handlers() -> dict:
+    return {"state": ocp.StandardCheckpointHandler(), "data": ocp.JsonCheckpointHandler()}
 
 
 def make_manager(directory: str, keep: int, async_save: bool) -> ocp.CheckpointManager:
@@ -23,10 +40,42 @@ def make_manager(directory: str, keep: int, async_save: bool) -> ocp.CheckpointM
         enable_async_checkpointing=async_save,
         create=True,
     )
-    handlers = {"state": ocp.StandardCheckpointHandler(), "data": ocp.JsonCheckpointHandler()}
     return ocp.CheckpointManager(
-        os.path.abspath(directory), options=options, item_handlers=handlers
+        os.path.abspath(directory), options=options, item_handlers=_handlers()
     )
+
+
+def open_read_only(directory: str) -> ocp.CheckpointManager | None:
+    """A manager that reads `directory` and writes nothing there; None when it does not exist."""
+    if not os.path.isdir(directory):
+        return None
+    options = ocp.CheckpointManagerOptions(read_only=True, create=False)
+    return ocp.CheckpointManager(
+        os.path.abspath(directory), options=options, item_handlers=_handlers()
+    )
+
+
+def temporaries(directory: str) -> list[str]:
+    """Unfinished saves (`<step>.orbax-checkpoint-tmp*`) left by a process that was killed."""
+    return sorted(glob.glob(os.path.join(glob.escape(directory), f"*{TMP_MARKER}*")))
+
+
+def remove_temporaries(directory: str) -> list[str]:
+    """Deletes the unfinished saves in `directory`; returns their paths."""
+    found = temporaries(directory)
+    for path in found:
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    return found
+
+
+def set_aside(directory: str, step: int) -> str:
+    """Renames checkpoint `step` to `<step>.unrestorable` (Orbax then ignores it); returns that."""
+    target = os.path.join(directory, f"{step}{UNRESTORABLE}")
+    suffix = 1
+    while os.path.exists(target):
+        target, suffix = os.path.join(directory, f"{step}{UNRESTORABLE}.{suffix}"), suffix + 1
+    os.rename(os.path.join(directory, str(step)), target)
+    return target
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any, loader_state: dict) -> None:
@@ -83,3 +132,44 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> t
     )
     restored = manager.restore(step, args=args)
     return restored["state"], restored["data"]
+
+
+def _reason(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:160]}{'...' if len(text) > 160 else ''}"
+
+
+@dataclasses.dataclass
+class Restored:
+    """The newest checkpoint that restored, and the newer ones skipped with their reasons."""
+
+    step: int
+    state: Any
+    loader_state: dict
+    skipped: list[tuple[int, str]]
+
+
+def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any) -> Restored | None:
+    """Restores the newest checkpoint that restores; None when there is none at all.
+
+    A checkpoint of another model is an error (CheckpointMismatchError) at once; one that fails
+    to read is skipped, with its reason, for the next older one. NoRestorableCheckpointError when
+    none restores.
+    """
+    skipped: list[tuple[int, str]] = []
+    for step in sorted(manager.all_steps(), reverse=True):
+        try:
+            state, loader_state = restore(manager, step, abstract_state)
+        except CheckpointMismatchError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any read failure: try the next older checkpoint
+            skipped.append((step, _reason(e)))
+            continue
+        return Restored(step, state, loader_state, skipped)
+    if not skipped:
+        return None
+    listed = "; ".join(f"step {s}: {why}" for s, why in skipped)
+    raise NoRestorableCheckpointError(
+        f"no checkpoint in {manager.directory} restores ({listed}); move the folder away to "
+        "start over"
+    )

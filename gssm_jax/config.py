@@ -9,10 +9,12 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import re
+import traceback
 
 import ml_collections
 
-from gssm_jax.gssm.graph import parse_graph
+from gssm_jax.gssm.graph import Graph, parse_graph, with_alphas
 
 # model.attention values; see gssm_jax.models.layers.resolve_attention
 ATTENTION_CHOICES = ("auto", "blocked", "xla", "cudnn")
@@ -130,17 +132,49 @@ class MissingConfigFileError(ConfigError, FileNotFoundError):
     """A --config path that names no file."""
 
 
-def load_config_file(path: str) -> ml_collections.ConfigDict:
-    """`get_config()` of an ml_collections config file; `FILE:ARG` calls `get_config(ARG)`."""
+def _where(error: BaseException, file: str) -> str:
+    """`FILE:LINE` of the deepest frame of `error` inside `file` (or just FILE)."""
+    line = None
+    for frame in traceback.extract_tb(error.__traceback__):
+        if os.path.abspath(frame.filename) == os.path.abspath(file):
+            line = frame.lineno
+    if isinstance(error, SyntaxError) and error.lineno is not None:
+        line = error.lineno
+    return f"{file}:{line}" if line is not None else file
+
+
+def _one_line(error: BaseException) -> str:
+    """The error's message on one line, without ConfigDict's dump of every other field."""
+    text = " ".join(str(error).replace("\\n", " ").strip("'\"").split())
+    return re.sub(r" Other fields present: \"\{.*\}\"", "", text)
+
+
+def load_python_function(path: str, function: str, what: str = "--config"):
+    """Calls `function()` (`function(ARG)` for `FILE:ARG`) of the Python file at `path`.
+
+    The one loader of config and grid files. Every failure is a one-line ConfigError naming the
+    file (and its line, for an error raised in it): no such file, a syntax error, no `function`,
+    or an exception in the file (e.g. a misspelled key of a locked config).
+    """
     file, _, arg = str(path).partition(":")
     if not os.path.isfile(file):
-        raise MissingConfigFileError(f"--config {path!r}: no such file")
-    spec = importlib.util.spec_from_file_location("gssm_config_file", file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise ConfigError(f"--config {path!r}: the file defines no get_config()")
-    return module.get_config(arg) if arg else module.get_config()
+        raise MissingConfigFileError(f"{what} {path!r}: no such file")
+    try:
+        spec = importlib.util.spec_from_file_location(f"gssm_{function}_file", file)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        if not callable(getattr(module, function, None)):
+            raise ConfigError(f"{what} {path!r}: the file defines no {function}()")
+        return getattr(module, function)(arg) if arg else getattr(module, function)()
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any error in a user's file is reported as one line
+        raise ConfigError(f"{what} {_where(e, file)}: {type(e).__name__}: {_one_line(e)}") from e
+
+
+def load_config_file(path: str) -> ml_collections.ConfigDict:
+    """`get_config()` of an ml_collections config file; `FILE:ARG` calls `get_config(ARG)`."""
+    return load_python_function(path, "get_config")
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -168,17 +202,17 @@ def _positive_int(c, key: str) -> None:
 def resolved_graph_spec(c: ml_collections.ConfigDict) -> dict:
     """The graph of `c.data` with `alpha_x` / `alpha_z` applied."""
     spec = c.data.graph.to_dict() if hasattr(c.data.graph, "to_dict") else dict(c.data.graph)
-    spec = {name: dict(fields) for name, fields in spec.items()}
-    for fields in spec.values():
-        override = c.data.alpha_x if fields.get("observed", False) else c.data.alpha_z
-        if override is not None:
-            fields["alpha"] = override
-    return spec
+    return with_alphas(spec, c.data.alpha_x, c.data.alpha_z)
+
+
+def graph_of(c: ml_collections.ConfigDict) -> Graph:
+    """The parsed graph of a run config (GraphError naming the node and field if it is bad)."""
+    return parse_graph(resolved_graph_spec(c))
 
 
 def validate(c: ml_collections.ConfigDict) -> None:
     """Raises ConfigError (or GraphError) naming the first bad field, before any work starts."""
-    parse_graph(resolved_graph_spec(c))
+    graph_of(c)
     for key in (
         "data.seq_len",
         "data.batch_size",

@@ -1,8 +1,10 @@
 """Entry point: `python -m gssm_jax.main [--config FILE] [--workdir DIR] [--config.key=value ...]`.
 
-With no flags it trains the debug config into a fresh folder under ./runs/. Exit codes: 0 when the
-run is complete, 75 (EXIT_PREEMPTED) when a stop signal made it save and leave early: run the same
-command again to resume. Bad config values exit with an error naming the key before any work starts.
+With no flags it trains the debug config into a fresh folder under ./runs/. Exit codes
+(gssm_jax/exitcodes.py): 0 when the run is complete; 2 for a bad flag, config value, config file,
+workdir or data set, a resume whose config changes the experiment, or no checkpoint that restores,
+each named in one line before any work starts; 75 when a stop signal made it save and leave
+early (run the same command again to resume); 130 when a second Ctrl-C stopped it at once.
 """
 
 from __future__ import annotations
@@ -11,23 +13,40 @@ import os
 import sys
 import time
 
-from absl import app, flags, logging
-from ml_collections import config_flags
-
+from gssm_jax import cli, hostmem
 from gssm_jax import config as config_lib
-from gssm_jax import hostmem
 from gssm_jax.exitcodes import EXIT_BAD_CONFIG, EXIT_OK, EXIT_PREEMPTED
 from gssm_jax.train.stopping import StopFlag
 
 __all__ = ["EXIT_BAD_CONFIG", "EXIT_OK", "EXIT_PREEMPTED", "main"]
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config",
-    default=config_lib.__file__,
-    help_string="ml_collections config file",
-    lock_config=True,
-)
-_WORKDIR = flags.DEFINE_string("workdir", None, "run directory (default: ./runs/<time>)")
+DEFAULT_CONFIG = config_lib.__file__  # its get_config() is the debug config (= configs/debug.py)
+
+
+def parse(argv: list[str]) -> tuple[object, object]:
+    """(flags, config with overrides); a bad argument exits 2 with one line."""
+    parser = cli.config_parser("python -m gssm_jax.main", __doc__, "configs/debug.py")
+    parser.add_argument("--workdir", default=None, help="run directory (default: ./runs/<time>)")
+    parser.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="resume a workdir even when the config changes the experiment (graph, seeds, model, "
+        "optimiser, batch, data); the changed keys are listed and recorded in config.<n>.json",
+    )
+    return cli.parse_args(parser, argv, DEFAULT_CONFIG)
+
+
+def check_workdir(workdir: str) -> None:
+    """ConfigError when `workdir` or a folder above it exists but is not a directory."""
+    path = workdir
+    while path and not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    if os.path.exists(path) and not os.path.isdir(path):
+        what = "is" if path == workdir else f"is under {path!r}, which is"
+        raise config_lib.ConfigError(f"--workdir {workdir!r} {what} a file, not a directory")
 
 
 def under_slurm_multitask() -> bool:
@@ -56,40 +75,37 @@ def initialize_distributed(dist) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
-    config = _CONFIG.value
+    args, config = parse(argv[1:])
+    workdir = os.path.abspath(args.workdir or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S")))
     try:
         config_lib.validate(config)
+        check_workdir(workdir)
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_CONFIG
-    workdir = _WORKDIR.value or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
-    workdir = os.path.abspath(workdir)
+        cli.exit_with_error(e)
     # From here on a stop signal is kept for the loop (exit 75, requeue) instead of killing the
     # process, also while JAX starts, joins the other processes and compiles.
     stop = StopFlag()
     stop.install()
     kept = hostmem.apply(config.runtime.keep_freed_memory)  # before JAX starts its threads
     try:
+        from absl import logging
+
+        logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
         initialize_distributed(config.distributed)
 
-        from gssm_jax.checkpoint import CheckpointMismatchError
-        from gssm_jax.train.loop import train_and_evaluate
+        from gssm_jax.train.loop import START_ERRORS, train_and_evaluate
 
         print(f"gssm_jax: writing to {workdir} (malloc keeps freed memory: {kept})", flush=True)
         try:
-            return train_and_evaluate(config, workdir, stop)
-        except (config_lib.ConfigError, CheckpointMismatchError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return EXIT_BAD_CONFIG
+            return train_and_evaluate(config, workdir, stop, args.allow_config_change)
+        except START_ERRORS as e:
+            cli.exit_with_error(e)
     finally:
         stop.restore()
 
 
 def run() -> None:
-    app.run(main)
+    sys.exit(main(sys.argv))
 
 
 if __name__ == "__main__":

@@ -75,19 +75,21 @@ def truncate_after(workdir: str, step: int) -> None:
                 f.writelines(kept)
 
 
-def console_line(record: dict[str, Any]) -> str:
-    parts = [f"step {record['step']}"]
-    for key in (
-        "loss",
-        "entropy",
-        "kl_gap",
-        "grad_norm",
-        "lr",
-        "tokens_per_s",
-        "step_time_s",
-        "data_wait_s",
-    ):
-        if key in record and record[key] is not None:
-            v = record[key]
-            parts.append(f"{key} {v:.4g}" if isinstance(v, float) else f"{key} {v}")
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}"
+
+
+def console_line(record: dict[str, Any], total_steps: int, elapsed_s: float) -> str:
+    """`step N/M | loss .. | entropy .. | kl_gap .. | .. tok/s | elapsed H:MM:SS | eta H:MM:SS`;
+    the ETA is the remaining steps at this window's step time (eval and checkpoints excluded)."""
+    step = record["step"]
+    parts = [f"step {step}/{total_steps}"]
+    for key in ("loss", "entropy", "kl_gap", "grad_norm", "lr"):
+        if record.get(key) is not None:
+            parts.append(f"{key} {record[key]:.4g}")
+    parts.append(f"{record['tokens_per_s']:,.0f} tok/s")
+    parts.append(f"elapsed {_clock(elapsed_s)}")
+    parts.append(f"eta {_clock(max(total_steps - step, 0) * record['step_time_s'])}")
     return " | ".join(parts)

@@ -17,8 +17,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from gssm_jax.config import ConfigError, resolved_graph_spec
-from gssm_jax.gssm.graph import parse_graph
+from gssm_jax.config import ConfigError, graph_of
 
 AXES = ("data", "model")
 Rules = tuple[tuple[str, Any], ...]
@@ -92,7 +91,7 @@ def check_divisibility(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
     model sees it (data.seq_len - 1 inputs).
     """
     m = config.model
-    vocab = parse_graph(resolved_graph_spec(config)).vocab_size
+    vocab = graph_of(config).vocab_size
     sizes = {
         "batch": (
             "data.batch_size / optim.accum_steps",

@@ -8,7 +8,6 @@ dotted keys, so `{"optim": {"lr": [1e-3, 3e-3]}}` and `{"optim.lr": [1e-3, 3e-3]
 from __future__ import annotations
 
 import itertools
-import runpy
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -36,14 +35,13 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, list]:
 
 
 def load_grid(path: str | Path) -> dict[str, list]:
-    """The flattened `get_grid()` of the Python file at `path`."""
-    path = Path(path)
-    if not path.is_file():
-        raise GridError(f"grid file {str(path)!r} does not exist")
-    namespace = runpy.run_path(str(path))
-    if not callable(namespace.get("get_grid")):
-        raise GridError(f"grid file {str(path)!r} defines no get_grid() function")
-    grid = namespace["get_grid"]()
+    """The flattened `get_grid()` of the Python file at `path` (read by gssm_jax's one loader)."""
+    from gssm_jax.config import ConfigError, load_python_function
+
+    try:
+        grid = load_python_function(str(path), "get_grid", what="grid file")
+    except ConfigError as e:
+        raise GridError(str(e)) from None
     if isinstance(grid, ml_collections.ConfigDict):
         grid = grid.to_dict()
     if not isinstance(grid, Mapping) or not grid:

@@ -1,7 +1,7 @@
 """Tasks of a submission: one resolved config per grid point, with the flags that reproduce it.
 
 A task's config is built exactly as `gssm_jax.main` will build it in the job (the same
-`ml_collections.config_flags` parser over the same `--config.key=value` flags), so a value that
+`gssm_jax.cli` loader and parser over the same `--config.key=value` flags), so a value that
 would not survive the trip through the command line is an error here, before anything is written.
 """
 
@@ -13,8 +13,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ml_collections
-from absl import flags
-from ml_collections import config_flags
 
 from launch.grid import GridError, expand_grid, has_key
 
@@ -66,16 +64,16 @@ def override_key(flag: str) -> str:
 
 def load_config(config_arg: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
     """The config of file `config_arg` (`path[:arg]`) with `overrides` applied, as main parses it."""
-    argv = ["launch.submit", f"--config={config_arg}", *overrides]
-    values = flags.FlagValues()
-    config_flags.DEFINE_config_file(
-        "config", None, flag_values=values, lock_config=True, sys_argv=argv
-    )
+    from gssm_jax import cli
+    from gssm_jax.config import ConfigError
+
     try:
-        values(argv)
-    except flags.Error as e:
+        rest, pairs = cli.split_overrides(overrides)
+        if rest:
+            raise TaskError(f"argument {rest[0]!r}: expected --config.<key>=<value>")
+        return cli.load_config(config_arg, pairs)
+    except ConfigError as e:
         raise TaskError(str(e)) from None
-    return values["config"].value
 
 
 def format_value(value: Any) -> str:

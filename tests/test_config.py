@@ -91,8 +91,7 @@ def test_cudnn_attention_on_cpu_is_a_config_error_naming_the_backend():
 
 
 def test_experiment1_onfly_setups_are_the_seeds_graph_and_model():
-    from gssm_jax.config import load_config_file
-    from gssm_jax.gssm.graph import parse_graph
+    from gssm_jax.config import graph_of, load_config_file
 
     path = "configs/experiment1/onfly.py"
     for setup, (alpha_x, alpha_z) in {"small_x": (1e-3, 0.125), "small_z": (5e-2, 1e-3)}.items():
@@ -102,7 +101,7 @@ def test_experiment1_onfly_setups_are_the_seeds_graph_and_model():
         assert graph["X"]["alpha"] == alpha_x and graph["X"]["parents"] == ["Z1", "Z2", "Z3", "Z4"]
         assert all(graph[f"Z{i}"]["alpha"] == alpha_z for i in range(1, 5))
         assert all(graph[f"Z{i}"]["parents"] == ["X"] for i in range(1, 5))
-        assert parse_graph(resolved_graph_spec(c)).vocab_size == 32
+        assert graph_of(c).vocab_size == 32
         m = c.model
         assert (m.nb_layers, m.nb_heads, m.emb_dim, m.dtype) == (12, 12, 288, "bfloat16")
     with pytest.raises(ValueError, match="'small_y'"):

@@ -12,8 +12,8 @@ difficulty (0.74 and 0.72):
 - small_x (setup 1): alpha_X = 1e-3, alpha_Z = 0.125: latents easy to infer from the tokens;
 - small_z (setup 2): alpha_X = 5e-2, alpha_Z = 1e-3: latents easy to predict from their past.
 
-Here the match depends on the graph seed. `python -m gssm_jax.gssm.difficulty --config
-configs/experiment1/onfly.py --alphas-x 1e-3 5e-2 --alphas-z 0.125 1e-3 --graph-seed G` (32 x 1024
+Here the match depends on the graph seed. `python -m gssm_jax.difficulty --config
+configs/experiment1/onfly.py --alphas-x 1e-3 5e-2 --alphas-z 0.125 1e-3 --config.data.graph_seed=G` (32 x 1024
 tokens) measured gzip 0.32, 0.46, 0.59, 0.21 for small_x and 0.75, 0.54, 0.74, 0.65 for small_z at
 G = 0, 1, 2, 3; match a pair per seed with its --target/--search mode before comparing runs.
 

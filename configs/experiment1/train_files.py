@@ -8,28 +8,20 @@ first entry); `debug` selects the sets of `data_debug.py` and the debug-sized mo
 seed and sequence length come from the grid config, so they match the set's metadata.
 """
 
-import importlib.util
 import os
 
 import ml_collections
 
-from gssm_jax.config import default_config
+from gssm_jax.config import default_config, load_config_file
 from gssm_jax.data.grid import entries
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _grid_config(name: str) -> ml_collections.ConfigDict:
-    spec = importlib.util.spec_from_file_location(f"experiment1_{name}", os.path.join(HERE, name))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
-
-
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
     debug = arg == "debug" or arg.startswith("debug:")
     grid_id = arg.removeprefix("debug").removeprefix(":")
-    grid = _grid_config("data_debug.py" if debug else "data.py")
+    grid = load_config_file(os.path.join(HERE, "data_debug.py" if debug else "data.py"))
     by_id = {e.grid_id: e for e in entries(grid)}
     if grid_id and grid_id not in by_id:
         raise ValueError(f"train_files.py: unknown grid id {grid_id!r}; one of {sorted(by_id)}")

@@ -1,4 +1,5 @@
-"""Is reading from files ever the bottleneck? `python -m gssm_jax.bench data [--config FILE]`.
+"""Is reading from files ever the bottleneck? `python -m gssm_jax.bench data [--config FILE]`
+(and `--config.KEY=VALUE` overrides).
 
 Writes a set matching the config (default: the debug config), then in the same process measures
 
@@ -12,7 +13,6 @@ and prints them as one JSON line with their ratio (tokens counted as the loop do
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -22,11 +22,10 @@ import time
 import jax
 from jax.sharding import NamedSharding
 
-from gssm_jax import parallel
-from gssm_jax.config import load_config_file, resolved_graph_spec, validate
+from gssm_jax import cli, parallel
+from gssm_jax.config import graph_of, validate
 from gssm_jax.data import files, write
 from gssm_jax.data.stream import stream_dataset
-from gssm_jax.gssm.graph import parse_graph
 from gssm_jax.gssm.kernels import draw_kernels
 from gssm_jax.train import state as train_state
 from gssm_jax.train import step as train_step_lib
@@ -37,7 +36,7 @@ DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "configs", 
 
 def write_matching_set(c, directory: str, num_sequences: int) -> tuple[str, float]:
     """A train set for the config's graph and sequence length; returns (path, sequences/s)."""
-    graph = parse_graph(resolved_graph_spec(c))
+    graph = graph_of(c)
     tables = draw_kernels(graph, c.data.graph_seed)
     request = write.set_request(
         graph, tables, c.data.graph_seed, c.data.seed, 0, num_sequences, c.data.seq_len
@@ -81,7 +80,7 @@ def read_rate(c, path: str, sharding: NamedSharding, num_batches: int) -> float:
 
 def train_rate(c, path: str, sharding: NamedSharding, mesh, num_steps: int) -> float:
     """Tokens/s of the jitted train step (after two compile/warm-up steps), data already on device."""
-    graph = parse_graph(resolved_graph_spec(c))
+    graph = graph_of(c)
     model = train_state.model_from_config(c, graph.vocab_size)
     state, shardings = train_state.create_train_state(c, mesh, model, jax.random.key(c.seed))
     step_fn = train_step_lib.make_train_step(c, model, mesh, shardings)
@@ -106,23 +105,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     while argv and not argv[0].startswith("-"):  # tolerate `bench data ...` or a program name
         argv.pop(0)
-    parser = argparse.ArgumentParser(
-        prog="python -m gssm_jax.bench data",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--config",
-        default=DEFAULT_CONFIG,
-        help="run config file, FILE or FILE:arg (default: configs/debug.py)",
-    )
+    parser = cli.config_parser("python -m gssm_jax.bench data", __doc__, "configs/debug.py")
     parser.add_argument("--sequences", type=int, default=8192, help="sequences in the set")
     parser.add_argument("--read-batches", type=int, default=300)
     parser.add_argument("--train-steps", type=int, default=10)
-    args = parser.parse_args(argv)
-
-    c = load_config_file(args.config)
-    validate(c)
+    args, c = cli.parse_args(parser, argv, DEFAULT_CONFIG)
+    try:
+        validate(c)
+    except ValueError as e:
+        cli.exit_with_error(e)
     mesh = parallel.make_mesh(c.mesh)
     sharding = NamedSharding(mesh, parallel.batch_spec(c))
     with tempfile.TemporaryDirectory(prefix="gssm_bench_data_") as directory:

@@ -37,10 +37,10 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from gssm_jax import cli
 from gssm_jax.bench.batchfit import with_batch
 from gssm_jax.bench.machine import machine
-from gssm_jax.config import ATTENTION_CHOICES, resolved_graph_spec
-from gssm_jax.gssm.graph import parse_graph
+from gssm_jax.config import ATTENTION_CHOICES, graph_of
 from gssm_jax.hostmem import keep_freed_memory
 
 if TYPE_CHECKING:  # JAX is imported lazily: `keep_freed_memory` must run before it starts
@@ -61,8 +61,11 @@ PRESETS = {
 }
 
 
-def bench_config(shape: dict, attention: str = "auto") -> ml_collections.ConfigDict:
-    """The default config with the benchmark's shape (a PRESETS entry with overrides)."""
+def bench_config(
+    shape: dict, attention: str = "auto", overrides: list[tuple[str, str]] = ()
+) -> ml_collections.ConfigDict:
+    """The default config with the benchmark's shape (a PRESETS entry with overrides), then the
+    command line's `--config.KEY=VALUE` overrides."""
     from gssm_jax.config import default_config, validate
 
     c = default_config()
@@ -71,6 +74,8 @@ def bench_config(shape: dict, attention: str = "auto") -> ml_collections.ConfigD
     m.emb_dim, m.nb_layers, m.nb_heads = shape["emb_dim"], shape["layers"], shape["heads"]
     m.hidden_dim, m.dtype, m.attention = shape["hidden_dim"], shape["dtype"], attention
     c.optim.steps = 10_000
+    for key, text in overrides:
+        cli.apply_override(c, key, text)
     validate(c)
     return c
 
@@ -90,7 +95,7 @@ def real_tokens(c: ml_collections.ConfigDict, count: int) -> list:
 
     from gssm_jax.gssm import kernels, sample
 
-    graph = parse_graph(resolved_graph_spec(c))
+    graph = graph_of(c)
     tables = kernels.as_device_tables(kernels.draw_kernels(graph, c.data.graph_seed))
     B, T = c.data.batch_size, c.data.seq_len
     return [
@@ -198,7 +203,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--no-keep-memory", action="store_true", help="leave glibc malloc at its defaults"
     )
+    try:
+        argv, overrides = cli.split_overrides(argv)
+    except cli.CliError as e:
+        parser.error(str(e))
     args = parser.parse_args(argv)
+    args.overrides = overrides  # --config.KEY=VALUE, applied on top of the preset's config
     args.model_names = [m for m in args.models.split(",") if m]
     if not args.model_names or any(m not in ("optimized", "plain") for m in args.model_names):
         parser.error(f"--models: expected optimized and/or plain, got {args.models!r}")
@@ -279,7 +289,7 @@ def start_model(
     """
     from gssm_jax import profile
 
-    vocab = parse_graph(resolved_graph_spec(c)).vocab_size
+    vocab = graph_of(c).vocab_size
     attempt = 1
     while True:
         try:
@@ -319,8 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     from gssm_jax.train import state as train_state
 
     try:
-        c = bench_config(args.shape, args.attention)
-        vocab = parse_graph(resolved_graph_spec(c)).vocab_size
+        c = bench_config(args.shape, args.attention, args.overrides)
+        vocab = graph_of(c).vocab_size
         mesh = parallel.make_mesh(c.mesh)
         parallel.check_divisibility(c, mesh)
         train_state.model_from_config(c, vocab)  # cudnn on a CPU backend fails here

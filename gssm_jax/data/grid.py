@@ -30,7 +30,7 @@ from typing import Any
 import ml_collections
 
 from gssm_jax.config import ConfigError, load_config_file
-from gssm_jax.gssm.graph import Graph, parse_graph
+from gssm_jax.gssm.graph import Graph, parse_graph, with_alphas
 
 GRID_FIELDS = (
     "root",
@@ -96,22 +96,16 @@ def _format(value: Any) -> str:
 
 
 def _apply(spec: dict, key: str, value: Any) -> None:
-    if key == "alpha_x":
-        targets = [f for f in spec.values() if f.get("observed", False)]
-        field = "alpha"
-    elif key == "alpha_z":
-        targets = [f for f in spec.values() if not f.get("observed", False)]
-        field = "alpha"
-    else:
-        node, _, field = key.partition(".")
-        if node not in spec or not field:
-            raise GridError(
-                f"grid key {key!r}: expected alpha_x, alpha_z or NODE.FIELD with NODE "
-                f"one of {sorted(spec)}"
-            )
-        targets = [spec[node]]
-    for fields in targets:
-        fields[field] = value
+    if key in ("alpha_x", "alpha_z"):
+        spec.update(with_alphas(spec, **{key: value}))
+        return
+    node, _, field = key.partition(".")
+    if node not in spec or not field:
+        raise GridError(
+            f"grid key {key!r}: expected alpha_x, alpha_z or NODE.FIELD with NODE "
+            f"one of {sorted(spec)}"
+        )
+    spec[node][field] = value
 
 
 def _positive(c: Any, key: str) -> int:

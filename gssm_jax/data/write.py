@@ -1,4 +1,5 @@
-"""Writes the train and test sets of a dataset grid: `python -m gssm_jax.data.write --config FILE`.
+"""Writes the train and test sets of a dataset grid: `python -m gssm_jax.data.write --config FILE`
+(`--config.KEY=VALUE` overrides any key of the grid config, e.g. `--config.n_train=1000`).
 
 Format: ArrayRecord, one record per sequence, written with `group_size:1`. It is the format
 `grain.sources.ArrayRecordDataSource` reads natively with O(1) random access to any record, which is
@@ -20,7 +21,6 @@ next run deletes. Do not run two writers on the same task at once.
 
 from __future__ import annotations
 
-import argparse
 import glob
 import os
 import shutil
@@ -33,6 +33,7 @@ import jax
 import numpy as np
 from array_record.python.array_record_module import ArrayRecordWriter
 
+from gssm_jax import cli
 from gssm_jax.data import grid as grid_lib
 from gssm_jax.data import layout
 from gssm_jax.gssm.entropy import sequence_entropy
@@ -313,18 +314,12 @@ def _task_from_env(flag: int | None, var: str, default: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m gssm_jax.data.write",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--config", required=True, help="grid config file (see gssm_jax.data.grid)")
+    parser = cli.config_parser("python -m gssm_jax.data.write", __doc__, None)
     parser.add_argument("--root", default=None, help="overrides the config's root")
     parser.add_argument("--task-id", type=int, default=None)
     parser.add_argument("--task-count", type=int, default=None)
-    args = parser.parse_args(argv)
+    args, c = cli.parse_args(parser, sys.argv[1:] if argv is None else argv, None)
     try:
-        c = grid_lib.load_config(args.config)
         if args.root is not None:
             c.root = args.root
         slurm_min = int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0") or 0)
@@ -334,8 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         task_count = _task_from_env(args.task_count, "SLURM_ARRAY_TASK_COUNT", 1)
         write_grid(c, task_id, task_count)
     except (grid_lib.GridError, WriteError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return cli.report_error(e)
     return 0
 
 

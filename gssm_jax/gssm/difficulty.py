@@ -1,30 +1,23 @@
 """How hard a GSSM is (SPEC section 5): compression proxy, exact normalised entropy, alpha search.
 
-`python -m gssm_jax.gssm.difficulty --config FILE --alphas-x 1e-3 1e-2 --alphas-z 0.05 0.5` prints
-both measures for a grid of alpha_X x alpha_Z values on the graph `config.data.graph`; with
-`--target V` it instead searches the alpha (of X with `--search x`, of every hidden node with
-`--search z`) at which the chosen measure reaches V.
+Pure functions of a graph and plain seeds; the command line that reads a run config is
+`python -m gssm_jax.difficulty`.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
-import sys
-import time
 import zlib
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
-from gssm_jax.config import load_config_file, resolved_graph_spec
 from gssm_jax.gssm import entropy, kernels, sample
+from gssm_jax.gssm import graph as graph_lib
 from gssm_jax.gssm.graph import Graph, parse_graph
 
 MEASURES = ("entropy", "gzip")
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "debug.py"
 
 
 def gzip_proxy(tokens_BxT, vocab_size: int) -> float:
@@ -60,12 +53,7 @@ def normalised_entropy(
 
 def with_alphas(graph: Graph, alpha_x: float | None = None, alpha_z: float | None = None) -> Graph:
     """The graph with X's alpha and/or every hidden node's alpha replaced (None keeps them)."""
-    spec = graph.to_dict()
-    for fields in spec.values():
-        override = alpha_x if fields["observed"] else alpha_z
-        if override is not None:
-            fields["alpha"] = override
-    return parse_graph(spec)
+    return parse_graph(graph_lib.with_alphas(graph.to_dict(), alpha_x, alpha_z))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,107 +145,3 @@ def search_alpha(
             hi = mid
     alpha, value = min(evaluations, key=lambda e: abs(e[1] - target))
     return AlphaSearch(alpha, value, target, tol, tuple(evaluations))
-
-
-def _fmt(v: float | None) -> str:
-    return "config" if v is None else f"{v:g}"
-
-
-def _grid(graph: Graph, setup: Setup, alphas_x, alphas_z) -> None:
-    measures = ("gzip", "entropy")
-    label = "entropy" + (f" (MC {setup.mc_draws})" if graph.has_context else "")
-    cells = [(ax, az) for ax in alphas_x for az in alphas_z]
-    rows = []
-    for k, (ax, az) in enumerate(cells, 1):
-        start = time.perf_counter()
-        values = measure(with_alphas(graph, ax, az), setup, measures)
-        took = time.perf_counter() - start
-        print(
-            f"[{k}/{len(cells)}] alpha_X={_fmt(ax)} alpha_Z={_fmt(az)}: gzip {values['gzip']:.4f}"
-            f", {label} {values['entropy']:.4f} ({took:.1f} s)",
-            file=sys.stderr,
-            flush=True,
-        )
-        rows.append((_fmt(ax), _fmt(az), f"{values['gzip']:.4f}", f"{values['entropy']:.4f}"))
-    header = ("alpha_X", "alpha_Z", "gzip", label)
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
-    for r in [header, *rows]:
-        print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m gssm_jax.gssm.difficulty",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="config file (FILE[:ARG])")
-    parser.add_argument(
-        "--alphas-x",
-        type=float,
-        nargs="+",
-        default=None,
-        help="alpha of X (default: as in the config)",
-    )
-    parser.add_argument(
-        "--alphas-z",
-        type=float,
-        nargs="+",
-        default=None,
-        help="alpha of every hidden node (default: as in the config)",
-    )
-    parser.add_argument("--batch", type=int, default=32, help="sequences measured")
-    parser.add_argument("--seq-len", type=int, default=1024)
-    parser.add_argument(
-        "--graph-seed", type=int, default=None, help="default: config.data.graph_seed"
-    )
-    parser.add_argument("--data-seed", type=int, default=None, help="default: config.data.seed")
-    parser.add_argument("--mc-draws", type=int, default=64, help="kernel draws for context graphs")
-    parser.add_argument("--target", type=float, default=None, help="search the alpha reaching this")
-    parser.add_argument("--search", choices=("x", "z"), default="x", help="which alpha to search")
-    parser.add_argument(
-        "--measure", choices=MEASURES, default="entropy", help="measure to search on"
-    )
-    parser.add_argument("--tol", type=float, default=0.01, help="tolerance of the search")
-    args = parser.parse_args(argv)
-    for flag in ("batch", "mc_draws"):
-        if getattr(args, flag) < 1:
-            parser.error(f"--{flag.replace('_', '-')}={getattr(args, flag)}: must be >= 1")
-    if args.seq_len < 2:
-        parser.error(f"--seq-len={args.seq_len}: must be >= 2")
-    for flag in ("alphas_x", "alphas_z"):
-        for a in getattr(args, flag) or ():
-            if not (math.isfinite(a) and a > 0):
-                parser.error(f"--{flag.replace('_', '-')}: {a} is not a finite alpha > 0")
-
-    config = load_config_file(args.config)
-    graph = parse_graph(resolved_graph_spec(config))
-    setup = Setup(
-        graph_seed=config.data.graph_seed if args.graph_seed is None else args.graph_seed,
-        data_seed=config.data.seed if args.data_seed is None else args.data_seed,
-        batch=args.batch,
-        seq_len=args.seq_len,
-        mc_draws=args.mc_draws,
-    )
-    nodes = ", ".join(f"{n.name}({n.state_dim}, alpha {n.alpha:g})" for n in graph.hidden)
-    print(
-        f"graph {nodes} -> {graph.observed.name}({graph.vocab_size}, alpha "
-        f"{graph.observed.alpha:g}); {setup.batch} x {setup.seq_len} tokens, graph seed "
-        f"{setup.graph_seed}, data seed {setup.data_seed}"
-    )
-    if args.target is None:
-        _grid(graph, setup, args.alphas_x or [None], args.alphas_z or [None])
-        return 0
-    result = search_alpha(graph, args.target, args.search, args.measure, setup, tol=args.tol)
-    for alpha, value in result.evaluations:
-        print(f"  alpha_{args.search.upper()}={alpha:.6g}: {args.measure} {value:.4f}")
-    status = "within" if result.converged else "NOT within"
-    print(
-        f"alpha_{args.search.upper()}={result.alpha:.6g} gives {args.measure} {result.value:.4f}, "
-        f"{status} {result.tol} of the target {result.target}"
-    )
-    return 0 if result.converged else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -269,3 +269,18 @@ def parse_graph(spec: Any) -> Graph:
                 list(n.parents),
             )
     return graph
+
+
+def with_alphas(
+    spec: Mapping[str, Mapping[str, Any]],
+    alpha_x: float | None = None,
+    alpha_z: float | None = None,
+) -> dict[str, dict[str, Any]]:
+    """A copy of a graph spec with the observed node's alpha set to `alpha_x` and every hidden
+    node's to `alpha_z` (None keeps a node's own)."""
+    out = {name: dict(fields) for name, fields in spec.items()}
+    for fields in out.values():
+        override = alpha_x if fields.get("observed", False) else alpha_z
+        if override is not None:
+            fields["alpha"] = override
+    return out

@@ -8,10 +8,10 @@ during start-up returns EXIT_PREEMPTED before the first step (see `gssm_jax.trai
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,17 +23,19 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from gssm_jax import checkpoint, parallel, profile
-from gssm_jax.config import resolved_graph_spec, validate
+from gssm_jax.config import ConfigError, graph_of, validate
 from gssm_jax.data import files
 from gssm_jax.data.stream import StreamSource, cpu_tables, process_rows, stream_dataset
 from gssm_jax.exitcodes import EXIT_OK, EXIT_PREEMPTED
 from gssm_jax.gssm.entropy import make_entropy_fn
-from gssm_jax.gssm.graph import Graph, parse_graph
+from gssm_jax.gssm.graph import Graph
 from gssm_jax.gssm.kernels import as_device_tables, draw_kernels
 from gssm_jax.metrics import MetricsWriter, console_line, truncate_after
 from gssm_jax.train import state as train_state
 from gssm_jax.train import step as train_step_lib
+from gssm_jax.train import workdir as workdir_lib
 from gssm_jax.train.stopping import StopFlag
+from gssm_jax.train.window import StepWindow
 
 
 def log_environment(workdir: str) -> None:
@@ -46,14 +48,46 @@ def log_environment(workdir: str) -> None:
     )
 
 
-class Trainer:
-    """Holds what the loop needs between steps; `run()` trains to `optim.steps` or a stop signal."""
+@dataclasses.dataclass
+class Start:
+    """What a start found, read before anything is written: where training continues."""
 
-    def __init__(self, config: ml_collections.ConfigDict, workdir: str) -> None:
+    state: Any
+    shardings: Any
+    step: int
+    loader_state: dict | None
+    skipped: list[tuple[int, str]]  # newer checkpoints that did not restore, with the reason
+    changes: list[tuple[str, Any, Any]]  # config keys that differ from the run's config.json
+
+
+@dataclasses.dataclass
+class Run:
+    """What the loop carries from step to step."""
+
+    state: Any
+    step: int
+    iterator: Iterator
+    window: StepWindow
+    eval_set: list
+    last_eval: dict[str, float] | None = None
+
+
+class Trainer:
+    """Holds what the loop needs between steps; `run()` trains to `optim.steps` or a stop signal.
+
+    A start reads everything first (config against the run's config.json, data sets, the newest
+    checkpoint that restores) and writes into the workdir only once all of it holds, so a start
+    that fails leaves the workdir as it was (or never creates it).
+    """
+
+    def __init__(
+        self, config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False
+    ) -> None:
         validate(config)
         self.config = c = config
         self.workdir = workdir
-        self.graph: Graph = parse_graph(resolved_graph_spec(c))
+        self.allow_config_change = allow_config_change
+        self.graph: Graph = graph_of(c)
         self.tables_np = draw_kernels(self.graph, c.data.graph_seed)
         self.mesh = parallel.make_mesh(c.mesh)
         parallel.check_divisibility(c, self.mesh)
@@ -63,13 +97,22 @@ class Trainer:
         self.global_shape = (c.data.batch_size, c.data.seq_len)
         self.rows = process_rows(self.batch_sharding, self.global_shape)
         self.is_chief = jax.process_index() == 0
-        self.metrics = MetricsWriter(workdir, enabled=self.is_chief)
-        self._trace = profile.TraceWindow(c.profile, workdir)
-        self.manager = checkpoint.make_manager(
-            os.path.join(workdir, "checkpoints"), c.checkpoint.keep, c.checkpoint.async_save
+        self.checkpoint_dir = os.path.join(workdir, "checkpoints")
+        self.tables = jax.device_put(as_device_tables(self.tables_np), self.replicated)
+        self.entropy_fn = jax.jit(
+            make_entropy_fn(self.graph, c.data.seq_len),
+            in_shardings=(self.replicated, self.batch_sharding),
+            out_shardings=NamedSharding(self.mesh, P(self.batch_sharding.spec[0])),
         )
+        self.tokens_per_step = c.data.batch_size * c.data.seq_len
+        self.flops = profile.flops_per_token(c.model, c.data.seq_len - 1, self.graph.vocab_size)
+        self.peak = profile.peak_flops(jax.devices()[0].device_kind, c.model.dtype)
+        self._trace = profile.TraceWindow(c.profile, workdir)
+        self.metrics: MetricsWriter | None = None
+        self.manager = None
+        self.stop = StopFlag()
 
-    # -- pieces -----------------------------------------------------------------------------
+    # -- start: read everything, then write -------------------------------------------------
     def _source(self, seed: int, num_batches: int) -> StreamSource:
         return StreamSource(
             self.graph,
@@ -86,83 +129,206 @@ class Trainer:
             self.batch_sharding, local_BxT, (batch, self.config.data.seq_len)
         )
 
-    def _init_state(self) -> tuple[Any, Any, dict | None]:
+    def _restore(self) -> Start:
+        """The newest checkpoint that restores, or a fresh state; writes nothing."""
         c = self.config
+        changed = workdir_lib.check_resume(self.workdir, c, self.allow_config_change)
         abstract, shardings = train_state.abstract_train_state(c, self.mesh, self.model)
-        latest = self.manager.latest_step()
-        if latest is None:
+        reader = checkpoint.open_read_only(self.checkpoint_dir)
+        try:
+            restored = None if reader is None else checkpoint.restore_latest(reader, abstract)
+        finally:
+            if reader is not None:
+                reader.close()
+        if restored is None:
             state, _ = train_state.create_train_state(
                 c, self.mesh, self.model, jax.random.key(c.seed)
             )
-            return state, shardings, None
-        state, loader_state = checkpoint.restore(self.manager, latest, abstract)
-        if self.is_chief:
-            truncate_after(self.workdir, latest)
-        print(f"resumed from {self.manager.directory}/{latest}", flush=True)
-        return state, shardings, loader_state
+            return Start(state, shardings, 0, None, [], changed)
+        step = int(jax.device_get(restored.state.step))
+        return Start(
+            restored.state, shardings, step, restored.loader_state, restored.skipped, changed
+        )
 
-    def _write_config(self) -> None:
+    def _open_run_dir(self, start: Start) -> None:
+        """The start's writes: leftovers cleaned, bad checkpoints set aside, config recorded."""
+        say = print if self.is_chief else (lambda *a, **k: None)
         if self.is_chief:
             os.makedirs(self.workdir, exist_ok=True)
-            with open(os.path.join(self.workdir, "config.json"), "w") as f:
-                f.write(self.config.to_json_best_effort(indent=2, sort_keys=True))
-
-    # -- the loop ---------------------------------------------------------------------------
-    def run(self, stop: StopFlag | None = None) -> int:
-        """Trains to optim.steps, or until `stop` is set (by default a flag installed here)."""
-        own_flag = stop is None
-        if own_flag:
-            stop = StopFlag()
-            stop.install()
-        try:
-            return self._run(stop)
-        finally:
-            if own_flag:
-                stop.restore()
-
-    def _run(self, stop: StopFlag) -> int:
-        c = self.config
-        self._write_config()
-        log_environment(self.workdir)
-        state, shardings, loader_state = self._init_state()
-        step = int(jax.device_get(state.step))
-        if step >= c.optim.steps:
-            print(f"run already complete at step {step}: {self.workdir}", flush=True)
-            return EXIT_OK
-        train_step = train_step_lib.make_train_step(c, self.model, self.mesh, shardings)
-        eval_step = train_step_lib.make_eval_step(c, self.model, self.mesh, shardings)
-        tables = jax.device_put(as_device_tables(self.tables_np), self.replicated)
-        entropy_fn = jax.jit(
-            make_entropy_fn(self.graph, c.data.seq_len),
-            in_shardings=(self.replicated, self.batch_sharding),
-            out_shardings=NamedSharding(self.mesh, P(self.batch_sharding.spec[0])),
+            for path in checkpoint.remove_temporaries(self.checkpoint_dir):
+                say(f"removed an unfinished checkpoint save (a killed process): {path}", flush=True)
+            for step, why in start.skipped:
+                where = checkpoint.set_aside(self.checkpoint_dir, step)
+                say(f"checkpoint step {step} does not restore ({why}); kept as {where}", flush=True)
+            truncate_after(self.workdir, start.step)
+            recorded = workdir_lib.record_config(self.workdir, self.config, start.changes)
+            if start.changes:
+                say(
+                    f"config changed on resume at step {start.step}: "
+                    f"{workdir_lib.describe(start.changes)} (recorded in {recorded})",
+                    flush=True,
+                )
+        if start.loader_state is not None:
+            say(f"resumed from {self.checkpoint_dir}/{start.step}", flush=True)
+        self.metrics = MetricsWriter(self.workdir, enabled=self.is_chief)
+        self.manager = checkpoint.make_manager(
+            self.checkpoint_dir, self.config.checkpoint.keep, self.config.checkpoint.async_save
         )
-        eval_set = self._eval_set(tables, entropy_fn)
 
+    def _resume_iterator(self, loader_state: dict | None, step: int) -> Iterator:
         iterator: Iterator = iter(self._train_dataset())
         if loader_state is not None:
             iterator.set_state(loader_state)
         expected = {"next_index": step}
         if iterator.get_state().get("next_index") != step:
             raise RuntimeError(f"loader state {iterator.get_state()} does not match {expected}")
+        return iterator
 
+    # -- the run ----------------------------------------------------------------------------
+    def run(self, stop: StopFlag | None = None) -> int:
+        """Trains to optim.steps, or until `stop` is set (by default a flag installed here)."""
+        own_flag = stop is None
+        if own_flag:
+            stop = StopFlag()
+            stop.install()
+        self.stop = stop
         try:
-            if stop.agreed():  # signalled during start-up: nothing changed since the checkpoint
+            return self._run()
+        finally:
+            if own_flag:
+                stop.restore()
+
+    def _run(self) -> int:
+        c = self.config
+        log_environment(self.workdir)
+        start = self._restore()
+        if start.step >= c.optim.steps:
+            print(f"run already complete at step {start.step}: {self.workdir}", flush=True)
+            return EXIT_OK
+        iterator = self._resume_iterator(start.loader_state, start.step)
+        eval_set = self._eval_set(self.tables, self.entropy_fn)
+        self._open_run_dir(start)
+        self.train_step = train_step_lib.make_train_step(c, self.model, self.mesh, start.shardings)
+        self.eval_step = train_step_lib.make_eval_step(c, self.model, self.mesh, start.shardings)
+        try:
+            if self.stop.agreed():  # signalled during start-up: nothing changed since the checkpoint
                 print(
-                    f"stopped before the first step (at step {step}, nothing new to save); "
+                    f"stopped before the first step (at step {start.step}, nothing new to save); "
                     f"exiting with code {EXIT_PREEMPTED} (run again with the same --workdir to "
                     "resume)",
                     flush=True,
                 )
                 return EXIT_PREEMPTED
-            return self._loop(
-                state, step, iterator, train_step, eval_step, tables, entropy_fn, eval_set, stop
-            )
+            return self._loop(Run(start.state, start.step, iterator, StepWindow(), eval_set))
         finally:
             self._trace.finish()
             self.manager.wait_until_finished()
             self.metrics.close()
 
+    def _loop(self, run: Run) -> int:
+        """Each step: train; log, evaluate and checkpoint when due; leave when asked to stop."""
+        c = self.config
+        while run.step < c.optim.steps:
+            batch, metrics = self._train_one(run)
+            last = run.step == c.optim.steps
+            if last or run.step % c.log.period == 0:
+                self._log(run, batch, metrics)
+            if last or run.step % c.eval.period == 0:
+                self._eval(run)
+            stopping = self.stop.agreed()
+            if last or stopping or run.step % c.checkpoint.period == 0:
+                self._checkpoint(run)
+            if stopping and not last:
+                return self._preempted(run)
+        return self._finish(run)
+
+    # -- what happens each step -------------------------------------------------------------
+    def _train_one(self, run: Run) -> tuple[jax.Array, Any]:
+        """One step: the trace window around it, waiting for the batch, the jitted update."""
+        w = run.window
+        with w.timed("profile"):
+            self._trace.before_step(run.step)
+        with jax.profiler.StepTraceAnnotation("train", step_num=run.step):
+            with w.timed("data_wait"), jax.profiler.TraceAnnotation("data_wait"):
+                batch = self._global(next(run.iterator), self.config.data.batch_size)
+            with w.timed("compute"), jax.profiler.TraceAnnotation("train_step"):
+                run.state, metrics = self.train_step(run.state, batch)
+                jax.block_until_ready(metrics)
+        run.step += 1
+        w.steps += 1
+        with w.timed("profile"):
+            self._trace.after_step(run.step)
+        return batch, metrics
+
+    def _log(self, run: Run, batch: jax.Array, metrics: Any) -> None:
+        """The train record of this step (and its console line); starts a new timing window."""
+        c, w = self.config, run.window
+        with w.timed("log"), jax.profiler.TraceAnnotation("log"):
+            entropy = float(jnp.mean(self.entropy_fn(self.tables, batch)))
+            m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        record = {
+            "step": run.step,
+            "loss": m["loss"],
+            "entropy": entropy,
+            "kl_gap": m["loss"] - entropy,
+            "lr": m["lr"],
+            "grad_norm": m["grad_norm"],
+            **w.timings(self.tokens_per_step, jax.device_count()),
+            "flops_per_token": self.flops["total"],
+        }
+        # tokens/s counts B x T; the model runs on the T - 1 predicting positions
+        predicted = record["tokens_per_s_per_device"] * (c.data.seq_len - 1) / c.data.seq_len
+        record["mfu"] = None if self.peak is None else predicted * self.flops["total"] / self.peak
+        record["host_rss_bytes"] = profile.host_rss_bytes()
+        record["peak_device_bytes"] = profile.peak_device_bytes()
+        self.metrics.write("train", record)
+        if self.is_chief:
+            print(console_line(record, c.optim.steps, w.elapsed()), flush=True)
+        w.reset()
+
+    def _eval(self, run: Run) -> None:
+        """Loss on the held-out batches; its time is not part of any step."""
+        with run.window.excluded(), jax.profiler.TraceAnnotation("eval"):
+            ev = self._evaluate(run.state, self.eval_step, run.eval_set)
+        self.metrics.write("eval", {"step": run.step, **ev})
+        if self.is_chief:
+            print(
+                f"eval step {run.step} | loss {ev['loss']:.4f} | entropy {ev['entropy']:.4f} | "
+                f"kl_gap {ev['kl_gap']:.4f}",
+                flush=True,
+            )
+        run.last_eval = ev
+
+    def _checkpoint(self, run: Run) -> None:
+        """Starts saving the state and the loader position (asynchronously when configured)."""
+        with run.window.timed("checkpoint"), jax.profiler.TraceAnnotation("checkpoint"):
+            checkpoint.save(self.manager, run.step, run.state, run.iterator.get_state())
+
+    def _preempted(self, run: Run) -> int:
+        self.manager.wait_until_finished()
+        print(
+            f"checkpoint saved at step {run.step}; exiting with code {EXIT_PREEMPTED} "
+            f"(run again with the same --workdir to resume)",
+            flush=True,
+        )
+        return EXIT_PREEMPTED
+
+    def _finish(self, run: Run) -> int:
+        self.manager.wait_until_finished()
+        ev = run.last_eval
+        if self.is_chief:
+            final = {"step": run.step, "workdir": self.workdir, "eval": ev}
+            with open(os.path.join(self.workdir, "final.json"), "w") as f:
+                json.dump(final, f)
+            print(
+                f"done: final eval kl_gap {ev['kl_gap']:.4f} nats/token (loss {ev['loss']:.4f}, "
+                f"entropy {ev['entropy']:.4f}); metrics in {self.workdir}/metrics, "
+                f"checkpoints in {self.workdir}/checkpoints",
+                flush=True,
+            )
+        return EXIT_OK
+
+    # -- data -------------------------------------------------------------------------------
     def _train_dataset(self):
         """Grain dataset whose element k is this process's rows of global batch k."""
         c = self.config
@@ -196,138 +362,19 @@ class Trainer:
         entropy = float(np.mean([h for _, h in eval_set]))
         return {"loss": loss, "entropy": entropy, "kl_gap": loss - entropy}
 
-    @staticmethod
-    def _timings(window: dict, wall: float, tokens_per_step: int) -> dict[str, float]:
-        """Per-step means over the window since the last log; the parts add up to step_time_s."""
-        n = window["steps"]
-        return {
-            "step_time_s": wall / n,
-            "data_wait_s": window["data"] / n,
-            "compute_s": window["compute"] / n,
-            "log_s": window["log"] / n,
-            "checkpoint_s": window["ckpt"] / n,
-            "profile_s": window["profile"] / n,
-            "tokens_per_s": tokens_per_step * n / wall,
-            "tokens_per_s_per_device": tokens_per_step * n / wall / jax.device_count(),
-        }
-
-    def _save(self, step: int, state: Any, iterator: Iterator) -> float:
-        t0 = time.perf_counter()
-        checkpoint.save(self.manager, step, state, iterator.get_state())
-        return time.perf_counter() - t0
-
-    def _loop(
-        self, state, step, iterator, train_step, eval_step, tables, entropy_fn, eval_set, stop
-    ) -> int:
-        c = self.config
-        tokens_per_step = c.data.batch_size * c.data.seq_len
-        trace = self._trace
-        flops = profile.flops_per_token(c.model, c.data.seq_len - 1, self.graph.vocab_size)["total"]
-        peak = profile.peak_flops(jax.devices()[0].device_kind, c.model.dtype)
-        window = {
-            "data": 0.0,
-            "compute": 0.0,
-            "log": 0.0,
-            "ckpt": 0.0,
-            "profile": 0.0,
-            "steps": 0.0,
-        }
-        t_window = time.perf_counter()
-        while step < c.optim.steps:
-            t_prof = time.perf_counter()
-            trace.before_step(step)
-            window["profile"] += time.perf_counter() - t_prof
-            with jax.profiler.StepTraceAnnotation("train", step_num=step):
-                t0 = time.perf_counter()
-                with jax.profiler.TraceAnnotation("data_wait"):
-                    batch = self._global(next(iterator), c.data.batch_size)
-                t1 = time.perf_counter()
-                with jax.profiler.TraceAnnotation("train_step"):
-                    state, metrics = train_step(state, batch)
-                    jax.block_until_ready(metrics)
-                t2 = time.perf_counter()
-            step += 1
-            t_prof = time.perf_counter()
-            trace.after_step(step)
-            window["profile"] += time.perf_counter() - t_prof
-            window["data"] += t1 - t0
-            window["compute"] += t2 - t1
-            window["steps"] += 1
-
-            if step % c.log.period == 0 or step == c.optim.steps:
-                t3 = time.perf_counter()
-                with jax.profiler.TraceAnnotation("log"):
-                    entropy = float(jnp.mean(entropy_fn(tables, batch)))
-                    m = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                window["log"] += time.perf_counter() - t3
-                record = {
-                    "step": step,
-                    "loss": m["loss"],
-                    "entropy": entropy,
-                    "kl_gap": m["loss"] - entropy,
-                    "lr": m["lr"],
-                    "grad_norm": m["grad_norm"],
-                }
-                record.update(
-                    self._timings(window, time.perf_counter() - t_window, tokens_per_step)
-                )
-                per_device = record["tokens_per_s_per_device"]
-                record["flops_per_token"] = flops
-                # tokens/s counts B x T; the model runs on the T - 1 predicting positions
-                predicted = per_device * (c.data.seq_len - 1) / c.data.seq_len
-                record["mfu"] = None if peak is None else predicted * flops / peak
-                record["host_rss_bytes"] = profile.host_rss_bytes()
-                record["peak_device_bytes"] = profile.peak_device_bytes()
-                self.metrics.write("train", record)
-                if self.is_chief:
-                    print(console_line(record), flush=True)
-                window = dict.fromkeys(window, 0.0)
-                t_window = time.perf_counter()
-
-            if step % c.eval.period == 0 or step == c.optim.steps:
-                t4 = time.perf_counter()
-                with jax.profiler.TraceAnnotation("eval"):
-                    ev = self._evaluate(state, eval_step, eval_set)
-                self.metrics.write("eval", {"step": step, **ev})
-                if self.is_chief:
-                    print(
-                        f"eval step {step} | loss {ev['loss']:.4f} | entropy "
-                        f"{ev['entropy']:.4f} | kl_gap {ev['kl_gap']:.4f}",
-                        flush=True,
-                    )
-                t_window += time.perf_counter() - t4  # eval is not part of the step time
-
-            stopping = stop.agreed()
-            if step % c.checkpoint.period == 0 or step == c.optim.steps or stopping:
-                with jax.profiler.TraceAnnotation("checkpoint"):
-                    window["ckpt"] += self._save(step, state, iterator)
-            if stopping and step < c.optim.steps:
-                self.manager.wait_until_finished()
-                print(
-                    f"checkpoint saved at step {step}; exiting with code {EXIT_PREEMPTED} "
-                    f"(run again with the same --workdir to resume)",
-                    flush=True,
-                )
-                return EXIT_PREEMPTED
-        self.manager.wait_until_finished()
-        if self.is_chief:
-            final = {"step": step, "workdir": self.workdir, "eval": ev}
-            with open(os.path.join(self.workdir, "final.json"), "w") as f:
-                json.dump(final, f)
-            print(
-                f"done: final eval kl_gap {ev['kl_gap']:.4f} nats/token (loss {ev['loss']:.4f}, "
-                f"entropy {ev['entropy']:.4f}); metrics in {self.workdir}/metrics, "
-                f"checkpoints in {self.workdir}/checkpoints",
-                flush=True,
-            )
-        return EXIT_OK
+# Errors of a start that `gssm_jax.main` reports in one line with exit code 2.
+START_ERRORS = (ConfigError, checkpoint.CheckpointMismatchError, checkpoint.NoRestorableCheckpointError)
 
 
 def train_and_evaluate(
-    config: ml_collections.ConfigDict, workdir: str, stop: StopFlag | None = None
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    stop: StopFlag | None = None,
+    allow_config_change: bool = False,
 ) -> int:
     """Trains per `config` into `workdir` (resuming if it holds a checkpoint); returns the exit code.
 
     `stop`: an installed StopFlag (gssm_jax.main installs one at start-up); None installs one here.
+    `allow_config_change`: resume even when the config changes the experiment (see train.workdir).
     """
-    return Trainer(config, workdir).run(stop)
+    return Trainer(config, workdir, allow_config_change).run(stop)

@@ -7,14 +7,22 @@ default action. JAX is imported only when the processes must agree on stopping.
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 from typing import Any
+
+from gssm_jax.exitcodes import EXIT_INTERRUPTED
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
 
 class StopFlag:
-    """Set by a stop signal; a second SIGINT interrupts at once."""
+    """Set by a stop signal; a second SIGINT exits at once (EXIT_INTERRUPTED) with one line.
+
+    The exit skips every cleanup, so an asynchronous save in flight leaves its temporary folder,
+    which the next start removes; the last complete checkpoint resumes.
+    """
 
     def __init__(self) -> None:
         self.signum: int | None = None
@@ -22,7 +30,13 @@ class StopFlag:
 
     def _handle(self, signum: int, frame: Any) -> None:
         if signum == signal.SIGINT and self.signum == signal.SIGINT:
-            raise KeyboardInterrupt
+            print(
+                "second Ctrl-C: stopping now without saving (run again with the same --workdir to "
+                "resume from the last checkpoint)",
+                file=sys.stderr,
+                flush=True,
+            )
+            os._exit(EXIT_INTERRUPTED)
         self.signum = signum
         print(f"received {signal.Signals(signum).name}: stopping after this step", flush=True)
 

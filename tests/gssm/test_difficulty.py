@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from gssm_jax import difficulty as difficulty_cli
 from gssm_jax.gssm import difficulty
 from gssm_jax.gssm.graph import parse_graph
 
@@ -80,11 +81,13 @@ def test_cli_prints_grid(tmp_path, capsys):
         "--seq-len",
         "256",
     ]
-    assert difficulty.main(argv) == 0
+    assert difficulty_cli.main(argv) == 0
     out, err = capsys.readouterr()
     lines = out.strip().splitlines()
     assert lines[1].split() == ["alpha_X", "alpha_Z", "gzip", "entropy"]
     assert [line.split()[:2] for line in lines[2:]] == [["0.01", "0.1"], ["1", "0.1"]]
     assert "[2/2]" in err
-    with pytest.raises(FileNotFoundError, match="nope.py"):
-        difficulty.main(["--config", str(tmp_path / "nope.py")])
+    with pytest.raises(SystemExit) as exit_info:
+        difficulty_cli.main(["--config", str(tmp_path / "nope.py")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "nope.py" in err and "no such file" in err
