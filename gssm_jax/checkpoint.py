@@ -17,6 +17,7 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging as absl_logging
 
 TMP_MARKER = ".orbax-checkpoint-tmp"
 UNRESTORABLE = ".unrestorable"
@@ -49,10 +50,15 @@ def open_read_only(directory: str) -> ocp.CheckpointManager | None:
     """A manager that reads `directory` and writes nothing there; None when it does not exist."""
     if not os.path.isdir(directory):
         return None
-    options = ocp.CheckpointManagerOptions(read_only=True, create=False)
-    return ocp.CheckpointManager(
-        os.path.abspath(directory), options=options, item_handlers=_handlers()
-    )
+    options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
+    verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)  # Orbax warns that a read-only one is read-only
+    try:
+        return ocp.CheckpointManager(
+            os.path.abspath(directory), options=options, item_handlers=_handlers()
+        )
+    finally:
+        absl_logging.set_verbosity(verbosity)
 
 
 def temporaries(directory: str) -> list[str]:

@@ -102,7 +102,10 @@ def parse_value(kind: type, text: str) -> Any:
 def apply_override(config: ml_collections.ConfigDict, key: str, text: str) -> None:
     """Sets dotted `key` of `config` from its command-line text; CliError naming it otherwise."""
     flag = f"{OVERRIDE_PREFIX}{key}={text}"
-    section, name = _walk(config, key)
+    try:
+        section, name = _walk(config, key)
+    except CliError as e:
+        raise CliError(f"{flag}: {e}") from None
     kind = section.get_type(name)
     try:
         value = parse_value(kind, text)

@@ -175,8 +175,8 @@ class Trainer:
             self.checkpoint_dir, self.config.checkpoint.keep, self.config.checkpoint.async_save
         )
 
-    def _resume_iterator(self, loader_state: dict | None, step: int) -> Iterator:
-        iterator: Iterator = iter(self._train_dataset())
+    def _resume_iterator(self, dataset: Any, loader_state: dict | None, step: int) -> Iterator:
+        iterator: Iterator = iter(dataset)
         if loader_state is not None:
             iterator.set_state(loader_state)
         expected = {"next_index": step}
@@ -201,11 +201,12 @@ class Trainer:
     def _run(self) -> int:
         c = self.config
         log_environment(self.workdir)
+        dataset = self._train_dataset()  # opens and checks a data set on disk first
         start = self._restore()
         if start.step >= c.optim.steps:
             print(f"run already complete at step {start.step}: {self.workdir}", flush=True)
             return EXIT_OK
-        iterator = self._resume_iterator(start.loader_state, start.step)
+        iterator = self._resume_iterator(dataset, start.loader_state, start.step)
         eval_set = self._eval_set(self.tables, self.entropy_fn)
         self._open_run_dir(start)
         self.train_step = train_step_lib.make_train_step(c, self.model, self.mesh, start.shardings)
