@@ -85,7 +85,9 @@ def parse_value(kind: type, text: str) -> Any:
     try:
         value = ast.literal_eval(text)
     except (SyntaxError, ValueError):
-        if kind in (tuple, list, ml_collections.ConfigDict, dict):
+        if kind in (ml_collections.ConfigDict, dict):
+            raise ValueError("expected a Python dict literal (the field is a section)") from None
+        if kind in (tuple, list):
             raise ValueError(f"expected a Python {kind.__name__} literal") from None
         return text  # a field of unknown type (None so far) takes a literal or else a string
     if kind is ml_collections.ConfigDict or kind is dict:

@@ -115,6 +115,8 @@ def record_config(
         while os.path.exists(os.path.join(workdir, f"config.{n}.json")):
             n += 1
         path = os.path.join(workdir, f"config.{n}.json")
-    with open(path, "w") as f:
+    tmp = f"{path}.tmp-{os.getpid()}"  # other processes may read config.json as it appears
+    with open(tmp, "w") as f:
         f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    os.replace(tmp, path)
     return path
