@@ -8,13 +8,19 @@ import sys
 BENCHES = ("gssm", "train", "data")
 
 
+USAGE = (
+    f"usage: python -m gssm_jax.bench {{{'|'.join(BENCHES)}}} [flags] (NAME --help: its flags; "
+    "data and train take --config.KEY=VALUE overrides)"
+)
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] in (["-h"], ["--help"]):
+        print(USAGE)
+        return 0
     if not argv or argv[0] not in BENCHES:
         got = argv[0] if argv else "nothing"
-        print(
-            f"usage: python -m gssm_jax.bench {{{'|'.join(BENCHES)}}} [flags]; got {got!r}",
-            file=sys.stderr,
-        )
+        print(f"error: {USAGE}; got {got!r}", file=sys.stderr)
         return 2
     name = f"gssm_jax.bench.{argv[0]}"
     try:

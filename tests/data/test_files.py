@@ -195,7 +195,7 @@ def test_mismatched_config_and_missing_set_are_clear_errors(dataset, tmp_path):
         ),
         (
             [f"--config.data.path={missing}"],
-            f"data set {missing.parent / 'test'}: no such directory",
+            f"data set {missing}: no such directory",  # data.path is opened first
         ),
     ]
     procs = [
