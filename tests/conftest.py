@@ -51,6 +51,26 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def run_cmd(cmd: list[str], cwd: Path, timeout: float = 300) -> tuple[int, str, str]:
+    """Runs a command line to its end in the test environment: (returncode, stdout, stderr)."""
+    proc = subprocess.run(
+        cmd, cwd=cwd, env=subprocess_env(), capture_output=True, text=True, timeout=timeout
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def start_cmd(cmd: list[str], cwd: Path, merge_stderr: bool = True) -> subprocess.Popen:
+    """Starts a command line in the test environment, its output piped (stderr into stdout)."""
+    return subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+        text=True,
+    )
+
+
 def read_jsonl(path: Path) -> list[dict]:
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]

@@ -5,11 +5,10 @@ These run the real command lines in subprocesses; every case stops before JAX st
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, subprocess_env
+from conftest import ROOT, run_cmd
 
 from gssm_jax.exitcodes import EXIT_BAD_CONFIG
 
@@ -17,15 +16,7 @@ DEBUG = str(ROOT / "configs" / "debug.py")
 
 
 def run(module: str, *args: str, cwd) -> tuple[int, str, str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=cwd,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return proc.returncode, proc.stdout, proc.stderr
+    return run_cmd([sys.executable, "-m", module, *args], cwd, timeout=120)
 
 
 def assert_one_line_error(code: int, out: str, err: str, *named: str) -> None:

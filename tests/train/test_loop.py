@@ -9,21 +9,21 @@ import sys
 import time
 
 import numpy as np
-from conftest import RESUME_STEPS, main_cmd, read_jsonl, subprocess_env, train_losses
+from conftest import (
+    RESUME_STEPS,
+    main_cmd,
+    read_jsonl,
+    start_cmd,
+    subprocess_env,
+    train_losses,
+)
 
 from gssm_jax.exitcodes import EXIT_BAD_CONFIG, EXIT_PREEMPTED
 
 
 def _run_until(workdir, tmp_path, sig, min_step: int, *extra: str):
     """Starts a run, sends `sig` once train.jsonl has reached `min_step`; returns (code, output)."""
-    proc = subprocess.Popen(
-        main_cmd(workdir, *RESUME_STEPS, *extra),
-        cwd=tmp_path,
-        env=subprocess_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = start_cmd(main_cmd(workdir, *RESUME_STEPS, *extra), tmp_path)
     metrics = workdir / "metrics" / "train.jsonl"
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
@@ -150,14 +150,7 @@ def test_a_signal_during_start_up_exits_75_before_the_first_step(tmp_path, run_m
     """SIGUSR1 while JAX starts and compiles: kept (not fatal), exit 75, nothing trained; the
     requeued run then trains from the start."""
     workdir = tmp_path / "early"
-    proc = subprocess.Popen(
-        main_cmd(workdir, *RESUME_STEPS),
-        cwd=tmp_path,
-        env=subprocess_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = start_cmd(main_cmd(workdir, *RESUME_STEPS), tmp_path)
     head = ""
     while "gssm_jax: writing to" not in head:  # printed after JAX starts, before any compile
         line = proc.stdout.readline()

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import main_cmd, read_jsonl, subprocess_env, train_losses
+from conftest import main_cmd, read_jsonl, run_cmd, start_cmd, train_losses
 
 from gssm_jax.exitcodes import EXIT_BAD_CONFIG, EXIT_INTERRUPTED
 
@@ -28,15 +28,7 @@ STEPS = [
 
 
 def run(workdir: Path, *overrides: str, cwd: Path) -> tuple[int, str, str]:
-    proc = subprocess.run(
-        main_cmd(workdir, *STEPS, *overrides),
-        cwd=cwd,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    return proc.returncode, proc.stdout, proc.stderr
+    return run_cmd(main_cmd(workdir, *STEPS, *overrides), cwd)
 
 
 def snapshot(workdir: Path) -> dict[str, bytes]:
@@ -112,10 +104,14 @@ def test_truncated_latest_checkpoint_falls_back_and_is_kept(complete_run, tmp_pa
     biggest = max((p for p in (ckpt / "20").rglob("*") if p.is_file()), key=os.path.getsize)
     truncated = biggest.stat().st_size // 2
     os.truncate(biggest, truncated)
+    leftover = ckpt / "30.orbax-checkpoint-tmp-1764500000"  # as a process killed mid-save leaves
+    (leftover / "state").mkdir(parents=True)
     code, out, err = run(workdir, cwd=tmp_path)
     assert code == 0, out + err
     assert "Traceback" not in out + err
     assert f"resumed from {ckpt}/10" in out
+    assert f"removed an unfinished checkpoint save (a killed process): {leftover}" in out
+    assert not leftover.exists()
     kept = ckpt / "20.unrestorable"
     assert "checkpoint step 20 does not restore (" in out and f"kept as {kept}" in out
     assert (kept / biggest.relative_to(ckpt / "20")).stat().st_size == truncated
@@ -146,14 +142,7 @@ def test_failed_start_makes_no_run_directory(tmp_path):
 
 
 def _start(workdir: Path, tmp_path: Path, *overrides: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        main_cmd(workdir, *STEPS, *overrides),
-        cwd=tmp_path,
-        env=subprocess_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_cmd(main_cmd(workdir, *STEPS, *overrides), tmp_path, merge_stderr=False)
 
 
 def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 240) -> bool:
