@@ -183,7 +183,9 @@ def exit_with_error(error: BaseException) -> None:
     sys.exit(report_error(error))
 
 
-def config_parser(prog: str, doc: str | None, default_config: str | None) -> argparse.ArgumentParser:
+def config_parser(
+    prog: str, doc: str | None, default_config: str | None
+) -> argparse.ArgumentParser:
     """An argparse parser with the shared `--config` argument; add the command's own flags to it."""
     parser = argparse.ArgumentParser(
         prog=prog,

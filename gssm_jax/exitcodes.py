@@ -5,4 +5,6 @@ EXIT_OK = 0  # the run is complete (re-running a complete workdir exits 0 at onc
 # no checkpoint that restores: one line naming it, before any work started
 EXIT_BAD_CONFIG = 2
 EXIT_PREEMPTED = 75  # sysexits EX_TEMPFAIL: a stop signal made it checkpoint and leave; run again
-EXIT_INTERRUPTED = 130  # a second Ctrl-C: stopped at once, nothing saved; the last checkpoint resumes
+EXIT_INTERRUPTED = (
+    130  # a second Ctrl-C: stopped at once, nothing saved; the last checkpoint resumes
+)

@@ -212,7 +212,9 @@ class Trainer:
         self.train_step = train_step_lib.make_train_step(c, self.model, self.mesh, start.shardings)
         self.eval_step = train_step_lib.make_eval_step(c, self.model, self.mesh, start.shardings)
         try:
-            if self.stop.agreed():  # signalled during start-up: nothing changed since the checkpoint
+            if (
+                self.stop.agreed()
+            ):  # signalled during start-up: nothing changed since the checkpoint
                 print(
                     f"stopped before the first step (at step {start.step}, nothing new to save); "
                     f"exiting with code {EXIT_PREEMPTED} (run again with the same --workdir to "
@@ -363,8 +365,13 @@ class Trainer:
         entropy = float(np.mean([h for _, h in eval_set]))
         return {"loss": loss, "entropy": entropy, "kl_gap": loss - entropy}
 
+
 # Errors of a start that `gssm_jax.main` reports in one line with exit code 2.
-START_ERRORS = (ConfigError, checkpoint.CheckpointMismatchError, checkpoint.NoRestorableCheckpointError)
+START_ERRORS = (
+    ConfigError,
+    checkpoint.CheckpointMismatchError,
+    checkpoint.NoRestorableCheckpointError,
+)
 
 
 def train_and_evaluate(
