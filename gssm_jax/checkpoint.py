@@ -1,4 +1,5 @@
-"""Orbax checkpoints of everything a run needs to resume exactly: train state and loader state.
+"""Orbax checkpoints of everything a run needs to resume exactly: train state and the data
+iterator's state (in Grain's own format, through Grain's Orbax handler).
 
 Orbax writes each step into a temporary folder and renames it when complete, so a process killed
 mid-save leaves the last complete checkpoint as the latest one.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import grain
 import jax
 import orbax.checkpoint as ocp
 
@@ -23,16 +25,20 @@ def make_manager(directory: str, keep: int, async_save: bool) -> ocp.CheckpointM
         enable_async_checkpointing=async_save,
         create=True,
     )
-    handlers = {"state": ocp.StandardCheckpointHandler(), "data": ocp.JsonCheckpointHandler()}
+    handlers = {
+        "state": ocp.StandardCheckpointHandler(),
+        "data": grain.checkpoint.CheckpointHandler(),
+    }
     return ocp.CheckpointManager(
         os.path.abspath(directory), options=options, item_handlers=handlers
     )
 
 
-def save(manager: ocp.CheckpointManager, step: int, state: Any, loader_state: dict) -> None:
-    """Starts saving (asynchronously when the manager is async); `force` ignores save intervals."""
+def save(manager: ocp.CheckpointManager, step: int, state: Any, iterator: Any) -> None:
+    """Starts saving (asynchronously when the manager is async; the iterator's state is taken
+    before this returns); `force` ignores save intervals."""
     args = ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(loader_state)
+        state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(iterator)
     )
     manager.save(step, args=args, force=True)
 
@@ -75,11 +81,15 @@ def check_compatible(manager: ocp.CheckpointManager, step: int, abstract_state: 
             )
 
 
-def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> tuple[Any, dict]:
-    """Restores (state, loader_state) at `step` onto the shardings of `abstract_state`."""
+def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> Any:
+    """Restores the train state at `step` onto the shardings of `abstract_state`."""
     check_compatible(manager, step, abstract_state)
-    args = ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()
+    args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
+    return manager.restore(step, args=args)["state"]
+
+
+def restore_iterator(manager: ocp.CheckpointManager, step: int, iterator: Any) -> None:
+    """Sets the Grain iterator to its state saved at `step`."""
+    manager.restore(
+        step, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(iterator))
     )
-    restored = manager.restore(step, args=args)
-    return restored["state"], restored["data"]

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import grain
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -25,7 +26,7 @@ from jax.sharding import PartitionSpec as P
 from gssm_jax import checkpoint, parallel, profile
 from gssm_jax.config import resolved_graph_spec, validate
 from gssm_jax.data import files
-from gssm_jax.data.stream import StreamSource, cpu_tables, process_rows, stream_dataset
+from gssm_jax.data.stream import StreamSource, cpu_tables, process_rows, threaded
 from gssm_jax.exitcodes import EXIT_OK, EXIT_PREEMPTED
 from gssm_jax.gssm.entropy import make_entropy_fn
 from gssm_jax.gssm.graph import Graph, parse_graph
@@ -86,7 +87,7 @@ class Trainer:
             self.batch_sharding, local_BxT, (batch, self.config.data.seq_len)
         )
 
-    def _init_state(self) -> tuple[Any, Any, dict | None]:
+    def _init_state(self) -> tuple[Any, Any, int | None]:
         c = self.config
         abstract, shardings = train_state.abstract_train_state(c, self.mesh, self.model)
         latest = self.manager.latest_step()
@@ -95,11 +96,11 @@ class Trainer:
                 c, self.mesh, self.model, jax.random.key(c.seed)
             )
             return state, shardings, None
-        state, loader_state = checkpoint.restore(self.manager, latest, abstract)
+        state = checkpoint.restore(self.manager, latest, abstract)
         if self.is_chief:
             truncate_after(self.workdir, latest)
         print(f"resumed from {self.manager.directory}/{latest}", flush=True)
-        return state, shardings, loader_state
+        return state, shardings, latest
 
     def _write_config(self) -> None:
         if self.is_chief:
@@ -124,7 +125,7 @@ class Trainer:
         c = self.config
         self._write_config()
         log_environment(self.workdir)
-        state, shardings, loader_state = self._init_state()
+        state, shardings, restored = self._init_state()
         step = int(jax.device_get(state.step))
         if step >= c.optim.steps:
             print(f"run already complete at step {step}: {self.workdir}", flush=True)
@@ -133,18 +134,21 @@ class Trainer:
         eval_step = train_step_lib.make_eval_step(c, self.model, self.mesh, shardings)
         tables = jax.device_put(as_device_tables(self.tables_np), self.replicated)
         entropy_fn = jax.jit(
-            make_entropy_fn(self.graph, c.data.seq_len),
+            make_entropy_fn(
+                self.graph,
+                c.data.seq_len,
+                mc_draws=c.data.mc_draws,
+                mc_seed=c.data.mc_seed,
+                stderr=True,
+            ),
             in_shardings=(self.replicated, self.batch_sharding),
             out_shardings=NamedSharding(self.mesh, P(self.batch_sharding.spec[0])),
         )
         eval_set = self._eval_set(tables, entropy_fn)
 
         iterator: Iterator = iter(self._train_dataset())
-        if loader_state is not None:
-            iterator.set_state(loader_state)
-        expected = {"next_index": step}
-        if iterator.get_state().get("next_index") != step:
-            raise RuntimeError(f"loader state {iterator.get_state()} does not match {expected}")
+        if restored is not None:
+            checkpoint.restore_iterator(self.manager, restored, iterator)
 
         try:
             if stop.agreed():  # signalled during start-up: nothing changed since the checkpoint
@@ -168,33 +172,61 @@ class Trainer:
         c = self.config
         if c.data.source == "files":
             train_set = files.open_checked(c.data.path, self.graph, self.tables_np, c.data)
-            source = files.FileSource(
+            dataset = files.train_dataset(
                 train_set, c.data.batch_size, self.rows, c.optim.steps, c.data.shuffle_seed
             )
         else:
-            source = self._source(c.data.seed, c.optim.steps)
-        return stream_dataset(source, c.data.worker_threads, c.data.prefetch)
+            dataset = grain.MapDataset.source(self._source(c.data.seed, c.optim.steps))
+        return threaded(dataset, c.data.worker_threads, c.data.prefetch)
 
-    def _eval_set(self, tables: Any, entropy_fn: Any) -> list[tuple[jax.Array, float]]:
-        """Fixed held-out batches, each with the mean exact entropy of its sequences."""
+    def _eval_set(self, tables: Any, entropy_fn: Any) -> list[tuple[jax.Array, float, Any]]:
+        """Fixed held-out batches, each with the mean entropy of its sequences and, where Monte
+        Carlo is used, the mean of their standard errors (else None)."""
         c = self.config
         if c.data.source == "files":  # entropy: mean of the stored exact per-sequence entropies
             path = files.eval_set_path(c.data)
             test_set = files.open_checked(path, self.graph, self.tables_np, c.data)
             batches = files.eval_batches(test_set, c.data.batch_size, self.rows, c.eval.batches)
-            return [(self._global(local, c.data.batch_size), h) for local, h in batches]
+            return [(self._global(local, c.data.batch_size), h, se) for local, h, se in batches]
         source = self._source(c.eval.seed, c.eval.batches)
         out = []
-        for local in (source[k] for k in range(c.eval.batches)):
+        for local in (source[k]["tokens"] for k in range(c.eval.batches)):
             batch = self._global(local, c.data.batch_size)
-            out.append((batch, float(jnp.mean(entropy_fn(tables, batch)))))
+            h_B, se_B = entropy_fn(tables, batch)
+            out.append(
+                (batch, float(jnp.mean(h_B)), None if se_B is None else float(jnp.mean(se_B)))
+            )
+        return out
+
+    def _baseline(self, element: dict, batch: jax.Array, tables: Any, entropy_fn: Any) -> dict:
+        """The batch's entropy (files: the stored per-sequence values; stream: computed) and, where
+        Monte Carlo is used, the mean of its sequences' standard errors: an upper bound on the
+        batch mean's, as they share their kernel draws."""
+        if "entropy" in element:
+            sharding = NamedSharding(self.mesh, P(self.batch_sharding.spec[0]))
+            h_B, se_B = (
+                jax.make_array_from_process_local_data(
+                    sharding, np.asarray(element[k], np.float32), (self.config.data.batch_size,)
+                )
+                if k in element
+                else None
+                for k in ("entropy", "entropy_stderr")
+            )
+        else:
+            h_B, se_B = entropy_fn(tables, batch)
+        out = {"entropy": float(jnp.mean(h_B))}
+        if se_B is not None:
+            out["entropy_stderr"] = float(jnp.mean(se_B))
         return out
 
     def _evaluate(self, state: Any, eval_step: Any, eval_set: list) -> dict[str, float]:
-        losses = [float(eval_step(state.params, batch)) for batch, _ in eval_set]
+        losses = [float(eval_step(state.params, batch)) for batch, _, _ in eval_set]
         loss = float(np.mean(losses))
-        entropy = float(np.mean([h for _, h in eval_set]))
-        return {"loss": loss, "entropy": entropy, "kl_gap": loss - entropy}
+        entropy = float(np.mean([h for _, h, _ in eval_set]))
+        out = {"loss": loss, "entropy": entropy, "kl_gap": loss - entropy}
+        if eval_set[0][2] is not None:
+            out["entropy_stderr"] = float(np.mean([se for _, _, se in eval_set]))
+        return out
 
     @staticmethod
     def _timings(window: dict, wall: float, tokens_per_step: int) -> dict[str, float]:
@@ -213,7 +245,7 @@ class Trainer:
 
     def _save(self, step: int, state: Any, iterator: Iterator) -> float:
         t0 = time.perf_counter()
-        checkpoint.save(self.manager, step, state, iterator.get_state())
+        checkpoint.save(self.manager, step, state, iterator)
         return time.perf_counter() - t0
 
     def _loop(
@@ -240,7 +272,8 @@ class Trainer:
             with jax.profiler.StepTraceAnnotation("train", step_num=step):
                 t0 = time.perf_counter()
                 with jax.profiler.TraceAnnotation("data_wait"):
-                    batch = self._global(next(iterator), c.data.batch_size)
+                    element = next(iterator)
+                    batch = self._global(element["tokens"], c.data.batch_size)
                 t1 = time.perf_counter()
                 with jax.profiler.TraceAnnotation("train_step"):
                     state, metrics = train_step(state, batch)
@@ -257,14 +290,14 @@ class Trainer:
             if step % c.log.period == 0 or step == c.optim.steps:
                 t3 = time.perf_counter()
                 with jax.profiler.TraceAnnotation("log"):
-                    entropy = float(jnp.mean(entropy_fn(tables, batch)))
+                    baseline = self._baseline(element, batch, tables, entropy_fn)
                     m = {k: float(v) for k, v in jax.device_get(metrics).items()}
                 window["log"] += time.perf_counter() - t3
                 record = {
                     "step": step,
                     "loss": m["loss"],
-                    "entropy": entropy,
-                    "kl_gap": m["loss"] - entropy,
+                    **baseline,
+                    "kl_gap": m["loss"] - baseline["entropy"],
                     "lr": m["lr"],
                     "grad_norm": m["grad_norm"],
                 }
