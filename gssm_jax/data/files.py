@@ -9,7 +9,9 @@ the stored entropies of exactly its sequences.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import grain
@@ -55,6 +57,17 @@ def _read_metadata(path: str) -> dict[str, Any]:
     return meta
 
 
+@contextlib.contextmanager
+def _named(path: str) -> Iterator[None]:
+    """Turns the ArrayRecord reader's error on a corrupted file into a DatasetError naming it."""
+    try:
+        yield
+    except RuntimeError as e:
+        raise DatasetError(
+            f"data file {path}: corrupted ({str(e).splitlines()[0]}); delete the set and re-write it"
+        ) from e
+
+
 class FileSet:
     """A finished set on disk, checked against its metadata when opened."""
 
@@ -87,7 +100,8 @@ class FileSet:
         self.stderr_N = None  # Monte Carlo standard errors, in sets of context graphs
         if layout.ENTROPY_STDERR in meta["files"]:
             self.stderr_N = self._per_sequence(layout.ENTROPY_STDERR)
-        self.source = grain.sources.ArrayRecordDataSource(tokens_path)
+        with _named(tokens_path):
+            self.source = grain.sources.ArrayRecordDataSource(tokens_path)
         if len(self.source) != self.num_sequences:
             raise DatasetError(
                 f"data file {tokens_path}: {len(self.source)} records, metadata "
@@ -117,7 +131,8 @@ class FileSet:
 
     def read(self, seq_idx_B: np.ndarray) -> np.ndarray:
         """Tokens tokens_BxT (int32, as the sampler returns them) of sequences `seq_idx_B`."""
-        records = self.source.__getitems__(seq_idx_B.tolist())
+        with _named(os.path.join(self.path, layout.TOKENS)):
+            records = self.source.__getitems__(seq_idx_B.tolist())
         data = b"".join(records)
         if len(data) != len(records) * self.record_bytes:
             bad = next(int(i) for i, r in zip(seq_idx_B, records) if len(r) != self.record_bytes)

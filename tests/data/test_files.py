@@ -209,9 +209,12 @@ def test_training_on_files_resumes_mid_epoch_exactly(dataset, tmp_path, run_main
         assert "entropy_stderr" not in r  # exact entropies
 
 
-def test_mismatched_config_and_missing_set_are_clear_errors(dataset, tmp_path):
+def test_mismatched_config_missing_and_corrupted_sets_are_clear_errors(dataset, tmp_path):
     _, path = dataset
     missing = tmp_path / "missing" / "train"
+    shutil.copytree(os.path.dirname(path), tmp_path / "corrupted")
+    tokens = tmp_path / "corrupted" / "train" / layout.TOKENS  # random bytes of the same size
+    tokens.write_bytes(np.random.default_rng(0).bytes(os.path.getsize(tokens)))
     cases = [  # (overrides, what the error must name); both runs side by side
         (
             ["--config.data.graph.X.alpha=0.5", f"--config.data.path={path}"],
@@ -221,6 +224,7 @@ def test_mismatched_config_and_missing_set_are_clear_errors(dataset, tmp_path):
             [f"--config.data.path={missing}"],
             f"data set {missing.parent / 'test'}: no such directory",
         ),
+        ([f"--config.data.path={tokens.parent}"], f"data file {tokens}: corrupted"),
     ]
     procs = [
         subprocess.Popen(
@@ -243,6 +247,7 @@ def test_mismatched_config_and_missing_set_are_clear_errors(dataset, tmp_path):
         out = proc.communicate(timeout=240)[0]
         assert proc.returncode == EXIT_BAD_CONFIG, out
         assert message in out and "Traceback" not in out, out
+        assert len([line for line in out.splitlines() if message in line]) == 1, out
 
 
 def test_files_config_keys_are_validated():
