@@ -212,9 +212,9 @@ def train_dataset(
 
 def eval_batches(
     fs: FileSet, global_batch: int, rows: tuple[int, int], count: int
-) -> list[tuple[np.ndarray, float, float | None]]:
-    """The first `count` global batches of the set in order: (this process's rows, the mean stored
-    entropy of all the batch's sequences, the mean of their Monte Carlo standard errors or None)."""
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """The first `count` global batches of the set in order: (this process's rows, the stored
+    entropies of all the batch's sequences, their Monte Carlo standard errors or None)."""
     if count * global_batch > fs.num_sequences:
         raise DatasetError(
             f"config eval.batches={count}: {count} batches of data.batch_size={global_batch} "
@@ -226,6 +226,6 @@ def eval_batches(
         start = k * global_batch
         local_BxT = fs.read(np.arange(start + lo, start + hi))
         seqs = slice(start, start + global_batch)
-        stderr = None if fs.stderr_N is None else float(fs.stderr_N[seqs].mean())
-        out.append((local_BxT, float(fs.entropy_N[seqs].mean()), stderr))
+        stderr_B = None if fs.stderr_N is None else fs.stderr_N[seqs]
+        out.append((local_BxT, fs.entropy_N[seqs], stderr_B))
     return out

@@ -17,7 +17,6 @@ from typing import Any
 
 import grain
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding
@@ -45,6 +44,16 @@ def log_environment(workdir: str) -> None:
         f"local_devices={jax.local_device_count()} device_kinds={kinds} workdir={workdir}",
         flush=True,
     )
+
+
+def baseline(h_B: Any, se_B: Any) -> dict[str, float]:
+    """A batch's entropy (the mean of its sequences') and, where Monte Carlo is used (`se_B` not
+    None), the mean of its sequences' standard errors: an upper bound on the mean's, as they share
+    their kernel draws."""
+    out = {"entropy": float(h_B.mean())}
+    if se_B is not None:
+        out["entropy_stderr"] = float(se_B.mean())
+    return out
 
 
 class Trainer:
@@ -179,54 +188,40 @@ class Trainer:
             dataset = grain.MapDataset.source(self._source(c.data.seed, c.optim.steps))
         return threaded(dataset, c.data.worker_threads, c.data.prefetch)
 
-    def _eval_set(self, tables: Any, entropy_fn: Any) -> list[tuple[jax.Array, float, Any]]:
-        """Fixed held-out batches, each with the mean entropy of its sequences and, where Monte
-        Carlo is used, the mean of their standard errors (else None)."""
+    def _eval_set(self, tables: Any, entropy_fn: Any) -> list[tuple[jax.Array, dict]]:
+        """Fixed held-out batches, each with its `baseline`."""
         c = self.config
-        if c.data.source == "files":  # entropy: mean of the stored exact per-sequence entropies
+        if c.data.source == "files":  # the stored per-sequence entropies
             path = files.eval_set_path(c.data)
             test_set = files.open_checked(path, self.graph, self.tables_np, c.data)
             batches = files.eval_batches(test_set, c.data.batch_size, self.rows, c.eval.batches)
-            return [(self._global(local, c.data.batch_size), h, se) for local, h, se in batches]
+            return [(self._global(b, c.data.batch_size), baseline(h, se)) for b, h, se in batches]
         source = self._source(c.eval.seed, c.eval.batches)
-        out = []
-        for local in (source[k]["tokens"] for k in range(c.eval.batches)):
-            batch = self._global(local, c.data.batch_size)
-            h_B, se_B = entropy_fn(tables, batch)
-            out.append(
-                (batch, float(jnp.mean(h_B)), None if se_B is None else float(jnp.mean(se_B)))
-            )
-        return out
+        batches = [
+            self._global(source[k]["tokens"], c.data.batch_size) for k in range(c.eval.batches)
+        ]
+        return [(batch, baseline(*entropy_fn(tables, batch))) for batch in batches]
 
-    def _baseline(self, element: dict, batch: jax.Array, tables: Any, entropy_fn: Any) -> dict:
-        """The batch's entropy (files: the stored per-sequence values; stream: computed) and, where
-        Monte Carlo is used, the mean of its sequences' standard errors: an upper bound on the
-        batch mean's, as they share their kernel draws."""
-        if "entropy" in element:
-            sharding = NamedSharding(self.mesh, P(self.batch_sharding.spec[0]))
-            h_B, se_B = (
-                jax.make_array_from_process_local_data(
-                    sharding, np.asarray(element[k], np.float32), (self.config.data.batch_size,)
-                )
-                if k in element
-                else None
-                for k in ("entropy", "entropy_stderr")
+    def _train_baseline(self, element: dict, batch: jax.Array, tables: Any, entropy_fn: Any):
+        """`baseline` of a train batch: files: its stored values; stream: computed."""
+        if "entropy" not in element:
+            return baseline(*entropy_fn(tables, batch))
+        sharding = NamedSharding(self.mesh, P(self.batch_sharding.spec[0]))
+        shape = (self.config.data.batch_size,)
+        h_B, se_B = (
+            None
+            if k not in element
+            else jax.make_array_from_process_local_data(
+                sharding, element[k].astype(np.float32), shape
             )
-        else:
-            h_B, se_B = entropy_fn(tables, batch)
-        out = {"entropy": float(jnp.mean(h_B))}
-        if se_B is not None:
-            out["entropy_stderr"] = float(jnp.mean(se_B))
-        return out
+            for k in ("entropy", "entropy_stderr")
+        )
+        return baseline(h_B, se_B)
 
     def _evaluate(self, state: Any, eval_step: Any, eval_set: list) -> dict[str, float]:
-        losses = [float(eval_step(state.params, batch)) for batch, _, _ in eval_set]
-        loss = float(np.mean(losses))
-        entropy = float(np.mean([h for _, h, _ in eval_set]))
-        out = {"loss": loss, "entropy": entropy, "kl_gap": loss - entropy}
-        if eval_set[0][2] is not None:
-            out["entropy_stderr"] = float(np.mean([se for _, _, se in eval_set]))
-        return out
+        loss = float(np.mean([float(eval_step(state.params, batch)) for batch, _ in eval_set]))
+        means = {k: float(np.mean([b[k] for _, b in eval_set])) for k in eval_set[0][1]}
+        return {"loss": loss, **means, "kl_gap": loss - means["entropy"]}
 
     @staticmethod
     def _timings(window: dict, wall: float, tokens_per_step: int) -> dict[str, float]:
@@ -290,14 +285,14 @@ class Trainer:
             if step % c.log.period == 0 or step == c.optim.steps:
                 t3 = time.perf_counter()
                 with jax.profiler.TraceAnnotation("log"):
-                    baseline = self._baseline(element, batch, tables, entropy_fn)
+                    entropy = self._train_baseline(element, batch, tables, entropy_fn)
                     m = {k: float(v) for k, v in jax.device_get(metrics).items()}
                 window["log"] += time.perf_counter() - t3
                 record = {
                     "step": step,
                     "loss": m["loss"],
-                    **baseline,
-                    "kl_gap": m["loss"] - baseline["entropy"],
+                    **entropy,
+                    "kl_gap": m["loss"] - entropy["entropy"],
                     "lr": m["lr"],
                     "grad_norm": m["grad_norm"],
                 }
