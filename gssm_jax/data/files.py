@@ -142,10 +142,12 @@ class FileSet:
             )
         return np.frombuffer(data, self.dtype).reshape(len(records), self.seq_len).astype(np.int32)
 
-    def batch(self, seq_idx_B: np.ndarray) -> dict[str, np.ndarray]:
-        """A loader element: tokens_BxT of sequences `seq_idx_B`, their stored entropies and, for
-        Monte Carlo entropies, their standard errors."""
-        element = {"tokens": self.read(seq_idx_B), "entropy": self.entropy_N[seq_idx_B]}
+    def batch(self, seq_idx_B: np.ndarray, rows: tuple[int, int]) -> dict[str, np.ndarray]:
+        """A loader element: the tokens of this process's `rows=(lo, hi)` of the batch of sequences
+        `seq_idx_B`, and the stored entropies of all of them (with their Monte Carlo standard
+        errors where the set has them)."""
+        lo, hi = rows
+        element = {"tokens": self.read(seq_idx_B[lo:hi]), "entropy": self.entropy_N[seq_idx_B]}
         if self.stderr_N is not None:
             element["entropy_stderr"] = self.stderr_N[seq_idx_B]
         return element
@@ -202,30 +204,22 @@ def eval_set_path(data: Any) -> str:
 def train_dataset(
     fs: FileSet, global_batch: int, rows: tuple[int, int], num_batches: int, shuffle_seed: int
 ) -> grain.MapDataset:
-    """Element k: `fs.batch` of this process's rows `rows=(lo, hi)` of global batch k. The global
-    batches cut an endless walk through the set, epoch after epoch, each epoch in its own order
-    (Grain's shuffle, reseeded per epoch by repeat), so a batch may straddle two epochs."""
-    lo, hi = rows
+    """Element k: `fs.batch` of global batch k. The global batches cut an endless walk through the
+    set, epoch after epoch, each epoch in its own order (Grain's shuffle, reseeded per epoch by
+    repeat), so a batch may straddle two epochs."""
     walk = grain.MapDataset.range(fs.num_sequences).shuffle(seed=shuffle_seed).repeat()
-    return walk.batch(global_batch)[:num_batches].map(lambda seq_idx_B: fs.batch(seq_idx_B[lo:hi]))
+    return walk.batch(global_batch)[:num_batches].map(lambda seq_idx_B: fs.batch(seq_idx_B, rows))
 
 
 def eval_batches(
     fs: FileSet, global_batch: int, rows: tuple[int, int], count: int
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-    """The first `count` global batches of the set in order: (this process's rows, the stored
-    entropies of all the batch's sequences, their Monte Carlo standard errors or None)."""
+) -> list[dict[str, np.ndarray]]:
+    """`fs.batch` of the first `count` global batches of the set, in order."""
     if count * global_batch > fs.num_sequences:
         raise DatasetError(
             f"config eval.batches={count}: {count} batches of data.batch_size={global_batch} "
             f"need {count * global_batch} sequences, test set {fs.path} has {fs.num_sequences}"
         )
-    lo, hi = rows
-    out = []
-    for k in range(count):
-        start = k * global_batch
-        local_BxT = fs.read(np.arange(start + lo, start + hi))
-        seqs = slice(start, start + global_batch)
-        stderr_B = None if fs.stderr_N is None else fs.stderr_N[seqs]
-        out.append((local_BxT, fs.entropy_N[seqs], stderr_B))
-    return out
+    return [
+        fs.batch(np.arange(k * global_batch, (k + 1) * global_batch), rows) for k in range(count)
+    ]

@@ -56,6 +56,11 @@ def baseline(h_B: Any, se_B: Any) -> dict[str, float]:
     return out
 
 
+def stored(element: dict) -> dict[str, float]:
+    """`baseline` from a data-set element's stored per-sequence values (`files.FileSet.batch`)."""
+    return baseline(element["entropy"], element.get("entropy_stderr"))
+
+
 class Trainer:
     """Holds what the loop needs between steps; `run()` trains to `optim.steps` or a stop signal."""
 
@@ -195,28 +200,12 @@ class Trainer:
             path = files.eval_set_path(c.data)
             test_set = files.open_checked(path, self.graph, self.tables_np, c.data)
             batches = files.eval_batches(test_set, c.data.batch_size, self.rows, c.eval.batches)
-            return [(self._global(b, c.data.batch_size), baseline(h, se)) for b, h, se in batches]
+            return [(self._global(e["tokens"], c.data.batch_size), stored(e)) for e in batches]
         source = self._source(c.eval.seed, c.eval.batches)
         batches = [
             self._global(source[k]["tokens"], c.data.batch_size) for k in range(c.eval.batches)
         ]
         return [(batch, baseline(*entropy_fn(tables, batch))) for batch in batches]
-
-    def _train_baseline(self, element: dict, batch: jax.Array, tables: Any, entropy_fn: Any):
-        """`baseline` of a train batch: files: its stored values; stream: computed."""
-        if "entropy" not in element:
-            return baseline(*entropy_fn(tables, batch))
-        sharding = NamedSharding(self.mesh, P(self.batch_sharding.spec[0]))
-        shape = (self.config.data.batch_size,)
-        h_B, se_B = (
-            None
-            if k not in element
-            else jax.make_array_from_process_local_data(
-                sharding, element[k].astype(np.float32), shape
-            )
-            for k in ("entropy", "entropy_stderr")
-        )
-        return baseline(h_B, se_B)
 
     def _evaluate(self, state: Any, eval_step: Any, eval_set: list) -> dict[str, float]:
         loss = float(np.mean([float(eval_step(state.params, batch)) for batch, _ in eval_set]))
@@ -285,7 +274,10 @@ class Trainer:
             if step % c.log.period == 0 or step == c.optim.steps:
                 t3 = time.perf_counter()
                 with jax.profiler.TraceAnnotation("log"):
-                    entropy = self._train_baseline(element, batch, tables, entropy_fn)
+                    if "entropy" in element:  # files
+                        entropy = stored(element)
+                    else:
+                        entropy = baseline(*entropy_fn(tables, batch))
                     m = {k: float(v) for k, v in jax.device_get(metrics).items()}
                 window["log"] += time.perf_counter() - t3
                 record = {

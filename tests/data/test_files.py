@@ -49,8 +49,8 @@ class _Indices:
     def __init__(self, num_sequences: int) -> None:
         self.num_sequences = num_sequences
 
-    def batch(self, seq_idx_B: np.ndarray) -> np.ndarray:
-        return seq_idx_B
+    def batch(self, seq_idx_B: np.ndarray, rows: tuple[int, int]) -> np.ndarray:
+        return seq_idx_B[rows[0] : rows[1]]
 
 
 def _seq_indices(global_batch, rows, num_batches, shuffle_seed) -> list[np.ndarray]:
@@ -77,10 +77,10 @@ def test_process_rows_tile_the_global_batch(dataset):
     whole = files.train_dataset(fs, 8, (0, 8), 30, shuffle_seed=0)
     halves = [files.train_dataset(fs, 8, rows, 30, shuffle_seed=0) for rows in ((0, 4), (4, 8))]
     for k in (0, 14, 15, 29):
-        for key in ("tokens", "entropy"):
-            np.testing.assert_array_equal(
-                np.concatenate([h[k][key] for h in halves]), whole[k][key]
-            )
+        tokens = np.concatenate([h[k]["tokens"] for h in halves])
+        np.testing.assert_array_equal(tokens, whole[k]["tokens"])
+        for h in halves:  # every process sees the entropies of the whole global batch
+            np.testing.assert_array_equal(h[k]["entropy"], whole[k]["entropy"])
 
 
 def test_reads_are_the_sampled_tokens_and_their_stored_entropies(dataset):
@@ -113,12 +113,14 @@ def test_grain_iterator_resumes_mid_epoch_from_an_orbax_checkpoint(dataset, tmp_
 
 def test_eval_batches_carry_the_stored_entropy(dataset):
     test = files.FileSet(files.eval_set_path(_Data(dataset[1])))
-    batches = files.eval_batches(test, 16, (0, 16), 4)
+    batches = files.eval_batches(test, 16, (4, 12), 4)
     assert len(batches) == 4
-    for k, (local, entropy, stderr) in enumerate(batches):
-        assert stderr is None  # exact entropies: no Monte Carlo
-        np.testing.assert_array_equal(local, test.read(np.arange(16 * k, 16 * k + 16)))
-        np.testing.assert_array_equal(entropy, test.entropy_N[16 * k : 16 * k + 16])
+    for k, element in enumerate(batches):
+        assert "entropy_stderr" not in element  # exact entropies: no Monte Carlo
+        np.testing.assert_array_equal(
+            element["tokens"], test.read(np.arange(16 * k + 4, 16 * k + 12))
+        )
+        np.testing.assert_array_equal(element["entropy"], test.entropy_N[16 * k : 16 * k + 16])
     with pytest.raises(files.DatasetError, match="eval.batches=5"):
         files.eval_batches(test, 16, (0, 16), 5)
 
