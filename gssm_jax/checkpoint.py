@@ -1,4 +1,5 @@
-"""Orbax checkpoints of everything a run needs to resume exactly: train state and loader state.
+"""Orbax checkpoints of everything a run needs to resume exactly: train state and the data
+iterator's state (in Grain's own format, through Grain's Orbax handler).
 
 Orbax writes each step into a temporary folder and renames it when complete, so a process killed
 mid-save leaves the last complete checkpoint as the latest one, and a `<step>.orbax-checkpoint-tmp*`
@@ -15,6 +16,7 @@ import os
 import shutil
 from typing import Any
 
+import grain
 import jax
 import orbax.checkpoint as ocp
 from absl import logging as absl_logging
@@ -32,7 +34,7 @@ class NoRestorableCheckpointError(ValueError):
 
 
 def _handlers() -> dict:
-    return {"state": ocp.StandardCheckpointHandler(), "data": ocp.JsonCheckpointHandler()}
+    return {"state": ocp.StandardCheckpointHandler(), "data": grain.checkpoint.CheckpointHandler()}
 
 
 def make_manager(directory: str, keep: int, async_save: bool) -> ocp.CheckpointManager:
@@ -84,10 +86,11 @@ def set_aside(directory: str, step: int) -> str:
     return target
 
 
-def save(manager: ocp.CheckpointManager, step: int, state: Any, loader_state: dict) -> None:
-    """Starts saving (asynchronously when the manager is async); `force` ignores save intervals."""
+def save(manager: ocp.CheckpointManager, step: int, state: Any, iterator: Any) -> None:
+    """Starts saving (asynchronously when the manager is async; the iterator's state is taken
+    before this returns); `force` ignores save intervals."""
     args = ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(loader_state)
+        state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(iterator)
     )
     manager.save(step, args=args, force=True)
 
@@ -130,16 +133,18 @@ def check_compatible(manager: ocp.CheckpointManager, step: int, abstract_state: 
             )
 
 
-def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> tuple[Any, dict]:
-    """Restores (state, loader_state) at `step` onto the shardings of `abstract_state`."""
+def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> Any:
+    """Restores the train state at `step` onto the shardings of `abstract_state`."""
     check_compatible(manager, step, abstract_state)
-    args = ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()
+    args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
+    return manager.restore(step, args=args)["state"]
+
+
+def restore_iterator(manager: ocp.CheckpointManager, step: int, iterator: Any) -> None:
+    """Sets the Grain iterator to its state saved at `step`."""
+    manager.restore(
+        step, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(iterator))
     )
-    restored = manager.restore(step, args=args)
-    return restored["state"], restored["data"]
-
-
 def _reason(error: BaseException) -> str:
     text = " ".join(str(error).split())
     return f"{type(error).__name__}: {text[:160]}{'...' if len(text) > 160 else ''}"
@@ -151,7 +156,6 @@ class Restored:
 
     step: int
     state: Any
-    loader_state: dict
     skipped: list[tuple[int, str]]
 
 
@@ -165,13 +169,13 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any) -> Resto
     skipped: list[tuple[int, str]] = []
     for step in sorted(manager.all_steps(), reverse=True):
         try:
-            state, loader_state = restore(manager, step, abstract_state)
+            state = restore(manager, step, abstract_state)
         except CheckpointMismatchError:
             raise
         except Exception as e:  # noqa: BLE001 - any read failure: try the next older checkpoint
             skipped.append((step, _reason(e)))
             continue
-        return Restored(step, state, loader_state, skipped)
+        return Restored(step, state, skipped)
     if not skipped:
         return None
     listed = "; ".join(f"step {s}: {why}" for s, why in skipped)

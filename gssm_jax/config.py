@@ -54,6 +54,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.data.shuffle_seed = 0  # with source="files": seed of the per-epoch orders of the train set
     c.data.worker_threads = 2  # Grain read threads producing batches in the background
     c.data.prefetch = 4  # batches buffered ahead of the train step
+    # Graphs with `context` nodes, stream: the Monte Carlo entropy baseline's kernel draws and their
+    # seed, for train and eval alike (with source="files" the set's stored entropies are used).
+    c.data.mc_draws = 64
+    c.data.mc_seed = 0
 
     c.model = ml_collections.ConfigDict()
     c.model.emb_dim = 64
@@ -216,6 +220,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     for key in (
         "data.seq_len",
         "data.batch_size",
+        "data.mc_draws",
         "model.emb_dim",
         "model.nb_layers",
         "model.nb_heads",
@@ -247,10 +252,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
     )
     _require(c.data.prefetch >= 0, "data.prefetch", c.data.prefetch, "must be >= 0")
     _require(
-        isinstance(c.data.shuffle_seed, int) and c.data.shuffle_seed >= 0,
+        isinstance(c.data.shuffle_seed, int) and 0 <= c.data.shuffle_seed < 2**32,
         "data.shuffle_seed",
         c.data.shuffle_seed,
-        "must be an integer >= 0",
+        "must be an integer in [0, 2**32)",
     )
     _require(
         c.model.emb_dim % c.model.nb_heads == 0,

@@ -25,7 +25,7 @@ from jax.sharding import NamedSharding
 from gssm_jax import cli, parallel
 from gssm_jax.config import graph_of, validate
 from gssm_jax.data import files, write
-from gssm_jax.data.stream import stream_dataset
+from gssm_jax.data.stream import threaded
 from gssm_jax.gssm.kernels import draw_kernels
 from gssm_jax.train import state as train_state
 from gssm_jax.train import step as train_step_lib
@@ -61,18 +61,20 @@ def read_rate(c, path: str, sharding: NamedSharding, num_batches: int) -> float:
     """Tokens/s out of `iterator -> global array`, the trainer's data_wait, over `num_batches`."""
     global_shape = (c.data.batch_size, c.data.seq_len)
     fs = files.FileSet(path)
-    source = files.FileSource(
+    dataset = files.train_dataset(
         fs, c.data.batch_size, (0, c.data.batch_size), num_batches + 8, c.data.shuffle_seed
     )
-    iterator = iter(stream_dataset(source, c.data.worker_threads, c.data.prefetch))
-    for _ in range(8):  # thread start-up and the first permutation
+    iterator = iter(threaded(dataset, c.data.worker_threads, c.data.prefetch))
+    for _ in range(8):  # thread start-up
+        tokens = next(iterator)["tokens"]
         jax.block_until_ready(
-            jax.make_array_from_process_local_data(sharding, next(iterator), global_shape)
+            jax.make_array_from_process_local_data(sharding, tokens, global_shape)
         )
     t0 = time.perf_counter()
     for _ in range(num_batches):
+        tokens = next(iterator)["tokens"]
         jax.block_until_ready(
-            jax.make_array_from_process_local_data(sharding, next(iterator), global_shape)
+            jax.make_array_from_process_local_data(sharding, tokens, global_shape)
         )
     seconds = time.perf_counter() - t0
     return num_batches * c.data.batch_size * (c.data.seq_len - 1) / seconds
@@ -85,10 +87,11 @@ def train_rate(c, path: str, sharding: NamedSharding, mesh, num_steps: int) -> f
     state, shardings = train_state.create_train_state(c, mesh, model, jax.random.key(c.seed))
     step_fn = train_step_lib.make_train_step(c, model, mesh, shardings)
     fs = files.FileSet(path)
-    source = files.FileSource(fs, c.data.batch_size, (0, c.data.batch_size), 2, 0)
+    dataset = files.train_dataset(fs, c.data.batch_size, (0, c.data.batch_size), 2, 0)
     global_shape = (c.data.batch_size, c.data.seq_len)
     batches = [
-        jax.make_array_from_process_local_data(sharding, source[k], global_shape) for k in range(2)
+        jax.make_array_from_process_local_data(sharding, dataset[k]["tokens"], global_shape)
+        for k in range(2)
     ]
     for k in range(2):
         state, metrics = step_fn(state, batches[k])

@@ -1,18 +1,17 @@
 """Training and evaluation from sets written by `gssm_jax.data.write`.
 
-Element k of the training dataset is this process's rows `rows=(lo, hi)` of global batch k, as for
-the stream: global batch k holds positions [k * B, (k + 1) * B) of an endless walk through the train
-set, epoch after epoch; position p is sequence `perm_e[p mod N]` with e = p // N and `perm_e` a
-permutation drawn from (shuffle seed, e). A batch may straddle two epochs. The element index k is
-the whole iterator state (`{"next_index": k}` in every checkpoint), so a run resumes exactly
-mid-epoch. Evaluation reads the test set in order, with each batch's entropy the mean of the stored
-exact entropies of exactly its sequences.
+Training reads Grain's shuffled, repeated, batched walk through the train set (`train_dataset`);
+its iterator state goes into every checkpoint (Grain's own checkpoint handler), so a run resumes
+exactly mid-epoch. Each element carries the stored per-sequence entropies of its sequences, the
+train-time baseline. Evaluation reads the test set in order, with each batch's entropy the mean of
+the stored entropies of exactly its sequences.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import threading
+from collections.abc import Iterator
 from typing import Any
 
 import grain
@@ -58,6 +57,17 @@ def _read_metadata(path: str) -> dict[str, Any]:
     return meta
 
 
+@contextlib.contextmanager
+def _named(path: str) -> Iterator[None]:
+    """Turns the ArrayRecord reader's error on a corrupted file into a DatasetError naming it."""
+    try:
+        yield
+    except RuntimeError as e:
+        raise DatasetError(
+            f"data file {path}: corrupted ({str(e).splitlines()[0]}); delete the set and re-write it"
+        ) from e
+
+
 class FileSet:
     """A finished set on disk, checked against its metadata when opened."""
 
@@ -86,17 +96,12 @@ class FileSet:
                 f"data file {tokens_path}: {got} bytes, metadata says {want}; the "
                 "file is truncated or was replaced: delete the set and re-write it"
             )
-        entropy_path = self._file(layout.ENTROPY)
-        try:
-            self.entropy_N = np.load(entropy_path)
-        except ValueError as e:
-            raise DatasetError(f"data file {entropy_path}: unreadable ({e})") from e
-        if self.entropy_N.shape != (self.num_sequences,):
-            raise DatasetError(
-                f"data file {entropy_path}: shape {self.entropy_N.shape}, metadata "
-                f"says ({self.num_sequences},)"
-            )
-        self.source = grain.sources.ArrayRecordDataSource(tokens_path)
+        self.entropy_N = self._per_sequence(layout.ENTROPY)
+        self.stderr_N = None  # Monte Carlo standard errors, in sets of context graphs
+        if layout.ENTROPY_STDERR in meta["files"]:
+            self.stderr_N = self._per_sequence(layout.ENTROPY_STDERR)
+        with _named(tokens_path):
+            self.source = grain.sources.ArrayRecordDataSource(tokens_path)
         if len(self.source) != self.num_sequences:
             raise DatasetError(
                 f"data file {tokens_path}: {len(self.source)} records, metadata "
@@ -111,9 +116,23 @@ class FileSet:
             )
         return path
 
+    def _per_sequence(self, name: str) -> np.ndarray:
+        """The set's file `name` of one float a sequence."""
+        path = self._file(name)
+        try:
+            values_N = np.load(path)
+        except ValueError as e:
+            raise DatasetError(f"data file {path}: unreadable ({e})") from e
+        if values_N.shape != (self.num_sequences,):
+            raise DatasetError(
+                f"data file {path}: shape {values_N.shape}, metadata says ({self.num_sequences},)"
+            )
+        return values_N
+
     def read(self, seq_idx_B: np.ndarray) -> np.ndarray:
         """Tokens tokens_BxT (int32, as the sampler returns them) of sequences `seq_idx_B`."""
-        records = self.source.__getitems__(seq_idx_B.tolist())
+        with _named(os.path.join(self.path, layout.TOKENS)):
+            records = self.source.__getitems__(seq_idx_B.tolist())
         data = b"".join(records)
         if len(data) != len(records) * self.record_bytes:
             bad = next(int(i) for i, r in zip(seq_idx_B, records) if len(r) != self.record_bytes)
@@ -122,6 +141,16 @@ class FileSet:
                 f"is not {self.seq_len} tokens of {self.dtype.name}"
             )
         return np.frombuffer(data, self.dtype).reshape(len(records), self.seq_len).astype(np.int32)
+
+    def batch(self, seq_idx_B: np.ndarray, rows: tuple[int, int]) -> dict[str, np.ndarray]:
+        """A loader element: the tokens of this process's `rows=(lo, hi)` of the batch of sequences
+        `seq_idx_B`, and the stored entropies of all of them (with their Monte Carlo standard
+        errors where the set has them)."""
+        lo, hi = rows
+        element = {"tokens": self.read(seq_idx_B[lo:hi]), "entropy": self.entropy_N[seq_idx_B]}
+        if self.stderr_N is not None:
+            element["entropy_stderr"] = self.stderr_N[seq_idx_B]
+        return element
 
 
 def check_matches(fs: FileSet, graph: Graph, tables: Tables, graph_seed: int, seq_len: int) -> None:
@@ -172,70 +201,25 @@ def eval_set_path(data: Any) -> str:
     return os.path.join(os.path.dirname(os.path.abspath(data.path)), "test")
 
 
-def epoch_permutation(num_sequences: int, shuffle_seed: int, epoch: int) -> np.ndarray:
-    """The order of epoch `epoch`: a pure function of (num_sequences, shuffle seed, epoch)."""
-    return np.random.default_rng([shuffle_seed, epoch]).permutation(num_sequences)
-
-
-class FileSource:
-    """Random-access view of epochs over a set, one element per global batch (this process's rows)."""
-
-    def __init__(
-        self,
-        fs: FileSet,
-        global_batch: int,
-        rows: tuple[int, int],
-        num_batches: int,
-        shuffle_seed: int,
-    ) -> None:
-        self.fs, self.global_batch, self.rows = fs, global_batch, rows
-        self.num_batches, self.shuffle_seed = num_batches, shuffle_seed
-        self._orders: dict[int, np.ndarray] = {}
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return self.num_batches
-
-    def _order(self, epoch: int) -> np.ndarray:
-        with self._lock:
-            if epoch not in self._orders:
-                if len(self._orders) >= 2:
-                    del self._orders[min(self._orders)]
-                self._orders[epoch] = epoch_permutation(
-                    self.fs.num_sequences, self.shuffle_seed, epoch
-                )
-            return self._orders[epoch]
-
-    def seq_indices(self, k: int) -> np.ndarray:
-        """Set indices seq_idx_B of this process's rows of global batch k."""
-        lo, hi = self.rows
-        pos_B = np.arange(lo, hi, dtype=np.int64) + int(k) * self.global_batch
-        n = self.fs.num_sequences
-        epoch_B, within_B = pos_B // n, pos_B % n
-        seq_idx_B = np.empty_like(pos_B)
-        for epoch in np.unique(epoch_B):
-            mask = epoch_B == epoch
-            seq_idx_B[mask] = self._order(int(epoch))[within_B[mask]]
-        return seq_idx_B
-
-    def __getitem__(self, k: int) -> np.ndarray:
-        return self.fs.read(self.seq_indices(k))
+def train_dataset(
+    fs: FileSet, global_batch: int, rows: tuple[int, int], num_batches: int, shuffle_seed: int
+) -> grain.MapDataset:
+    """Element k: `fs.batch` of global batch k. The global batches cut an endless walk through the
+    set, epoch after epoch, each epoch in its own order (Grain's shuffle, reseeded per epoch by
+    repeat), so a batch may straddle two epochs."""
+    walk = grain.MapDataset.range(fs.num_sequences).shuffle(seed=shuffle_seed).repeat()
+    return walk.batch(global_batch)[:num_batches].map(lambda seq_idx_B: fs.batch(seq_idx_B, rows))
 
 
 def eval_batches(
     fs: FileSet, global_batch: int, rows: tuple[int, int], count: int
-) -> list[tuple[np.ndarray, float]]:
-    """The first `count` global batches of the set in order: (this process's rows, the mean stored
-    entropy of all the batch's sequences)."""
+) -> list[dict[str, np.ndarray]]:
+    """`fs.batch` of the first `count` global batches of the set, in order."""
     if count * global_batch > fs.num_sequences:
         raise DatasetError(
             f"config eval.batches={count}: {count} batches of data.batch_size={global_batch} "
             f"need {count * global_batch} sequences, test set {fs.path} has {fs.num_sequences}"
         )
-    lo, hi = rows
-    out = []
-    for k in range(count):
-        start = k * global_batch
-        local_BxT = fs.read(np.arange(start + lo, start + hi))
-        out.append((local_BxT, float(fs.entropy_N[start : start + global_batch].mean())))
-    return out
+    return [
+        fs.batch(np.arange(k * global_batch, (k + 1) * global_batch), rows) for k in range(count)
+    ]

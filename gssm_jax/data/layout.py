@@ -3,7 +3,9 @@
     ROOT/index.json                   grid id -> point, graph, graph seed, data seed, set paths
     ROOT/<grid id>/train/             one set (test/ alike)
         tokens.array_record           one record per sequence: seq_len tokens, `token_dtype` bytes
-        entropy.npy                   float64 (num_sequences,): exact entropy of each sequence
+        entropy.npy                   float64 (num_sequences,): entropy of each sequence
+        entropy_stderr.npy            float64 (num_sequences,): its Monte Carlo standard error
+                                      (graphs with `context` nodes only)
         metadata.json                 graph, seeds, sizes, kernels hash, entropy mean and stderr
         DONE                          written last: a set without it is unfinished
 
@@ -23,6 +25,7 @@ import numpy as np
 FORMAT = "gssm_jax.data/1"
 TOKENS = "tokens.array_record"
 ENTROPY = "entropy.npy"
+ENTROPY_STDERR = "entropy_stderr.npy"
 METADATA = "metadata.json"
 DONE = "DONE"
 INDEX = "index.json"

@@ -4,7 +4,7 @@ Element k of the dataset is this process's rows of global batch k: sequences
 `k * global_batch + rows` of the stream (graph seed, data seed). Which rows a process loads is read off
 the batch sharding, so the global batch at a step is the same whatever the number of processes or
 devices. Batches are sampled in Grain's background read threads (the jitted sampler releases the GIL)
-and the iterator's state (`{"next_index": k}`) goes into every checkpoint.
+and the iterator's state goes into every checkpoint (Grain's own checkpoint handler).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class StreamSource:
     def __len__(self) -> int:
         return self.num_batches
 
-    def __getitem__(self, k: int) -> np.ndarray:
+    def __getitem__(self, k: int) -> dict[str, np.ndarray]:
         lo, hi = self.rows
         seq_idx_B = np.arange(lo, hi, dtype=np.int64) + int(k) * self.global_batch
         if seq_idx_B[-1] >= 2**32:
@@ -64,7 +64,7 @@ class StreamSource:
         tokens = sample_tokens(
             self.graph, self.tables, self.data_seed, seq_idx_B.astype(np.uint32), self.seq_len
         )
-        return np.asarray(tokens)
+        return {"tokens": np.asarray(tokens)}
 
 
 def cpu_tables(tables: Tables) -> Tables:
@@ -73,12 +73,10 @@ def cpu_tables(tables: Tables) -> Tables:
     return jax.device_put(as_device_tables(tables), cpu)
 
 
-def stream_dataset(
-    source: grain.sources.RandomAccessDataSource, worker_threads: int, prefetch: int
-) -> grain.IterDataset:
-    """The Grain dataset that reads `source` (any sized, indexable source: a StreamSource or a
-    files.FileSource) in `worker_threads` background threads."""
+def threaded(dataset: grain.MapDataset, worker_threads: int, prefetch: int) -> grain.IterDataset:
+    """`dataset` (the stream's or `files.train_dataset`) read in `worker_threads` background
+    threads, `prefetch` elements ahead."""
     options = grain.ReadOptions(
         num_threads=max(worker_threads, 1), prefetch_buffer_size=max(prefetch, 1)
     )
-    return grain.MapDataset.source(source).to_iter_dataset(options)
+    return dataset.to_iter_dataset(options)

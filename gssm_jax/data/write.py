@@ -142,7 +142,10 @@ def _write_records(
     n, seq_len = request["num_sequences"], request["seq_len"]
     dtype = layout.token_dtype(graph.vocab_size)
     tables_dev = as_device_tables(tables)
-    entropy_N = np.empty((n,), np.float64)
+    fields = {layout.ENTROPY: "per_sequence"}  # file -> EntropyResult field, one value a sequence
+    if graph.has_context:
+        fields[layout.ENTROPY_STDERR] = "stderr"
+    stored = {name: np.empty((n,), np.float64) for name in fields}
     starts = list(range(0, n, batch_size))
 
     def launch(start: int):
@@ -162,15 +165,17 @@ def _write_records(
         rows = np.asarray(tokens_BxT)[:m].astype(dtype)
         for row in rows:
             writer.write(row.tobytes())
-        entropy_N[start : start + m] = np.asarray(entropy.per_sequence, np.float64)[:m]
+        for name, field in fields.items():
+            stored[name][start : start + m] = np.asarray(getattr(entropy, field), np.float64)[:m]
         progress.update(m, label, start + m, n)
     if not writer.ok():
         raise OSError(f"ArrayRecord writer failed on {tokens_path}")
     writer.close()
     _fsync_file(tokens_path)
-    entropy_path = os.path.join(tmp, layout.ENTROPY)
-    np.save(entropy_path, entropy_N)
-    _fsync_file(entropy_path)
+    for name, values in stored.items():
+        np.save(os.path.join(tmp, name), values)
+        _fsync_file(os.path.join(tmp, name))
+    entropy_N = stored[layout.ENTROPY]
     seconds = time.perf_counter() - t0
     return {
         **request,
@@ -181,6 +186,7 @@ def _write_records(
             "mc_draws": int(mc_draws) if graph.has_context else None,
             "units": "nats/token over positions 1..seq_len-1",
             "per_sequence": layout.ENTROPY,
+            "per_sequence_mc_stderr": layout.ENTROPY_STDERR if graph.has_context else None,
         },
         "files": {
             layout.TOKENS: {
@@ -188,7 +194,7 @@ def _write_records(
                 "records": n,
                 "writer_options": layout.WRITER_OPTIONS,
             },
-            layout.ENTROPY: {"bytes": os.path.getsize(entropy_path)},
+            **{name: {"bytes": os.path.getsize(os.path.join(tmp, name))} for name in stored},
         },
         "writer": {
             "host": socket.gethostname(),

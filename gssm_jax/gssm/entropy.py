@@ -13,12 +13,14 @@ with more than ELEM_MAX_D states use a dot, and a trailing block of nodes that r
 outside itself is applied as one small matmul. The dense matrices are built by the same code
 applied to a basis, so the two forms differ only in how the work is laid out.
 
-Graphs with `context` nodes are handled by Monte Carlo over the kernel prior (`sequence_entropy`).
+Graphs with `context` nodes are handled by Monte Carlo over the kernel prior (`sequence_entropy`):
+H = -(1/(T-1)) log mean_n p(x | kernels_n) over N drawn kernel sets, with its standard error by the
+delta method, sd_n(p_n / mean p) / sqrt(N) / (T-1) (NaN for one draw; it understates the error when
+one draw dominates the mean, as it does for long sequences and few draws).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
 from typing import NamedTuple
@@ -28,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from gssm_jax.gssm.graph import Graph, NodeSpec
+from gssm_jax.gssm.graph import Graph
 from gssm_jax.gssm.kernels import Tables, check_tables, draw_context, merge
 
 METHODS = ("auto", "dense", "factored")
@@ -48,11 +50,13 @@ MC_MEMORY_BUDGET = 2**28  # bytes of forward state per chunk of Monte Carlo draw
 
 
 class EntropyResult(NamedTuple):
-    """Per-sequence entropy (B,), optional per-position values (B, T-1), Monte Carlo draws or None."""
+    """Per-sequence entropy (B,), optional per-position values (B, T-1), Monte Carlo draws and the
+    per-sequence standard error (B,) of the Monte Carlo estimate, or None when exact."""
 
     per_sequence: jax.Array
     per_position: jax.Array | None
     mc_draws: int | None
+    stderr: jax.Array | None = None
 
 
 def dense_entries(graph: Graph) -> int:
@@ -81,13 +85,8 @@ def _resolve(graph: Graph, method: str) -> str:
 
 
 def _structure(graph: Graph) -> Graph:
-    """The graph with alpha, mode and kernel type blanked: the forward pass reads only the tables,
-    so graphs that differ in those fields share compiled functions."""
-
-    def blank(n: NodeSpec) -> NodeSpec:
-        return dataclasses.replace(n, alpha=1.0, mode="default", kernel_type="product")
-
-    return Graph(tuple(blank(n) for n in graph.hidden), blank(graph.observed))
+    """The forward pass reads only the tables: alpha, mode and kernel type blanked."""
+    return graph.blanked(alpha=1.0, mode="default", kernel_type="product")
 
 
 def _dtype(tables: Tables) -> jnp.dtype:
@@ -329,7 +328,7 @@ def sequence_logprobs(
     _check_tokens(tokens_BxT)
     check_tables(graph, tables)
     method = _resolve(graph, method)
-    return -_entropy_jit(_structure(graph), method, tuple(tables), None, tokens_BxT)
+    return -_entropy_jit(_structure(graph), method, tuple(tables), None, tokens_BxT)[0]
 
 
 def context_draws(graph: Graph, mc_draws: int, mc_seed: ArrayLike, dtype=jnp.float32) -> Tables:
@@ -343,8 +342,16 @@ def _draws_jit(graph, mc_draws, dtype, mc_seed):
     return jax.vmap(lambda k: draw_context(k, graph, dtype))(keys)
 
 
+def _mc_stderr(cum_NxBxTm1: jax.Array) -> jax.Array:
+    """Delta-method standard error (B,) of the Monte Carlo entropy of each whole sequence."""
+    n, positions = cum_NxBxTm1.shape[0], cum_NxBxTm1.shape[-1]
+    ratio_NxB = n * jax.nn.softmax(cum_NxBxTm1[..., -1], axis=0)  # p_n / mean p
+    return jnp.sqrt(jnp.sum((ratio_NxB - 1.0) ** 2, axis=0) / (n - 1) / n) / positions
+
+
 def _mc_cumlogp(graph, method, dtype, tables, draws, tokens_BxT):
-    """log-mean-exp over the draws of the cumulative log-likelihoods, shape (B, T-1)."""
+    """log-mean-exp over the draws of the cumulative log-likelihoods, shape (B, T-1), and the
+    standard error (B,) of the entropy."""
     mc_draws = next(d for d in draws if d is not None).shape[0]
     per_draw = graph.joint_size * tokens_BxT.shape[0]
     if method == "dense":
@@ -355,16 +362,18 @@ def _mc_cumlogp(graph, method, dtype, tables, draws, tokens_BxT):
         return jnp.cumsum(_logc(graph, merge(tables, ctx), tokens_BxT, method, dtype), axis=-1)
 
     cum_NxBxTm1 = jax.lax.map(one, draws, batch_size=chunk)
-    return jax.nn.logsumexp(cum_NxBxTm1, axis=0) - math.log(mc_draws)
+    cum_BxTm1 = jax.nn.logsumexp(cum_NxBxTm1, axis=0) - math.log(mc_draws)
+    return cum_BxTm1, _mc_stderr(cum_NxBxTm1)
 
 
 def _entropy_BxTm1(graph, method, tables, draws, tokens_BxT):
-    """Per-position entropies -log p(x(t) | x(0..t-1)), exact or Monte Carlo over `draws`."""
+    """Per-position entropies -log p(x(t) | x(0..t-1)), exact or Monte Carlo over `draws`, and the
+    per-sequence standard error (None when exact)."""
     dtype = _dtype(tables)
     if draws is None:
-        return -_logc(graph, tables, tokens_BxT, method, dtype)
-    cum = _mc_cumlogp(graph, method, dtype, tables, draws, tokens_BxT)
-    return -jnp.diff(cum, axis=-1, prepend=0.0)
+        return -_logc(graph, tables, tokens_BxT, method, dtype), None
+    cum, stderr_B = _mc_cumlogp(graph, method, dtype, tables, draws, tokens_BxT)
+    return -jnp.diff(cum, axis=-1, prepend=0.0), stderr_B
 
 
 _entropy_jit = jax.jit(_entropy_BxTm1, static_argnums=(0, 1))
@@ -387,18 +396,25 @@ def sequence_entropy(
         raise ValueError(f"mc_draws must be >= 1, got {mc_draws}")
     method = _resolve(graph, method)
     draws = context_draws(graph, mc_draws, mc_seed, _dtype(tables)) if graph.has_context else None
-    h_BxTm1 = _entropy_jit(_structure(graph), method, tuple(tables), draws, tokens_BxT)
+    h_BxTm1, stderr_B = _entropy_jit(_structure(graph), method, tuple(tables), draws, tokens_BxT)
     return EntropyResult(
         per_sequence=h_BxTm1.mean(-1),
         per_position=h_BxTm1 if per_position else None,
         mc_draws=int(mc_draws) if graph.has_context else None,
+        stderr=stderr_B,
     )
 
 
 def make_entropy_fn(
-    graph: Graph, seq_len: int, method: str = "auto", mc_draws: int = 64, mc_seed: int = 0
+    graph: Graph,
+    seq_len: int,
+    method: str = "auto",
+    mc_draws: int = 64,
+    mc_seed: int = 0,
+    stderr: bool = False,
 ) -> Callable[[Tables, jax.Array], jax.Array]:
-    """A pure, jittable (tables, tokens_BxT) -> H_B for the training loop (Monte Carlo if context).
+    """A pure, jittable (tables, tokens_BxT) -> H_B for the training loop (Monte Carlo if context);
+    with `stderr`, -> (H_B, standard error (B,) of the Monte Carlo estimate or None when exact).
 
     The computation dtype follows the tables (float32, or float64 under x64). For context nodes the
     `mc_draws` kernel sets are drawn here, once, from `mc_seed`, and every call uses the same ones.
@@ -416,6 +432,7 @@ def make_entropy_fn(
         tables = tuple(tables)
         check_tables(graph, tables)
         ctx = None if draws is None else jax.tree.map(lambda d: d.astype(_dtype(tables)), draws)
-        return _entropy_BxTm1(graph, method, tables, ctx, tokens_BxT).mean(-1)
+        h_BxTm1, stderr_B = _entropy_BxTm1(graph, method, tables, ctx, tokens_BxT)
+        return (h_BxTm1.mean(-1), stderr_B) if stderr else h_BxTm1.mean(-1)
 
     return entropy_fn

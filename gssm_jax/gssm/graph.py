@@ -83,6 +83,16 @@ class Graph:
         own = () if node.observed else (node.state_dim,)
         return own + tuple(by_name[p].state_dim for p in node.parents)
 
+    def blanked(self, keep_context: bool = False, **fields: Any) -> Graph:
+        """The graph with `fields` set on every node (but `context` ones when `keep_context`): the
+        compile-cache key of functions that read the drawn tables instead of those fields, so
+        graphs that differ only there (an alpha search) share compiled functions."""
+
+        def blank(n: NodeSpec) -> NodeSpec:
+            return n if keep_context and n.mode == "context" else dataclasses.replace(n, **fields)
+
+        return Graph(tuple(blank(n) for n in self.hidden), blank(self.observed))
+
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """The graph as plain config data (round-trips through `parse_graph`)."""
         out = {}

@@ -12,7 +12,6 @@ hidden chain is scanned alone and all tokens are drawn afterwards in one vectori
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Callable
 
@@ -152,23 +151,14 @@ def _compiled(graph: Graph, seq_len: int) -> Callable:
     return jax.jit(_sampler(graph, seq_len))
 
 
-def kernel_free(graph: Graph) -> Graph:
-    """The graph with the alphas of fixed-kernel nodes set to 1: once tables are drawn those alphas
-    play no part, so graphs differing only there (an alpha search) can share compiled functions."""
-
-    def blank(n: NodeSpec) -> NodeSpec:
-        return n if n.mode == "context" else dataclasses.replace(n, alpha=1.0)
-
-    return Graph(tuple(blank(n) for n in graph.hidden), blank(graph.observed))
-
-
 class Sampler:
     """A jitted sampler for one graph and length; remembers the cumulative tables of the last
     `tables` object it saw (kernels are treated as immutable)."""
 
     def __init__(self, graph: Graph, seq_len: int):
         self.graph, self.seq_len = graph, _check_seq_len(seq_len)
-        self._run = _compiled(kernel_free(graph), self.seq_len)
+        # once tables are drawn, fixed nodes' alphas play no part
+        self._run = _compiled(graph.blanked(keep_context=True, alpha=1.0), self.seq_len)
         self._last = (None, None)  # (tables, their cdfs), swapped as one object for threads
 
     def cdfs(self, tables: kernels.Tables) -> CdfTables:

@@ -15,8 +15,8 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
+import grain
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding
@@ -25,7 +25,7 @@ from jax.sharding import PartitionSpec as P
 from gssm_jax import checkpoint, parallel, profile
 from gssm_jax.config import ConfigError, graph_of, validate
 from gssm_jax.data import files
-from gssm_jax.data.stream import StreamSource, cpu_tables, process_rows, stream_dataset
+from gssm_jax.data.stream import StreamSource, cpu_tables, process_rows, threaded
 from gssm_jax.exitcodes import EXIT_OK, EXIT_PREEMPTED
 from gssm_jax.gssm.entropy import make_entropy_fn
 from gssm_jax.gssm.graph import Graph
@@ -48,6 +48,21 @@ def log_environment(workdir: str) -> None:
     )
 
 
+def baseline(h_B: Any, se_B: Any) -> dict[str, float]:
+    """A batch's entropy (the mean of its sequences') and, where Monte Carlo is used (`se_B` not
+    None), the mean of its sequences' standard errors: an upper bound on the mean's, as they share
+    their kernel draws."""
+    out = {"entropy": float(h_B.mean())}
+    if se_B is not None:
+        out["entropy_stderr"] = float(se_B.mean())
+    return out
+
+
+def stored(element: dict) -> dict[str, float]:
+    """`baseline` from a data-set element's stored per-sequence values (`files.FileSet.batch`)."""
+    return baseline(element["entropy"], element.get("entropy_stderr"))
+
+
 @dataclasses.dataclass
 class Start:
     """What a start found, read before anything is written: where training continues."""
@@ -55,7 +70,7 @@ class Start:
     state: Any
     shardings: Any
     step: int
-    loader_state: dict | None
+    restored_step: int | None  # the checkpoint restored (its data iterator state follows), or None
     skipped: list[tuple[int, str]]  # newer checkpoints that did not restore, with the reason
     changes: list[tuple[str, Any, Any]]  # config keys that differ from the run's config.json
 
@@ -100,7 +115,13 @@ class Trainer:
         self.checkpoint_dir = os.path.join(workdir, "checkpoints")
         self.tables = jax.device_put(as_device_tables(self.tables_np), self.replicated)
         self.entropy_fn = jax.jit(
-            make_entropy_fn(self.graph, c.data.seq_len),
+            make_entropy_fn(
+                self.graph,
+                c.data.seq_len,
+                mc_draws=c.data.mc_draws,
+                mc_seed=c.data.mc_seed,
+                stderr=True,
+            ),
             in_shardings=(self.replicated, self.batch_sharding),
             out_shardings=NamedSharding(self.mesh, P(self.batch_sharding.spec[0])),
         )
@@ -146,9 +167,7 @@ class Trainer:
             )
             return Start(state, shardings, 0, None, [], changed)
         step = int(jax.device_get(restored.state.step))
-        return Start(
-            restored.state, shardings, step, restored.loader_state, restored.skipped, changed
-        )
+        return Start(restored.state, shardings, step, restored.step, restored.skipped, changed)
 
     def _open_run_dir(self, start: Start) -> None:
         """The start's writes: leftovers cleaned, bad checkpoints set aside, config recorded."""
@@ -168,20 +187,22 @@ class Trainer:
                     f"{workdir_lib.describe(start.changes)} (recorded in {recorded})",
                     flush=True,
                 )
-        if start.loader_state is not None:
+        if start.restored_step is not None:
             say(f"resumed from {self.checkpoint_dir}/{start.step}", flush=True)
         self.metrics = MetricsWriter(self.workdir, enabled=self.is_chief)
         self.manager = checkpoint.make_manager(
             self.checkpoint_dir, self.config.checkpoint.keep, self.config.checkpoint.async_save
         )
 
-    def _resume_iterator(self, dataset: Any, loader_state: dict | None, step: int) -> Iterator:
+    def _resume_iterator(self, dataset: Any, restored_step: int | None) -> Iterator:
+        """The data iterator, set to its state saved with checkpoint `restored_step`."""
         iterator: Iterator = iter(dataset)
-        if loader_state is not None:
-            iterator.set_state(loader_state)
-        expected = {"next_index": step}
-        if iterator.get_state().get("next_index") != step:
-            raise RuntimeError(f"loader state {iterator.get_state()} does not match {expected}")
+        if restored_step is not None:
+            reader = checkpoint.open_read_only(self.checkpoint_dir)
+            try:
+                checkpoint.restore_iterator(reader, restored_step, iterator)
+            finally:
+                reader.close()
         return iterator
 
     # -- the run ----------------------------------------------------------------------------
@@ -206,7 +227,7 @@ class Trainer:
         if start.step >= c.optim.steps:
             print(f"run already complete at step {start.step}: {self.workdir}", flush=True)
             return EXIT_OK
-        iterator = self._resume_iterator(dataset, start.loader_state, start.step)
+        iterator = self._resume_iterator(dataset, start.restored_step)
         eval_set = self._eval_set(self.tables, self.entropy_fn)
         self._open_run_dir(start)
         self.train_step = train_step_lib.make_train_step(c, self.model, self.mesh, start.shardings)
@@ -232,10 +253,10 @@ class Trainer:
         """Each step: train; log, evaluate and checkpoint when due; leave when asked to stop."""
         c = self.config
         while run.step < c.optim.steps:
-            batch, metrics = self._train_one(run)
+            element, batch, metrics = self._train_one(run)
             last = run.step == c.optim.steps
             if last or run.step % c.log.period == 0:
-                self._log(run, batch, metrics)
+                self._log(run, element, batch, metrics)
             if last or run.step % c.eval.period == 0:
                 self._eval(run)
             stopping = self.stop.agreed()
@@ -246,14 +267,15 @@ class Trainer:
         return self._finish(run)
 
     # -- what happens each step -------------------------------------------------------------
-    def _train_one(self, run: Run) -> tuple[jax.Array, Any]:
+    def _train_one(self, run: Run) -> tuple[dict, jax.Array, Any]:
         """One step: the trace window around it, waiting for the batch, the jitted update."""
         w = run.window
         with w.timed("profile"):
             self._trace.before_step(run.step)
         with jax.profiler.StepTraceAnnotation("train", step_num=run.step):
             with w.timed("data_wait"), jax.profiler.TraceAnnotation("data_wait"):
-                batch = self._global(next(run.iterator), self.config.data.batch_size)
+                element = next(run.iterator)
+                batch = self._global(element["tokens"], self.config.data.batch_size)
             with w.timed("compute"), jax.profiler.TraceAnnotation("train_step"):
                 run.state, metrics = self.train_step(run.state, batch)
                 jax.block_until_ready(metrics)
@@ -261,19 +283,22 @@ class Trainer:
         w.steps += 1
         with w.timed("profile"):
             self._trace.after_step(run.step)
-        return batch, metrics
+        return element, batch, metrics
 
-    def _log(self, run: Run, batch: jax.Array, metrics: Any) -> None:
+    def _log(self, run: Run, element: dict, batch: jax.Array, metrics: Any) -> None:
         """The train record of this step (and its console line); starts a new timing window."""
         c, w = self.config, run.window
         with w.timed("log"), jax.profiler.TraceAnnotation("log"):
-            entropy = float(jnp.mean(self.entropy_fn(self.tables, batch)))
+            if "entropy" in element:  # a written set: its stored per-sequence values
+                entropy = stored(element)
+            else:
+                entropy = baseline(*self.entropy_fn(self.tables, batch))
             m = {k: float(v) for k, v in jax.device_get(metrics).items()}
         record = {
             "step": run.step,
             "loss": m["loss"],
-            "entropy": entropy,
-            "kl_gap": m["loss"] - entropy,
+            **entropy,
+            "kl_gap": m["loss"] - entropy["entropy"],
             "lr": m["lr"],
             "grad_norm": m["grad_norm"],
             **w.timings(self.tokens_per_step, jax.device_count()),
@@ -305,7 +330,7 @@ class Trainer:
     def _checkpoint(self, run: Run) -> None:
         """Starts saving the state and the loader position (asynchronously when configured)."""
         with run.window.timed("checkpoint"), jax.profiler.TraceAnnotation("checkpoint"):
-            checkpoint.save(self.manager, run.step, run.state, run.iterator.get_state())
+            checkpoint.save(self.manager, run.step, run.state, run.iterator)
 
     def _preempted(self, run: Run) -> int:
         self.manager.wait_until_finished()
@@ -337,33 +362,31 @@ class Trainer:
         c = self.config
         if c.data.source == "files":
             train_set = files.open_checked(c.data.path, self.graph, self.tables_np, c.data)
-            source = files.FileSource(
+            dataset = files.train_dataset(
                 train_set, c.data.batch_size, self.rows, c.optim.steps, c.data.shuffle_seed
             )
         else:
-            source = self._source(c.data.seed, c.optim.steps)
-        return stream_dataset(source, c.data.worker_threads, c.data.prefetch)
+            dataset = grain.MapDataset.source(self._source(c.data.seed, c.optim.steps))
+        return threaded(dataset, c.data.worker_threads, c.data.prefetch)
 
-    def _eval_set(self, tables: Any, entropy_fn: Any) -> list[tuple[jax.Array, float]]:
-        """Fixed held-out batches, each with the mean exact entropy of its sequences."""
+    def _eval_set(self, tables: Any, entropy_fn: Any) -> list[tuple[jax.Array, dict]]:
+        """Fixed held-out batches, each with its `baseline`."""
         c = self.config
-        if c.data.source == "files":  # entropy: mean of the stored exact per-sequence entropies
+        if c.data.source == "files":  # the stored per-sequence entropies
             path = files.eval_set_path(c.data)
             test_set = files.open_checked(path, self.graph, self.tables_np, c.data)
             batches = files.eval_batches(test_set, c.data.batch_size, self.rows, c.eval.batches)
-            return [(self._global(local, c.data.batch_size), h) for local, h in batches]
+            return [(self._global(e["tokens"], c.data.batch_size), stored(e)) for e in batches]
         source = self._source(c.eval.seed, c.eval.batches)
-        out = []
-        for local in (source[k] for k in range(c.eval.batches)):
-            batch = self._global(local, c.data.batch_size)
-            out.append((batch, float(jnp.mean(entropy_fn(tables, batch)))))
-        return out
+        batches = [
+            self._global(source[k]["tokens"], c.data.batch_size) for k in range(c.eval.batches)
+        ]
+        return [(batch, baseline(*entropy_fn(tables, batch))) for batch in batches]
 
     def _evaluate(self, state: Any, eval_step: Any, eval_set: list) -> dict[str, float]:
-        losses = [float(eval_step(state.params, batch)) for batch, _ in eval_set]
-        loss = float(np.mean(losses))
-        entropy = float(np.mean([h for _, h in eval_set]))
-        return {"loss": loss, "entropy": entropy, "kl_gap": loss - entropy}
+        loss = float(np.mean([float(eval_step(state.params, batch)) for batch, _ in eval_set]))
+        means = {k: float(np.mean([b[k] for _, b in eval_set])) for k in eval_set[0][1]}
+        return {"loss": loss, **means, "kl_gap": loss - means["entropy"]}
 
 
 # Errors of a start that `gssm_jax.main` reports in one line with exit code 2.

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import optax
 
@@ -24,20 +23,13 @@ def schedule(optim: ml_collections.ConfigDict) -> optax.Schedule:
     warmup - 1 reaches the peak. Then "constant" stays at lr and "cosine" falls from lr at
     s = warmup to final_lr_frac * lr at s = steps along half a cosine.
     """
-    lr, warmup, steps = float(optim.lr), int(optim.warmup), int(optim.steps)
-    final = lr * float(optim.final_lr_frac)
-    cosine = optim.schedule == "cosine"
-
-    def lr_at(step: jax.Array) -> jax.Array:
-        s = jnp.asarray(step, jnp.float32)
-        warm = lr * jnp.minimum(1.0, (s + 1.0) / max(warmup, 1))
-        if not cosine:
-            return warm
-        progress = jnp.clip((s - warmup) / max(steps - warmup, 1), 0.0, 1.0)
-        decayed = final + (lr - final) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
-        return jnp.where(s < warmup, warm, decayed)
-
-    return lr_at
+    lr, warmup = float(optim.lr), int(optim.warmup)
+    warm = optax.linear_schedule(lr / max(warmup, 1), lr, max(warmup, 1) - 1)
+    if optim.schedule != "cosine":
+        return warm
+    decay_steps = max(int(optim.steps) - warmup, 1)
+    cosine = optax.cosine_decay_schedule(lr, decay_steps, alpha=float(optim.final_lr_frac))
+    return optax.join_schedules([warm, cosine], [warmup])
 
 
 def decay_mask(params: Any) -> Any:

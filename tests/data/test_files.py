@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from conftest import RESUME_STEPS, ROOT, main_cmd, read_jsonl, subprocess_env, train_losses
 
+from gssm_jax import checkpoint
 from gssm_jax.config import ConfigError, default_config, validate
 from gssm_jax.data import files, grid, layout, write
-from gssm_jax.data.stream import stream_dataset
+from gssm_jax.data.stream import threaded
 from gssm_jax.exitcodes import EXIT_BAD_CONFIG, EXIT_PREEMPTED
 from gssm_jax.gssm.graph import parse_graph
 from gssm_jax.gssm.kernels import draw_kernels
@@ -42,63 +43,84 @@ def _opened(dataset):
     return entry, files.FileSet(path), draw_kernels(entry.graph, entry.graph_seed)
 
 
-def test_epochs_visit_every_sequence_once_in_a_new_order(dataset):
-    _, fs, _ = _opened(dataset)
-    source = files.FileSource(fs, global_batch=8, rows=(0, 8), num_batches=45, shuffle_seed=3)
-    seq_idx = np.concatenate([source.seq_indices(k) for k in range(45)])  # 3 epochs
+class _Indices:
+    """A stand-in set whose batches are the indices of the sequences they would read."""
+
+    def __init__(self, num_sequences: int) -> None:
+        self.num_sequences = num_sequences
+
+    def batch(self, seq_idx_B: np.ndarray, rows: tuple[int, int]) -> np.ndarray:
+        return seq_idx_B[rows[0] : rows[1]]
+
+
+def _seq_indices(global_batch, rows, num_batches, shuffle_seed) -> list[np.ndarray]:
+    """The sequence indices of each element of `files.train_dataset` over the N_TRAIN set."""
+    dataset = files.train_dataset(_Indices(N_TRAIN), global_batch, rows, num_batches, shuffle_seed)
+    return list(dataset)
+
+
+def test_epochs_visit_every_sequence_once_in_a_new_order():
+    seq_idx = np.concatenate(_seq_indices(8, (0, 8), 45, shuffle_seed=3))  # 3 epochs
     epochs = seq_idx.reshape(3, N_TRAIN)
     for order in epochs:
         assert sorted(order) == list(range(N_TRAIN))
     assert not np.array_equal(epochs[0], epochs[1])
     assert not np.array_equal(epochs[0], np.arange(N_TRAIN))
-    other_seed = files.FileSource(fs, 8, (0, 8), 45, shuffle_seed=4)
-    assert not np.array_equal(other_seed.seq_indices(0), source.seq_indices(0))
-    straddling = files.FileSource(fs, 7, (0, 7), 40, shuffle_seed=3)  # 120 = 17 * 7 + 1
-    np.testing.assert_array_equal(
-        np.concatenate([straddling.seq_indices(k) for k in range(40)]), seq_idx[:280]
-    )
+    other_seed = _seq_indices(8, (0, 8), 1, shuffle_seed=4)[0]
+    assert not np.array_equal(other_seed, seq_idx[:8])
+    straddling = _seq_indices(7, (0, 7), 40, shuffle_seed=3)  # 120 = 17 * 7 + 1
+    np.testing.assert_array_equal(np.concatenate(straddling), seq_idx[:280])
 
 
 def test_process_rows_tile_the_global_batch(dataset):
     _, fs, _ = _opened(dataset)
-    whole = files.FileSource(fs, 8, (0, 8), 30, shuffle_seed=0)
-    halves = [files.FileSource(fs, 8, rows, 30, shuffle_seed=0) for rows in ((0, 4), (4, 8))]
+    whole = files.train_dataset(fs, 8, (0, 8), 30, shuffle_seed=0)
+    halves = [files.train_dataset(fs, 8, rows, 30, shuffle_seed=0) for rows in ((0, 4), (4, 8))]
     for k in (0, 14, 15, 29):
-        np.testing.assert_array_equal(np.concatenate([h[k] for h in halves]), whole[k])
+        tokens = np.concatenate([h[k]["tokens"] for h in halves])
+        np.testing.assert_array_equal(tokens, whole[k]["tokens"])
+        for h in halves:  # every process sees the entropies of the whole global batch
+            np.testing.assert_array_equal(h[k]["entropy"], whole[k]["entropy"])
 
 
-def test_reads_are_the_sampled_tokens(dataset):
+def test_reads_are_the_sampled_tokens_and_their_stored_entropies(dataset):
     entry, fs, tables = _opened(dataset)
-    source = files.FileSource(fs, 8, (0, 8), 30, shuffle_seed=0)
-    batch_BxT = source[17]
-    assert batch_BxT.dtype == np.int32 and batch_BxT.shape == (8, fs.seq_len)
-    want = sample_tokens(entry.graph, tables, entry.data_seed, source.seq_indices(17), fs.seq_len)
-    np.testing.assert_array_equal(batch_BxT, np.asarray(want))
+    element = files.train_dataset(fs, 8, (0, 8), 30, shuffle_seed=0)[17]
+    seq_idx_B = _seq_indices(8, (0, 8), 30, shuffle_seed=0)[17]
+    assert element["tokens"].dtype == np.int32 and element["tokens"].shape == (8, fs.seq_len)
+    want = sample_tokens(entry.graph, tables, entry.data_seed, seq_idx_B, fs.seq_len)
+    np.testing.assert_array_equal(element["tokens"], np.asarray(want))
+    np.testing.assert_array_equal(element["entropy"], fs.entropy_N[seq_idx_B])
 
 
-def test_grain_iterator_resumes_mid_epoch(dataset):
+def test_grain_iterator_resumes_mid_epoch_from_an_orbax_checkpoint(dataset, tmp_path):
     _, fs, _ = _opened(dataset)
-    source = files.FileSource(fs, 8, (0, 8), 40, shuffle_seed=1)
-    straight = list(iter(stream_dataset(source, worker_threads=2, prefetch=4)))
-    it = iter(stream_dataset(source, worker_threads=2, prefetch=4))
+    dataset = files.train_dataset(fs, 8, (0, 8), 40, shuffle_seed=1)
+    straight = list(iter(threaded(dataset, worker_threads=2, prefetch=4)))
+    it = iter(threaded(dataset, worker_threads=2, prefetch=4))
     for _ in range(22):  # into the second epoch
         next(it)
-    state = it.get_state()
-    assert state == {"next_index": 22}
-    resumed = iter(stream_dataset(source, worker_threads=2, prefetch=4))
-    resumed.set_state(state)
-    for k, batch in enumerate(resumed, start=22):
-        np.testing.assert_array_equal(batch, straight[k])
+    manager = checkpoint.make_manager(str(tmp_path), keep=1, async_save=False)
+    checkpoint.save(manager, 22, {"w": np.zeros(2, np.float32)}, it)
+    next(it)  # the saved state is the one at save time
+    manager.wait_until_finished()
+    resumed = iter(threaded(dataset, worker_threads=2, prefetch=4))
+    checkpoint.restore_iterator(manager, 22, resumed)
+    for k, element in enumerate(resumed, start=22):
+        np.testing.assert_array_equal(element["tokens"], straight[k]["tokens"])
     assert k == 39
 
 
 def test_eval_batches_carry_the_stored_entropy(dataset):
     test = files.FileSet(files.eval_set_path(_Data(dataset[1])))
-    batches = files.eval_batches(test, 16, (0, 16), 4)
+    batches = files.eval_batches(test, 16, (4, 12), 4)
     assert len(batches) == 4
-    for k, (local, entropy) in enumerate(batches):
-        np.testing.assert_array_equal(local, test.read(np.arange(16 * k, 16 * k + 16)))
-        assert entropy == pytest.approx(test.entropy_N[16 * k : 16 * k + 16].mean())
+    for k, element in enumerate(batches):
+        assert "entropy_stderr" not in element  # exact entropies: no Monte Carlo
+        np.testing.assert_array_equal(
+            element["tokens"], test.read(np.arange(16 * k + 4, 16 * k + 12))
+        )
+        np.testing.assert_array_equal(element["entropy"], test.entropy_N[16 * k : 16 * k + 16])
     with pytest.raises(files.DatasetError, match="eval.batches=5"):
         files.eval_batches(test, 16, (0, 16), 5)
 
@@ -183,11 +205,18 @@ def test_training_on_files_resumes_mid_epoch_exactly(dataset, tmp_path, run_main
     test = files.FileSet(files.eval_set_path(_Data(path)))
     assert evals[0]["entropy"] == pytest.approx(test.entropy_N[:8].mean())  # eval.batches=1 of 8
     assert evals[0]["kl_gap"] == pytest.approx(evals[0]["loss"] - evals[0]["entropy"])
+    baseline = files.train_dataset(files.FileSet(path), 8, (0, 8), 40, shuffle_seed=0)
+    for r in read_jsonl(resumed / "metrics" / "train.jsonl"):  # step s trained on batch s - 1
+        assert r["entropy"] == pytest.approx(baseline[r["step"] - 1]["entropy"].mean(), abs=1e-6)
+        assert "entropy_stderr" not in r  # exact entropies
 
 
-def test_mismatched_config_and_missing_set_are_clear_errors(dataset, tmp_path):
+def test_mismatched_config_missing_and_corrupted_sets_are_clear_errors(dataset, tmp_path):
     _, path = dataset
     missing = tmp_path / "missing" / "train"
+    shutil.copytree(os.path.dirname(path), tmp_path / "corrupted")
+    tokens = tmp_path / "corrupted" / "train" / layout.TOKENS  # random bytes of the same size
+    tokens.write_bytes(np.random.default_rng(0).bytes(os.path.getsize(tokens)))
     cases = [  # (overrides, what the error must name); both runs side by side
         (
             ["--config.data.graph.X.alpha=0.5", f"--config.data.path={path}"],
@@ -197,6 +226,7 @@ def test_mismatched_config_and_missing_set_are_clear_errors(dataset, tmp_path):
             [f"--config.data.path={missing}"],
             f"data set {missing}: no such directory",  # data.path is opened first
         ),
+        ([f"--config.data.path={tokens.parent}"], f"data file {tokens}: corrupted"),
     ]
     procs = [
         subprocess.Popen(
@@ -219,6 +249,7 @@ def test_mismatched_config_and_missing_set_are_clear_errors(dataset, tmp_path):
         out = proc.communicate(timeout=240)[0]
         assert proc.returncode == EXIT_BAD_CONFIG, out
         assert message in out and "Traceback" not in out, out
+        assert len([line for line in out.splitlines() if message in line]) == 1, out
 
 
 def test_files_config_keys_are_validated():

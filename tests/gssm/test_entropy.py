@@ -258,6 +258,28 @@ def test_make_entropy_fn_monte_carlo(x64):
     res = entropy.sequence_entropy(graph, tables, tokens, mc_draws=MC_DRAWS, mc_seed=MC_SEED)
     assert got.dtype == jnp.float64 and res.mc_draws == MC_DRAWS
     np.testing.assert_allclose(got, res.per_sequence, rtol=1e-12)
+    h_B, stderr_B = jax.jit(
+        entropy.make_entropy_fn(graph, 32, mc_draws=MC_DRAWS, mc_seed=MC_SEED, stderr=True)
+    )(tables, tokens)
+    np.testing.assert_allclose(h_B, res.per_sequence, rtol=1e-12)
+    np.testing.assert_allclose(stderr_B, res.stderr, rtol=1e-12)
+
+
+def test_monte_carlo_stderr_predicts_the_spread_over_seeds(x64):
+    """The delta-method standard error against the sd of the estimate over 40 independent sets of
+    draws (short sequences, so no single draw dominates)."""
+    graph = structure("feedback", "context", "fullrank")
+    tables = draw_kernels(graph, graph_seed=2)
+    tokens = sample.sample_tokens(graph, as_device_tables(tables), 0, np.arange(6), 6)
+    runs = [
+        entropy.sequence_entropy(graph, tables, tokens, mc_draws=32, mc_seed=s) for s in range(40)
+    ]
+    spread_B = np.std([r.per_sequence for r in runs], axis=0, ddof=1)
+    predicted_B = np.mean([r.stderr for r in runs], axis=0)
+    assert np.all(predicted_B > 0)
+    np.testing.assert_allclose(spread_B / predicted_B, 1.0, atol=0.35)
+    fixed = structure("feedback", "default", "product")
+    assert entropy.sequence_entropy(fixed, draw_kernels(fixed, 2), tokens).stderr is None
 
 
 def test_auto_choice_and_large_graph_memory():

@@ -9,6 +9,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 from conftest import (
     RESUME_STEPS,
     main_cmd,
@@ -18,7 +19,12 @@ from conftest import (
     train_losses,
 )
 
+from gssm_jax.config import default_config
 from gssm_jax.exitcodes import EXIT_BAD_CONFIG, EXIT_PREEMPTED
+from gssm_jax.gssm.entropy import sequence_entropy
+from gssm_jax.gssm.graph import parse_graph
+from gssm_jax.gssm.kernels import as_device_tables, draw_kernels
+from gssm_jax.gssm.sample import sample_tokens
 
 
 def _run_until(workdir, tmp_path, sig, min_step: int, *extra: str):
@@ -165,3 +171,33 @@ def test_a_signal_during_start_up_exits_75_before_the_first_step(tmp_path, run_m
     code, out = run_main(workdir, *RESUME_STEPS)
     assert code == 0 and "resumed from" not in out, out
     assert max(train_losses(workdir)) == 40
+
+
+CONTEXT_GRAPH = {
+    "Z1": dict(state_dim=4, alpha=0.05, mode="context"),
+    "Z2": dict(state_dim=4, alpha=0.05),
+    "X": dict(state_dim=32, alpha=0.05, parents=["Z1", "Z2"], observed=True),
+}
+
+
+def test_context_graph_reports_one_monte_carlo_estimator_and_its_stderr(tmp_path, run_main):
+    """Train and eval use the data.mc_draws / data.mc_seed estimator; both log its standard error."""
+    config = tmp_path / "context.py"
+    config.write_text(
+        "from gssm_jax.config import default_config\n\n\ndef get_config():\n"
+        f"    c = default_config()\n    c.data.graph = {CONTEXT_GRAPH!r}\n    return c\n"
+    )
+    flags = ["--config.optim.steps=2", "--config.optim.warmup=1", "--config.log.period=1"]
+    code, out = run_main(tmp_path / "run", *flags, "--config.data.mc_draws=8", config=str(config))
+    assert code == 0, out
+    train = read_jsonl(tmp_path / "run" / "metrics" / "train.jsonl")
+    (ev,) = read_jsonl(tmp_path / "run" / "metrics" / "eval.jsonl")
+    for record in (*train, ev):
+        assert 0 < record["entropy_stderr"] < 0.5, record
+    c = default_config()
+    graph = parse_graph(CONTEXT_GRAPH)
+    tables = as_device_tables(draw_kernels(graph, c.data.graph_seed))
+    tokens = sample_tokens(graph, tables, c.eval.seed, np.arange(8), 32)  # TINY: 1 batch of 8 x 32
+    want = sequence_entropy(graph, tables, tokens, mc_draws=8, mc_seed=c.data.mc_seed)
+    assert ev["entropy"] == pytest.approx(float(want.per_sequence.mean()), abs=1e-4)
+    assert ev["entropy_stderr"] == pytest.approx(float(want.stderr.mean()), rel=1e-3)

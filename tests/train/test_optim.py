@@ -35,6 +35,37 @@ def test_constant_schedule_and_no_warmup():
     assert [float(cosine(s)) for s in (0, 50, 100)] == pytest.approx([0.5, 0.25, 0.0], abs=1e-7)
 
 
+def _reference_lr(optim, s: int) -> float:
+    """The hand-written warmup + cosine the optax schedules replaced, in float64."""
+    lr, warmup, steps = optim.lr, optim.warmup, optim.steps
+    final = lr * optim.final_lr_frac
+    warm = lr * min(1.0, (s + 1) / max(warmup, 1))
+    if optim.schedule != "cosine" or s < warmup:
+        return warm
+    progress = min(max((s - warmup) / max(steps - warmup, 1), 0.0), 1.0)
+    return final + (lr - final) * 0.5 * (1 + np.cos(np.pi * progress))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        dict(lr=3e-3, warmup=30, steps=500, final_lr_frac=0.1, schedule="cosine"),
+        dict(lr=1.0, warmup=1, steps=40, final_lr_frac=0.0, schedule="cosine"),
+        dict(lr=0.5, warmup=0, steps=40, final_lr_frac=0.3, schedule="cosine"),
+        dict(lr=0.5, warmup=40, steps=40, final_lr_frac=0.3, schedule="cosine"),
+        dict(lr=2e-4, warmup=7, steps=60, schedule="constant"),
+        dict(lr=2e-4, warmup=0, steps=60, schedule="constant"),
+    ],
+)
+def test_schedule_matches_the_hand_written_formula_at_every_step(fields):
+    optim = _optim(**fields)
+    lr_at = jax.jit(schedule(optim))
+    for s in range(optim.steps + 20):
+        assert float(lr_at(s)) == pytest.approx(
+            _reference_lr(optim, s), rel=1e-6, abs=1e-6 * optim.lr
+        ), s
+
+
 def _two_updates(tx, grads):
     params = {"w": jnp.ones((3, 2))}
     state = tx.init(params)
