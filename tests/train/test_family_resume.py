@@ -16,7 +16,7 @@ FAMILY = ["--config.model.family=mingru", "--config.model.mingru.hidden_dim=64"]
 
 def test_a_recurrent_family_resumes_exactly_after_sigterm(tmp_path, run_main):
     straight = tmp_path / "straight"
-    code, out = run_main(straight, *RESUME_STEPS, *FAMILY)
+    code, out = run_main(straight, *RESUME_STEPS, *FAMILY, timeout=900)
     assert code == 0, out
     resumed = tmp_path / "resumed"
     proc = subprocess.Popen(
@@ -28,16 +28,16 @@ def test_a_recurrent_family_resumes_exactly_after_sigterm(tmp_path, run_main):
         text=True,
     )
     metrics = resumed / "metrics" / "train.jsonl"
-    deadline = time.time() + 240
+    deadline = time.time() + 900
     while time.time() < deadline and proc.poll() is None:
         if metrics.exists() and any(r["step"] >= 20 for r in read_jsonl(metrics)):
             proc.send_signal(signal.SIGTERM)
             break
         time.sleep(0.05)
-    out, _ = proc.communicate(timeout=240)
+    out, _ = proc.communicate(timeout=900)
     assert proc.returncode == EXIT_PREEMPTED, out
     assert max(train_losses(resumed)) < 40, "the run finished before the signal reached it"
-    code, out = run_main(resumed, *RESUME_STEPS, *FAMILY)
+    code, out = run_main(resumed, *RESUME_STEPS, *FAMILY, timeout=900)
     assert code == 0 and "resumed from" in out, out
     a, b = train_losses(straight), train_losses(resumed)
     assert sorted(a) == sorted(b)
