@@ -8,6 +8,7 @@ Every mistake a config can make here is a ConfigError naming the key and its val
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,7 +18,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from gssm_jax.config import ConfigError, resolved_graph_spec
+from gssm_jax.config import ConfigError, family_config, family_key, resolved_graph_spec
 from gssm_jax.gssm.graph import parse_graph
 
 AXES = ("data", "model")
@@ -91,7 +92,6 @@ def check_divisibility(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
     The batch is checked per micro-batch (data.batch_size / optim.accum_steps), the length as the
     model sees it (data.seq_len - 1 inputs).
     """
-    m = config.model
     vocab = parse_graph(resolved_graph_spec(config)).vocab_size
     sizes = {
         "batch": (
@@ -99,12 +99,11 @@ def check_divisibility(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
             config.data.batch_size // config.optim.accum_steps,
         ),
         "length": ("data.seq_len - 1", config.data.seq_len - 1),
-        "embed": ("model.emb_dim", m.emb_dim),
-        "heads": ("model.nb_heads", m.nb_heads),
-        "kv": ("model.emb_dim / model.nb_heads", m.emb_dim // m.nb_heads),
-        "mlp": ("model.hidden_dim", m.hidden_dim),
         "vocab": ("vocabulary size of data.graph", vocab),
     }
+    for logical, (field, size) in family_config(config.model, vocab).axis_sizes().items():
+        key = re.sub(r"[a-z_]+", lambda w: family_key(config.model, w.group()), field)
+        sizes[logical] = (key, size)
     for logical, target in rules(config.mesh):
         axes = _mesh_axes(target)
         unknown = [a for a in axes if a not in mesh.shape]

@@ -1,0 +1,193 @@
+"""Each model family's own config: a frozen dataclass with its checks, sizes, FLOPs and parameters.
+
+This module imports no JAX, so the run config can validate a model before JAX starts. Models take
+these dataclasses, never the run config; `gssm_jax.config.family_config` translates `config.model`
+into the family's dataclass (the family's section `model.<family>` over the shared `model.*` keys).
+
+A check that fails raises `FieldError(field, value, message)`; the run config reports it under the
+key the value came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import ClassVar
+
+ATTENTION_CHOICES = ("auto", "blocked", "xla", "cudnn")  # see layers.resolve_attention
+KERNEL_CHOICES = ("auto", "custom", "autodiff")  # see layers.resolve_kernels
+DTYPE_CHOICES = ("float32", "bfloat16")
+
+
+def cudnn_supports(dtype: str, head_dim: int) -> bool:
+    """Whether cuDNN flash attention takes this compute dtype and head dimension."""
+    return dtype == "bfloat16" and head_dim % 8 == 0 and head_dim <= 128
+
+
+class FieldError(ValueError):
+    """A model config field whose value cannot work."""
+
+    def __init__(self, field: str, value, message: str) -> None:
+        super().__init__(f"{field}={value!r}: {message}")
+        self.field, self.value, self.message = field, value, message
+
+
+def _require(ok: bool, field: str, value, message: str) -> None:
+    if not ok:
+        raise FieldError(field, value, message)
+
+
+def _positive(cfg, *fields: str) -> None:
+    for f in fields:
+        v = getattr(cfg, f)
+        ok = isinstance(v, int) and not isinstance(v, bool) and v > 0
+        _require(ok, f, v, "must be a positive integer")
+
+
+@dataclasses.dataclass(frozen=True)
+class Shared:
+    """Fields every family has (the shared `model.*` keys) and their checks."""
+
+    vocab_size: int
+    emb_dim: int = 64
+    nb_layers: int = 2
+    norm_eps: float = 1e-5
+    weight_tying: bool = False
+    init_std: float = 0.02
+    dtype: str = "float32"
+    remat: bool = False
+    kernels: str = "auto"
+
+    family: ClassVar[str] = ""
+
+    def check(self) -> None:
+        _positive(self, "vocab_size", "emb_dim", "nb_layers")
+        _require(
+            self.dtype in DTYPE_CHOICES, "dtype", self.dtype, "must be 'float32' or 'bfloat16'"
+        )
+        _require(
+            self.kernels in KERNEL_CHOICES,
+            "kernels",
+            self.kernels,
+            f"must be one of {', '.join(KERNEL_CHOICES)}",
+        )
+        for f in ("norm_eps", "init_std"):
+            v = getattr(self, f)
+            _require(math.isfinite(v) and v > 0, f, v, "must be a finite number > 0")
+
+    def embedding_params(self) -> int:
+        """Token embedding, final norm and (untied) output head."""
+        V, D = self.vocab_size, self.emb_dim
+        return V * D + D + (0 if self.weight_tying else D * V)
+
+    def head_flops(self) -> int:
+        return 2 * self.emb_dim * self.vocab_size
+
+    def flops_per_token(self, seq_len: int) -> dict[str, int]:
+        """Matmul FLOPs per trained token (multiply-add = 2), forward, backward (2x) and total."""
+        forward = self.nb_layers * self.layer_flops(seq_len) + self.head_flops()
+        return {"forward": forward, "backward": 2 * forward, "total": 3 * forward}
+
+    def param_count(self) -> int:
+        return self.nb_layers * self.layer_params() + self.embedding_params()
+
+    def layer_flops(self, seq_len: int) -> int:  # pragma: no cover - every family overrides it
+        raise NotImplementedError
+
+    def layer_params(self) -> int:  # pragma: no cover - every family overrides it
+        raise NotImplementedError
+
+    def axis_sizes(self) -> dict[str, tuple[str, int]]:
+        """Sizes of the logical axes this family's arrays carry besides batch, length and vocab:
+        logical name -> (field it comes from, size). Sharding a mesh axis over one must divide it."""
+        return {"embed": ("emb_dim", self.emb_dim)}
+
+
+def _swiglu_params(D: int, F: int) -> int:
+    return 3 * D * F
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig(Shared):
+    """Pre-norm blocks of rotary causal self-attention and a SwiGLU MLP."""
+
+    nb_heads: int = 4
+    hidden_dim: int = 256
+    rope_theta: float = 10_000.0
+    attention: str = "auto"
+
+    family: ClassVar[str] = "transformer"
+
+    @property
+    def head_dim(self) -> int:
+        return self.emb_dim // self.nb_heads
+
+    def check(self) -> None:
+        super().check()
+        _positive(self, "nb_heads", "hidden_dim")
+        _require(
+            self.emb_dim % self.nb_heads == 0,
+            "nb_heads",
+            self.nb_heads,
+            f"must divide emb_dim={self.emb_dim}",
+        )
+        _require(
+            self.head_dim % 2 == 0,
+            "emb_dim",
+            self.emb_dim,
+            "head dimension emb_dim/nb_heads must be even for rotary embeddings",
+        )
+        _require(
+            math.isfinite(self.rope_theta) and self.rope_theta > 0,
+            "rope_theta",
+            self.rope_theta,
+            "must be a finite number > 0",
+        )
+        _require(
+            self.attention in ATTENTION_CHOICES,
+            "attention",
+            self.attention,
+            f"must be one of {', '.join(ATTENTION_CHOICES)}",
+        )
+        if self.attention == "cudnn":
+            _require(
+                self.dtype == "bfloat16",
+                "attention",
+                self.attention,
+                f"needs model.dtype='bfloat16' (cuDNN flash attention), got {self.dtype!r}",
+            )
+            _require(
+                cudnn_supports(self.dtype, self.head_dim),
+                "attention",
+                self.attention,
+                "needs a head dimension (emb_dim/nb_heads) that is a multiple of 8 and <= 128, "
+                f"got {self.head_dim}",
+            )
+        if self.attention == "blocked":
+            _require(
+                self.kernels != "autodiff",
+                "attention",
+                self.attention,
+                "is a custom-gradient kernel: it needs model.kernels 'custom' or 'auto'",
+            )
+
+    def layer_params(self) -> int:
+        D = self.emb_dim
+        return 4 * D * D + _swiglu_params(D, self.hidden_dim) + 2 * D
+
+    def layer_flops(self, seq_len: int) -> int:
+        """QKV, output and SwiGLU matmuls, and QK^T and AV over the full length (XLA computes
+        the masked half too)."""
+        D = self.emb_dim
+        return 2 * (4 * D * D + 3 * D * self.hidden_dim) + 2 * 2 * seq_len * D
+
+    def axis_sizes(self) -> dict[str, tuple[str, int]]:
+        return {
+            **super().axis_sizes(),
+            "heads": ("nb_heads", self.nb_heads),
+            "kv": ("emb_dim / nb_heads", self.head_dim),
+            "mlp": ("hidden_dim", self.hidden_dim),
+        }
+
+
+FAMILY_CONFIGS: dict[str, type[Shared]] = {"transformer": TransformerConfig}
