@@ -1,9 +1,10 @@
 """Sampling completions from any model with the prefill/decode interface, as pure jittable functions.
 
-A model is given as callables:
+A model is any object with the API of `gssm_jax.models.registry.Model` (every family, and the true
+process itself as `gssm.scoring.OracleFilter`):
 
-- `prefill(params, tokens_BxL, lengths_B) -> (logits_BxV, cache)`: reads row b's first `lengths_B[b]`
-  tokens (right padding ignored) and returns the logits of its next token;
+- `prefill(params, tokens_BxL, lengths_B, cache_len) -> (logits_BxLxV, cache)`: reads row b's first
+  `lengths_B[b]` tokens (right padding ignored); logits[b, lengths_B[b] - 1] predict its next token;
 - `decode(params, cache, tokens_B) -> (logits_BxV, cache)`: appends one token per row;
 - `apply(params, tokens_BxL) -> logits_BxLxV`: the full forward pass (the recompute reference).
 
@@ -20,15 +21,18 @@ completion depends only on the seed, its sequence id and its prompt, not on the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
 
-Prefill = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, Any]]
-Decode = Callable[[Any, Any, jax.Array], tuple[jax.Array, Any]]
-Apply = Callable[[Any, jax.Array], jax.Array]
+
+class LanguageModel(Protocol):
+    def prefill(self, params, tokens_BxL, lengths_B, cache_len=None) -> tuple[jax.Array, Any]: ...
+
+    def decode(self, params, cache, tokens_B) -> tuple[jax.Array, Any]: ...
+
+    def apply(self, params, tokens_BxL) -> jax.Array: ...
 
 
 class Completions(NamedTuple):
@@ -69,8 +73,7 @@ def _step_keys(keys_B: jax.Array, i) -> jax.Array:
 
 
 def generate_cached(
-    prefill: Prefill,
-    decode: Decode,
+    model: LanguageModel,
     params: Any,
     prompts_BxL: jax.Array,
     lengths_B: jax.Array,
@@ -80,13 +83,16 @@ def generate_cached(
     top_k: int = 0,
     keep_logits: bool = False,
 ) -> Completions:
-    """`max_new` tokens per row: one prefill, then `max_new - 1` decode steps in a `lax.scan`."""
-    logits_BxV, cache = prefill(params, prompts_BxL, lengths_B)
+    """`max_new` tokens per row: one prefill (into a cache of L + max_new positions), then
+    `max_new - 1` decode steps in a `lax.scan`."""
+    b, max_len = prompts_BxL.shape
+    logits_BxLxV, cache = model.prefill(params, prompts_BxL, lengths_B, max_len + max_new)
+    logits_BxV = logits_BxLxV[jnp.arange(b), lengths_B - 1]
     first_B = sample_logits(_step_keys(keys_B, 0), logits_BxV, temperature, top_k)
 
     def body(carry, i):
         tok_B, cache = carry
-        logits, cache = decode(params, cache, tok_B)
+        logits, cache = model.decode(params, cache, tok_B)
         nxt = sample_logits(_step_keys(keys_B, i), logits, temperature, top_k)
         return (nxt, cache), (nxt, logits if keep_logits else None)
 
@@ -99,7 +105,7 @@ def generate_cached(
 
 
 def generate_recompute(
-    apply: Apply,
+    model: LanguageModel,
     params: Any,
     prompts_BxL: jax.Array,
     lengths_B: jax.Array,
@@ -116,7 +122,7 @@ def generate_recompute(
     buf = jnp.zeros((b, max_len + max_new), prompts_BxL.dtype).at[:, :max_len].set(prompts_BxL)
 
     def body(buf, i):
-        logits = apply(params, buf)[rows, lengths_B + i - 1]
+        logits = model.apply(params, buf)[rows, lengths_B + i - 1]
         tok = sample_logits(_step_keys(keys_B, i), logits, temperature, top_k)
         buf = buf.at[rows, lengths_B + i].set(tok.astype(buf.dtype))
         return buf, (tok, logits if keep_logits else None)

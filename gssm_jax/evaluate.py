@@ -112,7 +112,7 @@ def exact_per_position(run: Run, tokens_BxT: np.ndarray) -> np.ndarray:
 def make_nll_fn(run: Run) -> tuple[Callable, NamedSharding]:
     """(params, tokens_BxT) -> the model's next-token loss at positions 1..T-1, (B, T-1), jitted
     with the run's shardings; and the batch sharding."""
-    apply = run.apply_fn()
+    apply = run.model.apply
     batch_sharding = NamedSharding(run.mesh, parallel.batch_spec(run.config))
 
     def nll(params, tokens_BxT):

@@ -1,7 +1,7 @@
 """A finished (or running) training run read back from its directory, without writing to it.
 
 `open_run(workdir)` gives the run's resolved config (from `config.json`), its graph and kernel tables,
-its mesh, the model's forward pass, and its checkpoints through a read-only Orbax manager, so the
+its mesh, its model (`gssm_jax.models.registry.Model`: apply, prefill, decode), and its checkpoints through a read-only Orbax manager, so the
 evaluation and generation CLIs use exactly what training used. Every problem with the directory is
 a `RunError` (a ConfigError: the CLIs print it as one line and exit 2).
 """
@@ -26,6 +26,7 @@ from gssm_jax import checkpoint, parallel
 from gssm_jax.config import ConfigError, default_config, resolved_graph_spec, validate
 from gssm_jax.gssm.graph import Graph, parse_graph
 from gssm_jax.gssm.kernels import Tables, draw_kernels
+from gssm_jax.models.registry import Model
 from gssm_jax.train import state as train_state
 
 CONFIG_FILE = "config.json"
@@ -80,7 +81,7 @@ class Run:
     graph: Graph
     tables: Tables  # float64 NumPy, as training drew them
     mesh: Mesh
-    model: nn.Module
+    model: Model
     manager: ocp.CheckpointManager
 
     @property
@@ -129,15 +130,6 @@ class Run:
 
     def sharding(self, *logical_names: str | None) -> NamedSharding:
         return parallel.logical_sharding(logical_names, self.mesh, self.config.mesh)
-
-    def apply_fn(self) -> Callable[[Any, jax.Array], jax.Array]:
-        """(params, tokens_BxL) -> logits_BxLxV: the run's model's forward pass."""
-        return model_apply(self.model)
-
-
-def model_apply(model: nn.Module) -> Callable[[Any, jax.Array], jax.Array]:
-    """The forward pass (params, tokens_BxL) -> logits_BxLxV of a model built by the train state."""
-    return lambda params, tokens_BxL: model.apply({"params": params}, tokens_BxL)
 
 
 def open_run(workdir: str) -> Run:

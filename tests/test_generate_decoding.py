@@ -26,30 +26,20 @@ def oracle() -> scoring.OracleFilter:
     return scoring.OracleFilter(GRAPH, TABLES)
 
 
-def oracle_fns():
-    o = oracle()
-    return (
-        lambda p, t, lengths: o.prefill(t, lengths),
-        lambda p, c, t: o.decode(c, t),
-        lambda p, t: o.apply(t),
-    )
+class Bigram:
+    """A random model: logits depend on the previous token only, through the table in params."""
 
-
-def bigram_fns():
-    """A random model: logits depend on the previous token only, through a random table."""
-
-    def apply(table, tokens_BxL):
+    def apply(self, table, tokens_BxL):
         return table[tokens_BxL]
 
-    def prefill(table, tokens_BxL, lengths_B):
-        last = tokens_BxL[jnp.arange(tokens_BxL.shape[0]), lengths_B - 1]
-        return table[last], None
+    def prefill(self, table, tokens_BxL, lengths_B, cache_len=None):
+        return table[tokens_BxL], None
 
-    def decode(table, cache, tokens_B):
+    def decode(self, table, cache, tokens_B):
         return table[tokens_B], cache
 
-    table = 2.0 * jax.random.normal(jax.random.key(3), (GRAPH.vocab_size, GRAPH.vocab_size))
-    return (prefill, decode, apply), table
+
+BIGRAM_TABLE = 2.0 * jax.random.normal(jax.random.key(3), (GRAPH.vocab_size, GRAPH.vocab_size))
 
 
 def prompts(num: int, max_len: int, seed: int = 11):
@@ -61,11 +51,9 @@ def prompts(num: int, max_len: int, seed: int = 11):
 
 @functools.cache
 def jitted(model: str, mode: str, max_new: int, temperature: float = 1.0, keep_logits=False):
-    prefill, decode, apply = oracle_fns() if model == "oracle" else bigram_fns()[0]
-    if mode == "cached":
-        fn = functools.partial(decoding.generate_cached, prefill, decode)
-    else:
-        fn = functools.partial(decoding.generate_recompute, apply)
+    lm = oracle() if model == "oracle" else Bigram()
+    gen = decoding.generate_cached if mode == "cached" else decoding.generate_recompute
+    fn = functools.partial(gen, lm)
     kw = dict(temperature=temperature, keep_logits=keep_logits)
     return jax.jit(lambda params, p, lengths, keys: fn(params, p, lengths, keys, max_new, **kw))
 
@@ -137,6 +125,6 @@ def test_planted_perfect_model_has_small_excess_and_a_random_model_a_large_one()
     perfect = excess("oracle", None)
     assert np.asarray(perfect.tokens).tolist() == [max_new] * 64
     assert abs(float(perfect.overall)) < 0.1, float(perfect.overall)
-    random = excess("bigram", bigram_fns()[1])
+    random = excess("bigram", BIGRAM_TABLE)
     assert float(random.overall) > 1.0, float(random.overall)
     assert np.median(np.asarray(random.per_sequence)) > np.max(np.asarray(perfect.per_sequence))

@@ -205,12 +205,15 @@ def excess_nats(scores: TokenScores, mask_BxTm1: ArrayLike) -> Excess:
 
 
 class OracleFilter:
-    """The true process as a model with the prefill/decode interface of the model families.
+    """The true process as a model with the API of the model families (`models/registry.py`).
 
-    `prefill(tokens_BxL, lengths_B)` reads each row's first `lengths_B[b]` tokens (right padding is
-    ignored) and returns (log p(next = v), shape (B, V); state); `decode(state, tokens)` appends
-    one token per row. Logits are exact log-probabilities (Monte Carlo mixture for context graphs).
-    All methods are pure and jittable; the tables and draws are fixed at construction.
+    `prefill(params, tokens_BxL, lengths_B)` reads each row's first `lengths_B[b]` tokens (right
+    padding ignored) and returns (log p(next = v) at every position, (B, L, V); state), row b's
+    next-token distribution at position lengths_B[b] - 1; `decode(params, state, tokens_B)` appends
+    one token per row and returns (log p(next = v), (B, V); state); `apply(params, tokens_BxL)` is
+    `predictive_logprobs`. `params` is ignored (pass None): the tables and Monte Carlo draws are
+    fixed at construction. Logits are exact log-probabilities (the Monte Carlo mixture for context
+    graphs). All methods are pure and jittable.
     """
 
     def __init__(self, graph: Graph, tables: Tables, mc_draws: int = 64, mc_seed: int = 0):
@@ -223,7 +226,10 @@ class OracleFilter:
     def _ops(self):
         return _all_operands(self.graph, self.tables, self.draws, self.dtype)
 
-    def prefill(self, tokens_BxL, lengths_B) -> tuple[jax.Array, FilterState]:
+    def prefill(
+        self, params, tokens_BxL, lengths_B, cache_len: int | None = None
+    ) -> tuple[jax.Array, FilterState]:
+        del params, cache_len  # the filter's state has a fixed size
         ops_N = self._ops()
         state = _init(self.graph, ops_N, tokens_BxL[:, 0], self.dtype)
 
@@ -235,17 +241,23 @@ class OracleFilter:
             def pick(new, old):
                 return jnp.where(keep.reshape((1, -1) + (1,) * (new.ndim - 2)), new, old)
 
-            return jax.tree.map(pick, nxt, state), None
+            state = jax.tree.map(pick, nxt, state)
+            return state, _predictive(self.graph, ops_N, state)
 
         steps = jnp.arange(1, tokens_BxL.shape[1])
-        state, _ = jax.lax.scan(body, state, (steps, tokens_BxL[:, 1:].T))
-        return _predictive(self.graph, ops_N, state), state
+        state0 = state
+        state, rest_LxBxV = jax.lax.scan(body, state, (steps, tokens_BxL[:, 1:].T))
+        first_BxV = _predictive(self.graph, ops_N, state0)
+        logp = jnp.concatenate([first_BxV[:, None], jnp.swapaxes(rest_LxBxV, 0, 1)], axis=1)
+        return logp, state
 
-    def decode(self, state: FilterState, tokens) -> tuple[jax.Array, FilterState]:
+    def decode(self, params, state: FilterState, tokens_B) -> tuple[jax.Array, FilterState]:
+        del params
         ops_N = self._ops()
-        state = _step(self.graph, ops_N, state, tokens)
+        state = _step(self.graph, ops_N, state, tokens_B)
         return _predictive(self.graph, ops_N, state), state
 
-    def apply(self, tokens_BxL) -> jax.Array:
+    def apply(self, params, tokens_BxL) -> jax.Array:
         """log p(x(t+1) = v | x(0..t)) for every position, (B, L, V) (the full-recompute path)."""
+        del params
         return _predictive_BxLxV(self.graph, self.tables, self.draws, tokens_BxL)
