@@ -72,6 +72,30 @@ def _step_keys(keys_B: jax.Array, i) -> jax.Array:
     return jax.vmap(lambda k: jax.random.fold_in(k, i))(keys_B)
 
 
+def decode_steps(
+    model: LanguageModel,
+    params: Any,
+    cache: Any,
+    first_B: jax.Array,
+    keys_B: jax.Array,
+    steps: int,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    keep_logits: bool = False,
+) -> tuple[jax.Array, jax.Array | None]:
+    """Feeds `first_B` (new token 0) and `steps` - 1 more drawn tokens; returns new tokens 1..steps
+    (steps, B) and the logits each was drawn from (steps, B, V) or None: one `lax.scan`."""
+
+    def body(carry, i):
+        tok_B, cache = carry
+        logits, cache = model.decode(params, cache, tok_B)
+        nxt = sample_logits(_step_keys(keys_B, i), logits, temperature, top_k)
+        return (nxt, cache), (nxt, logits if keep_logits else None)
+
+    _, (tok_SxB, logits) = jax.lax.scan(body, (first_B, cache), jnp.arange(1, steps + 1))
+    return tok_SxB, logits
+
+
 def generate_cached(
     model: LanguageModel,
     params: Any,
@@ -89,14 +113,9 @@ def generate_cached(
     logits_BxLxV, cache = model.prefill(params, prompts_BxL, lengths_B, max_len + max_new)
     logits_BxV = logits_BxLxV[jnp.arange(b), lengths_B - 1]
     first_B = sample_logits(_step_keys(keys_B, 0), logits_BxV, temperature, top_k)
-
-    def body(carry, i):
-        tok_B, cache = carry
-        logits, cache = model.decode(params, cache, tok_B)
-        nxt = sample_logits(_step_keys(keys_B, i), logits, temperature, top_k)
-        return (nxt, cache), (nxt, logits if keep_logits else None)
-
-    _, (rest_KxB, rest_logits) = jax.lax.scan(body, (first_B, cache), jnp.arange(1, max_new))
+    rest_KxB, rest_logits = decode_steps(
+        model, params, cache, first_B, keys_B, max_new - 1, temperature, top_k, keep_logits
+    )
     tokens = jnp.concatenate([first_B[:, None], rest_KxB.T], axis=1)
     if not keep_logits:
         return Completions(tokens, None)
@@ -114,12 +133,15 @@ def generate_recompute(
     temperature: float = 1.0,
     top_k: int = 0,
     keep_logits: bool = False,
+    buffer_len: int = 0,
 ) -> Completions:
-    """The same tokens as `generate_cached`, by the full forward pass over (B, L + max_new) at each
-    step (the causal mask makes whatever follows a row's last token irrelevant)."""
+    """The same tokens as `generate_cached`, by the full forward pass over a (B, L + max_new)
+    buffer at each step (the causal mask makes whatever follows a row's last token irrelevant);
+    `buffer_len` makes the buffer longer (a benchmark times steps at a given prefix length)."""
     b, max_len = prompts_BxL.shape
     rows = jnp.arange(b)
-    buf = jnp.zeros((b, max_len + max_new), prompts_BxL.dtype).at[:, :max_len].set(prompts_BxL)
+    size = max(max_len + max_new, buffer_len)
+    buf = jnp.zeros((b, size), prompts_BxL.dtype).at[:, :max_len].set(prompts_BxL)
 
     def body(buf, i):
         logits = model.apply(params, buf)[rows, lengths_B + i - 1]
