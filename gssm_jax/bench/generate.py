@@ -47,6 +47,11 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def _sig(x: float) -> float:
+    """x to 6 significant digits (rates and times stay consistent with each other)."""
+    return float(f"{x:.6g}")
+
+
 def _median_time(fn, args: tuple, repeats: int) -> float:
     """Median wall time of `fn(*args)` (blocked until ready) after one untimed call (the compile)."""
     import jax
@@ -108,17 +113,17 @@ def bench_family(family: str, args: argparse.Namespace, prompts_BxL) -> dict:
         "prompt_len": prompt_len,
         "total_len": total,
         "params": model.param_count(),
-        "prefill_tokens_per_s": round(b * prompt_len / t_prefill, 1),
-        "decode_tokens_per_s": round(b * (new - 1) / t_decode, 1),
-        "recompute_tokens_per_s": round(b * new / t_recompute, 1),
-        "decode_over_recompute": round((b * (new - 1) / t_decode) / (b * new / t_recompute), 2),
-        "cached_end_to_end_tokens_per_s": round(b * new / t_cached, 1),
-        "prefill_s": round(t_prefill, 5),
-        "decode_s": round(t_decode, 5),
-        "cached_end_to_end_s": round(t_cached, 5),
-        "recompute_s": round(t_recompute, 3),
+        "prefill_tokens_per_s": _sig(b * prompt_len / t_prefill),
+        "decode_tokens_per_s": _sig(b * (new - 1) / t_decode),
+        "recompute_tokens_per_s": _sig(b * new / t_recompute),
+        "decode_over_recompute": _sig((b * (new - 1) / t_decode) / (b * new / t_recompute)),
+        "cached_end_to_end_tokens_per_s": _sig(b * new / t_cached),
+        "prefill_s": _sig(t_prefill),
+        "decode_s": _sig(t_decode),
+        "cached_end_to_end_s": _sig(t_cached),
+        "recompute_s": _sig(t_recompute),
         "recompute_step_s": [
-            {"buffer_len": c["buffer_len"], "step_s": round(c["step_s"], 5)} for c in chunks
+            {"buffer_len": c["buffer_len"], "step_s": _sig(c["step_s"])} for c in chunks
         ],  # fmt: skip
     }
 
