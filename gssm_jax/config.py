@@ -74,6 +74,16 @@ def default_config() -> ml_collections.ConfigDict:
     # custom: hand-written backward passes (faster on XLA:CPU); autodiff: JAX differentiates plain
     # formulas (jax.jvp works); auto: custom on CPU, autodiff elsewhere
     c.model.kernels = "auto"
+    # Each recurrent family's own fields (gssm_jax/models/configs.py); debug sizes within 20% of
+    # the transformer's parameter count at the shared emb_dim and nb_layers.
+    c.model.mamba = ml_collections.ConfigDict(
+        dict(expand=4, state_dim=64, head_dim=32, conv_width=4, chunk_size=64)
+    )
+    c.model.hawk = ml_collections.ConfigDict(
+        dict(expand=2, nb_heads=4, conv_width=4, hidden_dim=192)
+    )
+    c.model.mingru = ml_collections.ConfigDict(dict(expand=2, hidden_dim=192))
+    c.model.minlstm = ml_collections.ConfigDict(dict(expand=2, hidden_dim=192))
 
     c.optim = ml_collections.ConfigDict()
     c.optim.steps = 300

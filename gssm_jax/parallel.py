@@ -93,17 +93,18 @@ def check_divisibility(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
     model sees it (data.seq_len - 1 inputs).
     """
     vocab = parse_graph(resolved_graph_spec(config)).vocab_size
-    sizes = {
-        "batch": (
+    sizes = [
+        (
+            "batch",
             "data.batch_size / optim.accum_steps",
             config.data.batch_size // config.optim.accum_steps,
         ),
-        "length": ("data.seq_len - 1", config.data.seq_len - 1),
-        "vocab": ("vocabulary size of data.graph", vocab),
-    }
-    for logical, (field, size) in family_config(config.model, vocab).axis_sizes().items():
+        ("length", "data.seq_len - 1", config.data.seq_len - 1),
+        ("vocab", "vocabulary size of data.graph", vocab),
+    ]
+    for logical, field, size in family_config(config.model, vocab).axis_sizes():
         key = re.sub(r"[a-z_]+", lambda w: family_key(config.model, w.group()), field)
-        sizes[logical] = (key, size)
+        sizes.append((logical, key, size))
     for logical, target in rules(config.mesh):
         axes = _mesh_axes(target)
         unknown = [a for a in axes if a not in mesh.shape]
@@ -113,12 +114,12 @@ def check_divisibility(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
                 f"axes are {tuple(mesh.shape)}"
             )
         n = math.prod(mesh.shape[a] for a in axes)
-        if logical not in sizes or n == 1:
+        if n == 1:
             continue
-        key, size = sizes[logical]
-        if size % n:
-            devices = " x ".join(f"mesh.{a}={mesh.shape[a]}" for a in axes)
-            raise ConfigError(
-                f"config {devices} does not divide {key}={size}: logical axis {logical!r} is "
-                f"sharded over {n} devices"
-            )
+        for name, key, size in sizes:
+            if name == logical and size % n:
+                devices = " x ".join(f"mesh.{a}={mesh.shape[a]}" for a in axes)
+                raise ConfigError(
+                    f"config {devices} does not divide {key}={size}: logical axis {logical!r} is "
+                    f"sharded over {n} devices"
+                )

@@ -97,10 +97,10 @@ class Shared:
     def layer_params(self) -> int:  # pragma: no cover - every family overrides it
         raise NotImplementedError
 
-    def axis_sizes(self) -> dict[str, tuple[str, int]]:
+    def axis_sizes(self) -> list[tuple[str, str, int]]:
         """Sizes of the logical axes this family's arrays carry besides batch, length and vocab:
-        logical name -> (field it comes from, size). Sharding a mesh axis over one must divide it."""
-        return {"embed": ("emb_dim", self.emb_dim)}
+        (logical name, the fields it comes from, size). A mesh axis sharding one must divide it."""
+        return [("embed", "emb_dim", self.emb_dim)]
 
 
 def _swiglu_params(D: int, F: int) -> int:
@@ -181,13 +181,170 @@ class TransformerConfig(Shared):
         D = self.emb_dim
         return 2 * (4 * D * D + 3 * D * self.hidden_dim) + 2 * 2 * seq_len * D
 
-    def axis_sizes(self) -> dict[str, tuple[str, int]]:
-        return {
-            **super().axis_sizes(),
-            "heads": ("nb_heads", self.nb_heads),
-            "kv": ("emb_dim / nb_heads", self.head_dim),
-            "mlp": ("hidden_dim", self.hidden_dim),
-        }
+    def axis_sizes(self) -> list[tuple[str, str, int]]:
+        return [
+            *super().axis_sizes(),
+            ("heads", "nb_heads", self.nb_heads),
+            ("kv", "emb_dim / nb_heads", self.head_dim),
+            ("mlp", "hidden_dim", self.hidden_dim),
+        ]
 
 
-FAMILY_CONFIGS: dict[str, type[Shared]] = {"transformer": TransformerConfig}
+def _conv_params(W: int, C: int) -> int:
+    return W * C + C  # depthwise weights and bias
+
+
+@dataclasses.dataclass(frozen=True)
+class MambaConfig(Shared):
+    """Mamba-2 blocks (no MLP): x + out(norm(SSD(conv(x W_x), dt, B, C) * silu(x W_z))).
+
+    Width E = expand * emb_dim in heads of head_dim; one group of state_dim for B and C; the
+    training scan runs in chunks of chunk_size positions (SSD).
+    """
+
+    expand: int = 4
+    state_dim: int = 64
+    head_dim: int = 32
+    conv_width: int = 4
+    chunk_size: int = 64
+
+    family: ClassVar[str] = "mamba"
+
+    @property
+    def inner_dim(self) -> int:
+        return self.expand * self.emb_dim
+
+    @property
+    def nb_heads(self) -> int:
+        return self.inner_dim // self.head_dim
+
+    def check(self) -> None:
+        super().check()
+        _positive(self, "expand", "state_dim", "head_dim", "conv_width", "chunk_size")
+        _require(
+            self.inner_dim % self.head_dim == 0,
+            "head_dim",
+            self.head_dim,
+            f"must divide the width expand * emb_dim = {self.inner_dim}",
+        )
+
+    def layer_params(self) -> int:
+        D, E, N, H, W = self.emb_dim, self.inner_dim, self.state_dim, self.nb_heads, self.conv_width
+        projections = D * (2 * E + 2 * N + H) + E * D
+        return D + projections + _conv_params(W, E) + _conv_params(W, 2 * N) + 3 * H + E
+
+    def layer_flops(self, seq_len: int) -> int:
+        """Projections, depthwise convolutions, and the chunked scan as computed: per position
+        C.B and the weighted sum over its chunk (Q x (N + E)), its contribution to the chunk
+        state and the state's contribution to it (2 x E x N each)."""
+        D, E, N, H, W = self.emb_dim, self.inner_dim, self.state_dim, self.nb_heads, self.conv_width
+        Q = min(self.chunk_size, seq_len)
+        projections = 2 * (D * (2 * E + 2 * N + H) + E * D)
+        return projections + 2 * W * (E + 2 * N) + 2 * Q * (N + E) + 2 * 2 * E * N
+
+    def axis_sizes(self) -> list[tuple[str, str, int]]:
+        return [
+            *super().axis_sizes(),
+            ("heads", "expand * emb_dim / head_dim", self.nb_heads),
+            ("kv", "head_dim", self.head_dim),
+        ]
+
+
+@dataclasses.dataclass(frozen=True)
+class HawkConfig(Shared):
+    """Griffin's Hawk: x + out(RG-LRU(conv(x W_x)) * gelu(x W_g)), then x + SwiGLU(x).
+
+    Width E = expand * emb_dim in nb_heads blocks (the RG-LRU gates are block-diagonal).
+    """
+
+    expand: int = 2
+    nb_heads: int = 4
+    conv_width: int = 4
+    hidden_dim: int = 192
+
+    family: ClassVar[str] = "hawk"
+
+    @property
+    def inner_dim(self) -> int:
+        return self.expand * self.emb_dim
+
+    @property
+    def head_dim(self) -> int:
+        return self.inner_dim // self.nb_heads
+
+    def check(self) -> None:
+        super().check()
+        _positive(self, "expand", "nb_heads", "conv_width", "hidden_dim")
+        _require(
+            self.inner_dim % self.nb_heads == 0,
+            "nb_heads",
+            self.nb_heads,
+            f"must divide the width expand * emb_dim = {self.inner_dim}",
+        )
+
+    def layer_params(self) -> int:
+        D, E, K = self.emb_dim, self.inner_dim, self.head_dim
+        mixer = 2 * D * E + _conv_params(self.conv_width, E) + 2 * (E * K + E) + E + E * D
+        return 2 * D + mixer + _swiglu_params(D, self.hidden_dim)
+
+    def layer_flops(self, seq_len: int) -> int:
+        D, E, K = self.emb_dim, self.inner_dim, self.head_dim
+        mixer = 2 * (2 * D * E + 2 * E * K + E * D) + 2 * self.conv_width * E
+        return mixer + 2 * 3 * D * self.hidden_dim
+
+    def axis_sizes(self) -> list[tuple[str, str, int]]:
+        return [
+            *super().axis_sizes(),
+            ("heads", "nb_heads", self.nb_heads),
+            ("kv", "expand * emb_dim / nb_heads", self.head_dim),
+            ("mlp", "hidden_dim", self.hidden_dim),
+        ]
+
+
+@dataclasses.dataclass(frozen=True)
+class MinGRUConfig(Shared):
+    """minGRU ("Were RNNs all we needed?"): h = (1 - z) h + z h~ of width expand * emb_dim, from
+    gates and candidates that read only the input; x + out(h), then x + SwiGLU(x)."""
+
+    expand: int = 2
+    hidden_dim: int = 192
+
+    family: ClassVar[str] = "mingru"
+    nb_inputs: ClassVar[int] = 2  # candidate, update gate
+
+    @property
+    def inner_dim(self) -> int:
+        return self.expand * self.emb_dim
+
+    def check(self) -> None:
+        super().check()
+        _positive(self, "expand", "hidden_dim")
+
+    def layer_params(self) -> int:
+        D, E = self.emb_dim, self.inner_dim
+        return 2 * D + self.nb_inputs * D * E + E * D + _swiglu_params(D, self.hidden_dim)
+
+    def layer_flops(self, seq_len: int) -> int:
+        D, E = self.emb_dim, self.inner_dim
+        return 2 * (self.nb_inputs * D * E + E * D) + 2 * 3 * D * self.hidden_dim
+
+    def axis_sizes(self) -> list[tuple[str, str, int]]:
+        return [
+            *super().axis_sizes(),
+            ("mlp", "expand * emb_dim", self.inner_dim),
+            ("mlp", "hidden_dim", self.hidden_dim),
+        ]
+
+
+@dataclasses.dataclass(frozen=True)
+class MinLSTMConfig(MinGRUConfig):
+    """minLSTM: h = f' h + i' h~ with forget and input gates normalised to f' + i' = 1."""
+
+    family: ClassVar[str] = "minlstm"
+    nb_inputs: ClassVar[int] = 3  # candidate, forget gate, input gate
+
+
+FAMILY_CONFIGS: dict[str, type[Shared]] = {
+    cls.family: cls
+    for cls in (TransformerConfig, MambaConfig, HawkConfig, MinGRUConfig, MinLSTMConfig)
+}
