@@ -8,15 +8,19 @@ import shutil
 import subprocess
 import sys
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 from conftest import subprocess_env
 from test_evaluate import tree_digest
 
 from gssm_jax import decoding, generate
+from gssm_jax.config import default_config, family_config
 from gssm_jax.exitcodes import EXIT_BAD_CONFIG
+from gssm_jax.models import registry
 from gssm_jax.rundir import open_run
 
 
@@ -44,6 +48,30 @@ def test_transformer_cached_equals_recompute(tiny_run, temperature):
     np.testing.assert_allclose(np.asarray(cached.logits), np.asarray(full.logits), atol=1e-5)
     assert np.ptp(np.asarray(cached.tokens)) > 0  # not a constant sequence
     assert np.abs(np.diff(np.asarray(full.logits), axis=1)).max() > 1.0  # logits that move
+
+
+@pytest.mark.parametrize("family", sorted(registry.FAMILIES))
+def test_every_family_cached_equals_recompute(family):
+    """KV cache or recurrent state: the same greedy tokens and logits as recomputing everything
+    (random parameters at init_std 0.2, so the logits differ by several nats)."""
+    m = ml_collections.ConfigDict(default_config().model.to_dict())
+    m.family, m.emb_dim, m.nb_layers, m.init_std = family, 32, 2, 0.2
+    m.nb_heads, m.hidden_dim = 2, 64
+    model = registry.build(family_config(m, 16))
+    params = nn.unbox(model.init(jax.random.key(0), jnp.zeros((1, 8), jnp.int32)))
+    lengths = jnp.asarray([1, 3, 7, 12, 5, 2], jnp.int32)
+    rng = np.random.default_rng(1)
+    prompts = np.where(
+        np.arange(12) < np.asarray(lengths)[:, None], rng.integers(0, 16, (6, 12)), 0
+    )
+    keys = decoding.row_keys(0, jnp.arange(6))
+    kw = dict(max_new=16, temperature=0.0, keep_logits=True)
+    args = (params, jnp.asarray(prompts, jnp.int32), lengths, keys)
+    cached = jax.jit(functools.partial(decoding.generate_cached, model, **kw))(*args)
+    full = jax.jit(functools.partial(decoding.generate_recompute, model, **kw))(*args)
+    np.testing.assert_array_equal(np.asarray(cached.tokens), np.asarray(full.tokens))
+    np.testing.assert_allclose(np.asarray(cached.logits), np.asarray(full.logits), atol=1e-5)
+    assert np.abs(np.diff(np.asarray(full.logits), axis=1)).max() > 1.0
 
 
 @pytest.fixture
