@@ -25,7 +25,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -35,8 +35,7 @@ from absl import logging
 from jax.sharding import NamedSharding
 
 from gssm_jax import parallel
-from gssm_jax.checkpoint import CheckpointMismatchError
-from gssm_jax.config import ConfigError
+from gssm_jax.cliargs import USER_ERRORS, OneLineParser, positive_int
 from gssm_jax.data import files
 from gssm_jax.data.stream import StreamSource, cpu_tables, process_rows
 from gssm_jax.exitcodes import EXIT_BAD_CONFIG, EXIT_OK
@@ -44,25 +43,6 @@ from gssm_jax.gssm.entropy import sequence_entropy
 from gssm_jax.rundir import Run, RunError, open_run
 
 EVALS = "evals"
-USER_ERRORS = (ConfigError, CheckpointMismatchError)  # RunError, DatasetError are ConfigErrors
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse whose errors are one line on stderr and exit code 2 (no usage block)."""
-
-    def error(self, message: str) -> NoReturn:
-        print(f"error: {self.prog}: {message}", file=sys.stderr)
-        sys.exit(EXIT_BAD_CONFIG)
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
-    return value
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

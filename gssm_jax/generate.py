@@ -39,8 +39,8 @@ import numpy as np
 from absl import logging
 
 from gssm_jax import decoding, parallel
+from gssm_jax.cliargs import USER_ERRORS, OneLineParser, non_negative, positive_int
 from gssm_jax.config import ConfigError
-from gssm_jax.evaluate import USER_ERRORS, OneLineParser, positive_int
 from gssm_jax.exitcodes import EXIT_BAD_CONFIG, EXIT_OK
 from gssm_jax.gssm import scoring
 from gssm_jax.gssm.kernels import as_device_tables
@@ -52,19 +52,6 @@ SAMPLES = "samples"
 
 class PromptError(ConfigError):
     """A prompts file that cannot be read or holds tokens the run's graph cannot produce."""
-
-
-def non_negative(cast):
-    def parse(text: str):
-        try:
-            value = cast(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not value >= 0:
-            raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
-        return value
-
-    return parse
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
