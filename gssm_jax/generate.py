@@ -100,9 +100,13 @@ def file_prompts(path: str, vocab_size: int) -> list[list[int]]:
         raise PromptError(f"--prompts {path}: {e.strerror}") from None
     try:
         data = json.loads(text)
-        items = [(f"item {i}", x) for i, x in enumerate(data)] if isinstance(data, list) else None
     except ValueError:
-        items = None
+        data = None
+    items = None
+    if isinstance(data, list) and data and all(type(t) is int for t in data):
+        items = [("line 1", data)]  # a single token list (one-line JSONL)
+    elif isinstance(data, list):
+        items = [(f"item {i}", x) for i, x in enumerate(data)]
     if items is None:
         items = []
         for n, line in enumerate(text.splitlines(), 1):
