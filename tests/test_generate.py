@@ -55,7 +55,7 @@ def test_every_family_cached_equals_recompute(family):
     """KV cache or recurrent state: the same greedy tokens and logits as recomputing everything
     (random parameters at init_std 0.2, so the logits differ by several nats)."""
     m = ml_collections.ConfigDict(default_config().model.to_dict())
-    m.family, m.emb_dim, m.nb_layers, m.init_std = family, 32, 2, 0.2
+    m.family, m.emb_dim, m.nb_layers, m.init_std = family, 32, 1, 0.2
     m.nb_heads, m.hidden_dim = 2, 64
     model = registry.build(family_config(m, 16))
     params = nn.unbox(model.init(jax.random.key(0), jnp.zeros((1, 8), jnp.int32)))
