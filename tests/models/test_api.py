@@ -133,3 +133,17 @@ def test_unknown_family_and_bad_fields_are_named_errors():
         registry.build(cfg)
     with pytest.raises(FieldError, match="kernels='fast'"):
         registry.build(dataclasses.replace(cfg, nb_heads=2, kernels="fast"))
+
+
+def test_models_import_nothing_from_the_run_config():
+    import ast
+    from pathlib import Path
+
+    import gssm_jax.models
+
+    for path in Path(gssm_jax.models.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in getattr(node, "names", [])]
+            module = getattr(node, "module", None) or ""
+            imported = [module] + [f"{module}.{n}" for n in names] if module else names
+            assert not any(n.startswith("gssm_jax.config") for n in imported), path
