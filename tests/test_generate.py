@@ -108,15 +108,10 @@ def test_cli_writes_scored_completions_and_leaves_the_run_unchanged(run_copy, tm
     assert summary["num"] == 6 and summary["step"] == 20
     want = np.mean([r["sample_excess_nats"] for r in rows])
     assert abs(summary["sample_excess_nats"] - want) < 1e-5
-    # The same seed again gives the same file; another seed other completions.
+    # The same seed again gives the same file (other seeds: tests/test_generate_decoding.py).
     assert generate.main([f"--workdir={run_copy}", "--num=6", "--max-new-tokens=8", "--seed=4",
                           f"--out={tmp_path / 'again.jsonl'}"]) == 0  # fmt: skip
     assert read_rows(tmp_path / "again.jsonl") == rows
-    assert generate.main([f"--workdir={run_copy}", "--num=6", "--max-new-tokens=8", "--seed=5",
-                          f"--out={tmp_path / 'other.jsonl'}"]) == 0  # fmt: skip
-    assert [r["completion"] for r in read_rows(tmp_path / "other.jsonl")] != [
-        r["completion"] for r in rows
-    ]
 
 
 def test_prompts_file_greedy_equals_top_1(run_copy, tmp_path):
