@@ -107,3 +107,22 @@ def run_main(tmp_path):
         return proc.returncode, proc.stdout + proc.stderr
 
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A finished 20-step TINY run with checkpoints (and held-out evals) at steps 10 and 20, shared
+    by the evaluation and generation tests; tests that write into a run copy it first."""
+    workdir = tmp_path_factory.mktemp("tiny_run") / "run"
+    steps = ["--config.optim.steps=20", "--config.optim.warmup=2", "--config.log.period=10"]
+    steps += ["--config.eval.period=10", "--config.checkpoint.period=10"]
+    proc = subprocess.run(
+        main_cmd(workdir, *steps),
+        cwd=workdir.parent,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return workdir

@@ -1,0 +1,197 @@
+"""Evaluate kept checkpoints of a run on held-out data, without touching what the run wrote.
+
+    python -m gssm_jax.evaluate --workdir RUN [--step N | --all] [--data stream | PATH] [--batches K]
+
+For each evaluated step it writes `RUN/evals/<step>.json`: the model's mean next-token loss, the
+exact entropy of the same tokens and `kl_gap = loss - entropy` (nats/token), and the per-position
+curve `kl_t` (t = 1..T-1): the model's loss at position t minus the exact -log p(x(t) | x(<t)),
+averaged over the sequences, i.e. how fast the model adapts in context. The data are the run's own
+held-out stream (`--data stream`, the default: `eval.seed`, the first K batches of
+`data.batch_size`, the same sequences the training loop evaluates on), or a set written by
+`gssm_jax.data.write` (`--data PATH`, checked against the run's graph, graph seed and seq_len).
+Graphs with `context` nodes use the Monte Carlo entropy of `gssm.entropy` (64 kernel draws, seed 0,
+as the training loop).
+
+It runs as one process over the local devices, with the run's mesh rules. Only `RUN/evals/` is
+written; checkpoints are read through a read-only manager. A run directory
+without config or checkpoints, a missing step, a checkpoint from another model or data from another
+graph exits 2 with a one-line error before any evaluation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+from jax.sharding import NamedSharding
+
+from gssm_jax import parallel
+from gssm_jax.cliargs import USER_ERRORS, OneLineParser, positive_int
+from gssm_jax.data import files
+from gssm_jax.data.stream import StreamSource, cpu_tables, process_rows
+from gssm_jax.exitcodes import EXIT_BAD_CONFIG, EXIT_OK
+from gssm_jax.gssm.entropy import sequence_entropy
+from gssm_jax.rundir import Run, RunError, open_run
+
+EVALS = "evals"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = OneLineParser(prog="gssm_jax.evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--workdir", required=True, help="run directory (holds config.json)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
+    which.add_argument("--all", action="store_true", help="every kept checkpoint")
+    p.add_argument("--data", default="stream", help="'stream' (held-out stream) or a set's path")
+    p.add_argument("--batches", type=positive_int, help="batches (default: the run's eval.batches)")
+    return p.parse_args(argv)
+
+
+# ---- data ---------------------------------------------------------------------------------------
+
+
+def held_out_batches(run: Run, data: str, batches: int) -> tuple[list[np.ndarray], str]:
+    """This process's rows of `batches` global batches of data.batch_size x seq_len, and a label."""
+    c = run.config
+    batch_sharding = NamedSharding(run.mesh, parallel.batch_spec(c))
+    rows = process_rows(batch_sharding, (c.data.batch_size, c.data.seq_len))
+    if data == "stream":
+        source = StreamSource(
+            run.graph,
+            cpu_tables(run.tables),
+            c.eval.seed,
+            c.data.seq_len,
+            c.data.batch_size,
+            rows,
+            batches,
+        )
+        return [source[k] for k in range(batches)], f"stream eval.seed={c.eval.seed}"
+    fs = files.open_checked(data, run.graph, run.tables, c.data)
+    local = files.eval_batches(fs, c.data.batch_size, rows, batches)
+    return [tokens for tokens, _ in local], fs.path
+
+
+def exact_per_position(run: Run, tokens_BxT: np.ndarray) -> np.ndarray:
+    """-log p(x(t) | x(<t)) for t = 1..T-1 under the true process (Monte Carlo for context)."""
+    res = sequence_entropy(run.graph, run.tables, tokens_BxT, per_position=True)
+    return np.asarray(res.per_position, np.float64)
+
+
+# ---- model --------------------------------------------------------------------------------------
+
+
+def make_nll_fn(run: Run) -> tuple[Callable, NamedSharding]:
+    """(params, tokens_BxT) -> the model's next-token loss at positions 1..T-1, (B, T-1), jitted
+    with the run's shardings; and the batch sharding."""
+    apply = run.model.apply
+    batch_sharding = NamedSharding(run.mesh, parallel.batch_spec(run.config))
+
+    def nll(params, tokens_BxT):
+        logits = apply(params, tokens_BxT[:, :-1]).astype(jnp.float32)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, tokens_BxT[:, 1:])
+
+    jitted = jax.jit(
+        nll, in_shardings=(run.param_shardings, batch_sharding), out_shardings=batch_sharding
+    )
+    return run.in_mesh(jitted), batch_sharding
+
+
+def evaluate_step(run: Run, step: int, nll_fn, batches: list, h_list: list) -> dict[str, Any]:
+    """The record of one checkpoint on the given batches and their exact per-position entropies."""
+    params = run.restore_params(step)
+    c = run.config
+    batch_sharding = NamedSharding(run.mesh, parallel.batch_spec(c))
+    sums = np.zeros(c.data.seq_len - 1)
+    loss_sum = h_sum = 0.0
+    n_seq = 0
+    for local_BxT, h_BxTm1 in zip(batches, h_list):
+        tokens = jax.make_array_from_process_local_data(
+            batch_sharding, local_BxT, (c.data.batch_size, c.data.seq_len)
+        )
+        nll_BxTm1 = np.asarray(jax.device_get(nll_fn(params, tokens)), np.float64)
+        sums += (nll_BxTm1 - h_BxTm1).sum(0)
+        loss_sum += nll_BxTm1.sum()
+        h_sum += h_BxTm1.sum()
+        n_seq += len(local_BxT)
+    n_tok = n_seq * (c.data.seq_len - 1)
+    loss, entropy = loss_sum / n_tok, h_sum / n_tok
+    return {
+        "step": step,
+        "loss": loss,
+        "entropy": entropy,
+        "kl_gap": loss - entropy,
+        "kl_t": (sums / n_seq).tolist(),
+        "sequences": n_seq,
+        "seq_len": c.data.seq_len,
+    }
+
+
+def write_record(run: Run, record: dict) -> str:
+    """RUN/evals/<step>.json, written to a temporary name and renamed."""
+    directory = os.path.join(run.workdir, EVALS)
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"{record['step']}.json")
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(record, f)
+        f.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def summary_line(record: dict, path: str) -> str:
+    kl_t = np.asarray(record["kl_t"])
+    k = max(1, len(kl_t) // 8)
+    return (
+        f"eval step {record['step']} | loss {record['loss']:.4f} | entropy "
+        f"{record['entropy']:.4f} | kl_gap {record['kl_gap']:.4f} | kl_t first {k} "
+        f"{kl_t[:k].mean():.4f}, last {k} {kl_t[-k:].mean():.4f} | wrote {path}"
+    )
+
+
+def run_evaluation(args: argparse.Namespace) -> int:
+    run = open_run(args.workdir)
+    steps = run.steps if args.all else [run.step_or_latest(args.step)]
+    if not steps:
+        raise RunError(f"run {run.workdir} has no checkpoint in {run.manager.directory}")
+    for step in steps:
+        run.check_compatible(step)
+    batches = args.batches or run.config.eval.batches
+    data, label = held_out_batches(run, args.data, batches)
+    h_list = [exact_per_position(run, tokens) for tokens in data]
+    nll_fn, _ = make_nll_fn(run)
+    for step in steps:
+        record = evaluate_step(run, step, nll_fn, data, h_list)
+        record = {
+            "step": step,
+            "checkpoint": os.path.join(str(run.manager.directory), str(step)),
+            "data": label,
+            "batches": batches,
+            **{k: v for k, v in record.items() if k != "step"},
+        }
+        path = write_record(run, record)
+        print(summary_line(record, path), flush=True)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.set_verbosity(logging.ERROR)  # Orbax warns that a read-only manager is read-only
+    try:
+        return run_evaluation(args)
+    except USER_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+
+
+if __name__ == "__main__":
+    sys.exit(main())
