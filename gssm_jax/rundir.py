@@ -23,8 +23,8 @@ import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding
 
 from gssm_jax import checkpoint, parallel
-from gssm_jax.config import ConfigError, default_config, resolved_graph_spec, validate
-from gssm_jax.gssm.graph import Graph, parse_graph
+from gssm_jax.config import ConfigError, default_config, graph_of, validate
+from gssm_jax.gssm.graph import Graph
 from gssm_jax.gssm.kernels import Tables, draw_kernels
 from gssm_jax.models.registry import Model
 from gssm_jax.train import state as train_state
@@ -64,12 +64,6 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     except ValueError as e:
         raise RunError(f"run config {path}: {e}") from e
     return c
-
-
-def _read_only_manager(directory: str) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(read_only=True, create=False)
-    handlers = {"state": ocp.StandardCheckpointHandler(), "data": ocp.JsonCheckpointHandler()}
-    return ocp.CheckpointManager(directory, options=options, item_handlers=handlers)
 
 
 @dataclasses.dataclass
@@ -114,8 +108,7 @@ class Run:
 
     def restore_params(self, step: int) -> Any:
         """The params at `step`, placed per the run's mesh rules (checked against the model)."""
-        state, _ = checkpoint.restore(self.manager, step, self._abstract_state[0])
-        return state.params
+        return checkpoint.restore(self.manager, step, self._abstract_state[0]).params
 
     def in_mesh(self, fn: Callable) -> Callable:
         """`fn` called (and so traced) with the run's mesh and logical-axis rules in context."""
@@ -138,11 +131,11 @@ def open_run(workdir: str) -> Run:
     if not os.path.isdir(workdir):
         raise RunError(f"--workdir {workdir}: no such directory")
     c = load_config(workdir)
-    graph = parse_graph(resolved_graph_spec(c))
+    graph = graph_of(c)
     ckpt_dir = os.path.join(workdir, CHECKPOINTS)
     if not os.path.isdir(ckpt_dir):
         raise RunError(f"run {workdir} has no {CHECKPOINTS}/ directory (nothing trained yet)")
     mesh = parallel.make_mesh(c.mesh)
     model = train_state.model_from_config(c, graph.vocab_size)
     tables = draw_kernels(graph, c.data.graph_seed)
-    return Run(workdir, c, graph, tables, mesh, model, _read_only_manager(ckpt_dir))
+    return Run(workdir, c, graph, tables, mesh, model, checkpoint.open_read_only(ckpt_dir))
