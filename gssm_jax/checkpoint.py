@@ -17,11 +17,15 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint whose arrays do not fit the configured model."""
 
 
-def make_manager(directory: str, keep: int, async_save: bool) -> ocp.CheckpointManager:
+def make_manager(
+    directory: str, keep: int, async_save: bool, read_only: bool = False
+) -> ocp.CheckpointManager:
+    """The run's manager; `read_only` (for tools that read a run) never creates, saves or deletes."""
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep,
+        max_to_keep=None if read_only else keep,
         enable_async_checkpointing=async_save,
-        create=True,
+        create=not read_only,
+        read_only=read_only,
     )
     handlers = {"state": ocp.StandardCheckpointHandler(), "data": ocp.JsonCheckpointHandler()}
     return ocp.CheckpointManager(
