@@ -35,10 +35,12 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
         saved = json.load(f)
     config = default_config()
     try:
+        graph = saved["data"].pop("graph")  # replaces the default graph, node for node
         config.update(saved)
     except (KeyError, AttributeError, TypeError) as e:
         raise RunDirError(f"{path}: does not fit this version's config schema ({e})") from None
     with config.unlocked():
+        config.data.graph = ml_collections.ConfigDict(graph)
         config.mesh.data, config.mesh.model = -1, 1
         config.model.attention = "auto"
         config.distributed.coordinator = ""
