@@ -16,7 +16,14 @@ def tiny(remat: bool = False) -> tuple[Transformer, dict, jax.Array]:
     cfg = ModelConfig(vocab_size=8, emb_dim=16, nb_layers=2, nb_heads=2, hidden_dim=32, remat=remat)
     model = Transformer(cfg)
     tokens = jnp.asarray(np.random.default_rng(0).integers(0, 8, (3, 10)), jnp.int32)
-    return model, nn.unbox(model.init(jax.random.key(0), tokens)["params"]), tokens
+    return model, random_params(model, tokens), tokens
+
+
+def random_params(model: nn.Module, tokens: jax.Array) -> dict:
+    """Gaussian parameters of the model's shapes (NumPy: no RNG kernels to compile)."""
+    shapes = jax.eval_shape(lambda: nn.unbox(model.init(jax.random.key(0), tokens)["params"]))
+    rng = np.random.default_rng(0)
+    return jax.tree.map(lambda s: jnp.asarray(0.3 * rng.normal(size=s.shape), s.dtype), shapes)
 
 
 def test_transformer_layers_are_the_residual_stream():
@@ -35,23 +42,25 @@ def test_transformer_layers_are_the_residual_stream():
     acts = jax.jit(capture.capture_fn(model, layers))(params, tokens)
     np.testing.assert_array_equal(acts["embed"], params["embed"][tokens])
     for i, before in enumerate(("embed", "block_0")):
-        block = Block(model.cfg)
-        want = block.apply({"params": params[f"block_{i}"]}, acts[before])
+        block = jax.jit(Block(model.cfg).apply)
+        want = block({"params": params[f"block_{i}"]}, acts[before])
         np.testing.assert_allclose(acts[f"block_{i}"], want, rtol=1e-6, atol=1e-6)
         # the block is x + attn(norm(x)), then + mlp(norm(.)): its outputs add up
         total = acts[before] + acts[f"block_{i}/attn"] + acts[f"block_{i}/mlp"]
         np.testing.assert_allclose(acts[f"block_{i}"], total, rtol=1e-5, atol=1e-6)
     # capturing does not change what the model computes
-    logits, _ = model.apply({"params": params}, tokens, capture_intermediates=True, mutable=True)
-    np.testing.assert_array_equal(logits, model.apply({"params": params}, tokens))
+    logits, _ = jax.jit(
+        lambda p: model.apply({"params": p}, tokens, capture_intermediates=True, mutable=True)
+    )(params)
+    np.testing.assert_array_equal(logits, jax.jit(model.apply)({"params": params}, tokens))
 
 
 def test_rematerialised_blocks_capture_the_same():
     model, params, tokens = tiny()
     remat_model, _, _ = tiny(remat=True)
     layers = ("embed", "block_1", "block_0/mlp")
-    want = capture.capture_fn(model, layers)(params, tokens)
-    got = capture.capture_fn(remat_model, layers)(params, tokens)
+    want = jax.jit(capture.capture_fn(model, layers))(params, tokens)
+    got = jax.jit(capture.capture_fn(remat_model, layers))(params, tokens)
     assert set(got) == set(layers)
     for name in layers:
         np.testing.assert_allclose(got[name], want[name], rtol=1e-6, atol=1e-7)
@@ -77,7 +86,7 @@ class ToyBlock(nn.Module):
 def test_any_flax_model_with_named_blocks():
     model = Toy()
     tokens = jnp.zeros((2, 4), jnp.int32)
-    params = model.init(jax.random.key(1), tokens)["params"]
+    params = random_params(model, tokens)
     layers = capture.available_layers(model, params, tokens)
     assert layers == (
         "embed",

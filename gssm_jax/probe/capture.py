@@ -7,7 +7,8 @@ module's output: a method interceptor sows the first block's input into the same
 collection. `block_i/NAME` is the output of a direct child of a block (the attention and MLP
 outputs of a transformer block, `attn` and `mlp`); norms are left out. Any model whose blocks are
 top-level submodules named `block_<i>` taking the residual stream as their first argument works
-(the transformer, and every family that follows the same naming).
+(the transformer, and every family that follows the same naming). A module that returns an
+(activations, cache) pair is read at its activations.
 """
 
 from __future__ import annotations
@@ -32,6 +33,13 @@ class UnknownLayerError(ValueError):
 
 def _is_part(path: tuple[str, ...]) -> bool:
     return len(path) == 2 and BLOCK.fullmatch(path[0]) is not None and "norm" not in path[1]
+
+
+def _activations(output: Any) -> jax.Array:
+    """A module's activations: its output, or the first element of an (activations, cache) pair."""
+    while isinstance(output, tuple | list):
+        output = output[0]
+    return output
 
 
 def _capture(model: nn.Module, wanted: Callable[[tuple[str, ...]], bool], embed: bool):
@@ -112,7 +120,7 @@ def capture_fn(model: nn.Module, layers: Sequence[str]) -> Callable:
             entries = found
             for part in name.split("/"):
                 entries = entries[part]
-            out[name] = entries["__call__"][0]
+            out[name] = _activations(entries["__call__"][0])
         return out
 
     return fn

@@ -99,7 +99,8 @@ def run_probe(args: argparse.Namespace) -> dict:
         params, step = rundir.init_params(config, model), "init"
     else:
         params, step = rundir.restore_params(workdir, config, model, args.step)
-    available = capture.available_layers(model, params, jnp.zeros((1, length), jnp.int32))
+    module = rundir.flax_module(model)
+    available = capture.available_layers(module, params, jnp.zeros((1, length), jnp.int32))
     layers = tuple(args.layers) if args.layers else available
     if not args.layers and not args.parts:
         layers = capture.residual_layers(available)
@@ -124,7 +125,7 @@ def run_probe(args: argparse.Namespace) -> dict:
     timings["sample_and_posterior_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    fn = capture.capture_fn(model, layers)
+    fn = capture.capture_fn(module, layers)
     acts = _activations(fn, params, tokens_NxT[:, :length], positions, args.batch)
     timings["activations_s"] = time.perf_counter() - t0
 

@@ -53,9 +53,15 @@ def graph_and_kernels(config: ml_collections.ConfigDict) -> tuple[Graph, Tables]
     return graph, draw_kernels(graph, config.data.graph_seed)
 
 
-def make_model(config: ml_collections.ConfigDict, vocab_size: int) -> nn.Module:
-    """The run's model (the same module the training loop builds)."""
+def make_model(config: ml_collections.ConfigDict, vocab_size: int) -> Any:
+    """The run's model, as the training loop builds it (restore and init take this object)."""
     return train_state.model_from_config(config, vocab_size)
+
+
+def flax_module(model: Any) -> nn.Module:
+    """The Flax module whose activations are captured: the model itself, or the module behind a
+    model-registry wrapper (`.module`)."""
+    return model if isinstance(model, nn.Module) else model.module
 
 
 def checkpoint_steps(workdir: str) -> list[int]:
@@ -66,7 +72,7 @@ def checkpoint_steps(workdir: str) -> list[int]:
 
 
 def restore_params(
-    workdir: str, config: ml_collections.ConfigDict, model: nn.Module, step: int | None
+    workdir: str, config: ml_collections.ConfigDict, model: Any, step: int | None
 ) -> tuple[Any, int]:
     """(params, step) of checkpoint `step` (default: the latest); raises RunDirError if none."""
     steps = checkpoint_steps(workdir)
@@ -85,7 +91,7 @@ def restore_params(
     return state.params, step
 
 
-def init_params(config: ml_collections.ConfigDict, model: nn.Module) -> Any:
+def init_params(config: ml_collections.ConfigDict, model: Any) -> Any:
     """A fresh initialisation of the run's model from the run's seed (what step 0 trained from)."""
     mesh = parallel.make_mesh(config.mesh)
     state, _ = train_state.create_train_state(config, mesh, model, jax.random.key(config.seed))
