@@ -43,7 +43,7 @@ def test_transformer_layers_are_the_residual_stream():
     np.testing.assert_array_equal(acts["embed"], params["embed"][tokens])
     for i, before in enumerate(("embed", "block_0")):
         block = jax.jit(Block(model.cfg).apply)
-        want = block({"params": params[f"block_{i}"]}, acts[before])
+        want = capture.activations(block({"params": params[f"block_{i}"]}, acts[before]))
         np.testing.assert_allclose(acts[f"block_{i}"], want, rtol=1e-6, atol=1e-6)
         # the block is x + attn(norm(x)), then + mlp(norm(.)): its outputs add up
         total = acts[before] + acts[f"block_{i}/attn"] + acts[f"block_{i}/mlp"]

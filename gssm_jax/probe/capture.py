@@ -35,7 +35,7 @@ def _is_part(path: tuple[str, ...]) -> bool:
     return len(path) == 2 and BLOCK.fullmatch(path[0]) is not None and "norm" not in path[1]
 
 
-def _activations(output: Any) -> jax.Array:
+def activations(output: Any) -> jax.Array:
     """A module's activations: its output, or the first element of an (activations, cache) pair."""
     while isinstance(output, tuple | list):
         output = output[0]
@@ -120,7 +120,7 @@ def capture_fn(model: nn.Module, layers: Sequence[str]) -> Callable:
             entries = found
             for part in name.split("/"):
                 entries = entries[part]
-            out[name] = _activations(entries["__call__"][0])
+            out[name] = activations(entries["__call__"][0])
         return out
 
     return fn
