@@ -55,6 +55,9 @@ def test_probe_writes_json_and_heatmap(run_dir, tmp_path, capsys):
     for r in result["results"]:
         assert 0 <= r["chance"] <= 1 and 0 < r["ceiling"] <= 1 and 0 <= r["accuracy"] <= 1
         assert r["of_ceiling"] == pytest.approx(r["accuracy"] / r["ceiling"])
+        if r["ceiling"] > r["chance"]:
+            headroom = (r["accuracy"] - r["chance"]) / (r["ceiling"] - r["chance"])
+            assert r["of_headroom"] == pytest.approx(headroom)
         assert r["xent_posterior"] >= result["posterior_entropy"][r["node"]] - 1e-5
     for node in result["nodes"]:
         assert result["ceiling"][node] >= result["chance"][node] - 0.05

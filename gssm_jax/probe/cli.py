@@ -164,14 +164,18 @@ def run_probe(args: argparse.Namespace) -> dict:
     for name in layers:
         for k, node in enumerate(nodes):
             acc = float(scores[name].accuracy[k])
+            ceiling, chance = float(bayes["ceiling"][k]), float(bayes["chance"][k])
             results.append(
                 {
                     "layer": name,
                     "node": node,
                     "accuracy": acc,
-                    "ceiling": float(bayes["ceiling"][k]),
-                    "chance": float(bayes["chance"][k]),
-                    "of_ceiling": acc / float(bayes["ceiling"][k]),
+                    "ceiling": ceiling,
+                    "chance": chance,
+                    "of_ceiling": acc / ceiling,
+                    "of_headroom": (acc - chance) / (ceiling - chance)
+                    if ceiling > chance
+                    else None,
                     "xent_posterior": float(scores[name].xent_posterior[k]),
                     "nll_true": float(scores[name].nll_true[k]),
                 }
