@@ -17,21 +17,26 @@ Graphs with `context` nodes have no exact posterior here: they are refused (exit
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any, NamedTuple
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from absl import logging
 
 from gssm_jax.checkpoint import CheckpointMismatchError
 from gssm_jax.exitcodes import EXIT_BAD_CONFIG, EXIT_OK
 from gssm_jax.gssm import posterior, sample
-from gssm_jax.gssm.kernels import as_device_tables
+from gssm_jax.gssm.graph import Graph
+from gssm_jax.gssm.kernels import Tables, as_device_tables
 from gssm_jax.probe import capture, fit, report, rundir
 
 FIRST_INDEX = 2**31  # held-out sequences: indices [2**31, 2**31 + n) of the chosen stream
@@ -77,13 +82,23 @@ def _posteriors(graph, tables, tokens_NxT, positions, batch: int) -> list[np.nda
     ]
 
 
-def run_probe(args: argparse.Namespace) -> dict:
-    """Everything the command does after parsing; raises ValueError subclasses for user errors."""
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
+class _Setup(NamedTuple):
+    workdir: str
+    config: ml_collections.ConfigDict
+    graph: Graph
+    tables: Tables
+    module: nn.Module
+    params: Any
+    step: int | str
+    layers: tuple[str, ...]
+    positions: np.ndarray
+
+
+def _setup(args: argparse.Namespace) -> _Setup:
+    """Reads the run and checks every user input, before any real work."""
     workdir = os.path.abspath(args.workdir)
     config = rundir.load_config(workdir)
-    graph, tables_np = rundir.graph_and_kernels(config)
+    graph, tables = rundir.graph_and_kernels(config)
     if graph.has_context:
         names = [n.name for n in graph.nodes if n.mode == "context"]
         raise posterior.ContextPosteriorError(
@@ -94,6 +109,12 @@ def run_probe(args: argparse.Namespace) -> dict:
         raise rundir.RunDirError(f"--workdir {workdir!r}: no checkpoint under checkpoints/")
     length = config.data.seq_len - 1  # the model reads tokens 0..T-2, as in training
     positions = parse_positions(args.positions, length)
+    n_test = round(args.sequences * args.test_fraction)
+    if not 1 <= n_test < args.sequences:
+        raise ValueError(
+            f"--sequences {args.sequences} --test-fraction {args.test_fraction}: "
+            "both splits need at least one sequence"
+        )
     model = rundir.make_model(config, graph.vocab_size)
     if args.init:
         params, step = rundir.init_params(config, model), "init"
@@ -105,67 +126,93 @@ def run_probe(args: argparse.Namespace) -> dict:
     if not args.layers and not args.parts:
         layers = capture.residual_layers(available)
     capture.check_layers(layers, available)
-    n_test = max(1, round(args.sequences * args.test_fraction))
-    if not 1 <= n_test < args.sequences:
-        raise ValueError(
-            f"--sequences {args.sequences} --test-fraction {args.test_fraction}: "
-            "both splits need at least one sequence"
-        )
+    return _Setup(workdir, config, graph, tables, module, params, step, layers, positions)
+
+
+def _rows(a_NxPx: np.ndarray) -> np.ndarray:
+    """(sequences, positions, ...) -> (rows, ...)."""
+    return a_NxPx.reshape((-1,) + a_NxPx.shape[2:])
+
+
+def run_probe(args: argparse.Namespace) -> dict:
+    """Everything the command does after parsing; raises ValueError subclasses for user errors."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    s = _setup(args)
     timings["load_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    data_seed = config.eval.seed if args.data_seed is None else args.data_seed
-    tables = as_device_tables(tables_np)
+    data_seed = s.config.eval.seed if args.data_seed is None else args.data_seed
+    tables = as_device_tables(s.tables)
     idx = FIRST_INDEX + np.arange(args.sequences, dtype=np.int64)
     states_NxTxK, tokens_NxT = sample.sample_hidden_and_tokens(
-        graph, tables, data_seed, idx, config.data.seq_len
+        s.graph, tables, data_seed, idx, s.config.data.seq_len
     )
-    states_NxPxK = np.asarray(states_NxTxK)[:, positions]
-    post = _posteriors(graph, tables, tokens_NxT, positions, args.batch)
+    states_NxPxK = np.asarray(states_NxTxK)[:, s.positions]
+    post = _posteriors(s.graph, tables, tokens_NxT, s.positions, args.batch)
     timings["sample_and_posterior_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    fn = capture.capture_fn(module, layers)
-    acts = _activations(fn, params, tokens_NxT[:, :length], positions, args.batch)
+    fn = capture.capture_fn(s.module, s.layers)
+    length = s.config.data.seq_len - 1
+    acts = _activations(fn, s.params, tokens_NxT[:, :length], s.positions, args.batch)
     timings["activations_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    n_train = args.sequences - n_test
-    dims = graph.hidden_dims
-    rows = lambda a, sl: a[sl].reshape((-1,) + a.shape[2:])  # (seq, pos, ...) -> (rows, ...)
-    train, test = slice(0, n_train), slice(n_train, None)
-    y_train = rows(states_NxPxK, train).T
-    y_test = rows(states_NxPxK, test).T
-    post_test = np.stack(
-        [np.pad(rows(p, test), ((0, 0), (0, max(dims) - p.shape[-1]))) for p in post]
-    )
-    bayes = fit.bayes_scores(y_test, post_test, y_train)
-    mask = fit.class_mask(dims)
+    n_train = args.sequences - round(args.sequences * args.test_fraction)
+    dims = s.graph.hidden_dims
+    y_train, y_test = _rows(states_NxPxK[:n_train]).T, _rows(states_NxPxK[n_train:]).T
+    pad = lambda p: np.pad(p, ((0, 0), (0, max(dims) - p.shape[-1])))
+    post_test = np.stack([pad(_rows(p[n_train:])) for p in post])
     settings = fit.ProbeSettings(
         args.steps, args.probe_batch, args.lr, args.weight_decay, args.seed
     )
-    scores: dict[str, fit.Scores] = {}
-    by_width: dict[int, list[str]] = {}
-    for name in layers:
-        by_width.setdefault(acts[name].shape[-1], []).append(name)
-    for group in by_width.values():
-        x_train, x_test = fit.standardise(
-            jnp.stack([rows(acts[n], train) for n in group]),
-            jnp.stack([rows(acts[n], test) for n in group]),
-        )
-        probes = fit.fit(x_train, y_train, dims, settings)
-        got = fit.score(probes, x_test, jnp.asarray(y_test), jnp.asarray(post_test), mask)
-        for i, name in enumerate(group):
-            scores[name] = jax.tree.map(lambda a, i=i: np.asarray(a[i]), got)
+    scores = fit.probe_layers(
+        {name: _rows(a[:n_train]) for name, a in acts.items()},
+        {name: _rows(a[n_train:]) for name, a in acts.items()},
+        y_train,
+        y_test,
+        post_test,
+        dims,
+        settings,
+    )
+    bayes = fit.bayes_scores(y_test, post_test, y_train)
     timings["probes_s"] = time.perf_counter() - t0
 
-    nodes = [n.name for n in graph.hidden]
-    results = []
+    nodes = [n.name for n in s.graph.hidden]
+    results = _results(s.layers, nodes, scores, bayes)
+    return {
+        "workdir": s.workdir,
+        "step": s.step,
+        "layers": list(s.layers),
+        "nodes": nodes,
+        "sequences": args.sequences,
+        "train_sequences": n_train,
+        "test_sequences": args.sequences - n_train,
+        "test_rows": int(y_test.shape[1]),
+        "seq_len": s.config.data.seq_len,
+        "positions": s.positions.tolist(),
+        "data_seed": int(data_seed),
+        "first_index": FIRST_INDEX,
+        "probe": dataclasses.asdict(settings),
+        "ceiling": dict(zip(nodes, map(float, bayes["ceiling"]))),
+        "chance": dict(zip(nodes, map(float, bayes["chance"]))),
+        "posterior_entropy": dict(zip(nodes, map(float, bayes["posterior_entropy"]))),
+        "best": _best(nodes, results),
+        "results": results,
+        "timings": timings,
+    }
+
+
+def _results(layers, nodes, scores: dict[str, fit.Scores], bayes: dict) -> list[dict]:
+    """One record per (layer, node)."""
+    out = []
     for name in layers:
         for k, node in enumerate(nodes):
             acc = float(scores[name].accuracy[k])
             ceiling, chance = float(bayes["ceiling"][k]), float(bayes["chance"][k])
-            results.append(
+            headroom = (acc - chance) / (ceiling - chance) if ceiling > chance else None
+            out.append(
                 {
                     "layer": name,
                     "node": node,
@@ -173,44 +220,21 @@ def run_probe(args: argparse.Namespace) -> dict:
                     "ceiling": ceiling,
                     "chance": chance,
                     "of_ceiling": acc / ceiling,
-                    "of_headroom": (acc - chance) / (ceiling - chance)
-                    if ceiling > chance
-                    else None,
+                    "of_headroom": headroom,
                     "xent_posterior": float(scores[name].xent_posterior[k]),
                     "nll_true": float(scores[name].nll_true[k]),
                 }
             )
+    return out
+
+
+def _best(nodes, results: list[dict]) -> dict:
+    """Each node's layer of highest accuracy / ceiling."""
     best = {}
     for node in nodes:
         top = max((r for r in results if r["node"] == node), key=lambda r: r["of_ceiling"])
         best[node] = {"layer": top["layer"], "of_ceiling": top["of_ceiling"]}
-    return {
-        "workdir": workdir,
-        "step": step,
-        "layers": list(layers),
-        "nodes": nodes,
-        "sequences": args.sequences,
-        "train_sequences": n_train,
-        "test_sequences": n_test,
-        "test_rows": int(y_test.shape[1]),
-        "seq_len": config.data.seq_len,
-        "positions": positions.tolist(),
-        "data_seed": int(data_seed),
-        "first_index": FIRST_INDEX,
-        "probe": {
-            "steps": settings.steps,
-            "batch": settings.batch,
-            "lr": settings.lr,
-            "weight_decay": settings.weight_decay,
-            "seed": settings.seed,
-        },
-        "ceiling": dict(zip(nodes, map(float, bayes["ceiling"]))),
-        "chance": dict(zip(nodes, map(float, bayes["chance"]))),
-        "posterior_entropy": dict(zip(nodes, map(float, bayes["posterior_entropy"]))),
-        "best": best,
-        "results": results,
-        "timings": timings,
-    }
+    return best
 
 
 def _parser() -> argparse.ArgumentParser:

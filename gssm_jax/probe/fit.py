@@ -126,6 +126,33 @@ def score(
     return Scores(accuracy, xent, nll)
 
 
+def probe_layers(
+    train: dict[str, np.ndarray],
+    test: dict[str, np.ndarray],
+    y_train_KxN: np.ndarray,
+    y_test_KxN: np.ndarray,
+    post_test_KxNxC: np.ndarray,
+    dims: tuple[int, ...],
+    settings: ProbeSettings,
+) -> dict[str, Scores]:
+    """Test scores of the probes of every layer ({layer: rows x features} per split); layers of
+    one feature width are standardised, fitted and scored together."""
+    by_width: dict[int, list[str]] = {}
+    for name, x in train.items():
+        by_width.setdefault(x.shape[-1], []).append(name)
+    mask, y_test = class_mask(dims), jnp.asarray(y_test_KxN)
+    scores = {}
+    for group in by_width.values():
+        x_train, x_test = standardise(
+            jnp.stack([train[n] for n in group]), jnp.stack([test[n] for n in group])
+        )
+        probes = fit(x_train, y_train_KxN, dims, settings)
+        got = score(probes, x_test, y_test, jnp.asarray(post_test_KxNxC), mask)
+        for i, name in enumerate(group):
+            scores[name] = Scores(*(np.asarray(a[i]) for a in got))
+    return scores
+
+
 def bayes_scores(y_KxN: np.ndarray, post_KxNxC: np.ndarray, train_y_KxN: np.ndarray) -> dict:
     """Per node: the posterior argmax's accuracy (`ceiling`), the posterior's mean entropy, and
     `chance`: the accuracy of always answering the training split's most frequent state."""
