@@ -262,16 +262,38 @@ def _start(graph: Graph, tokens_BxT, dtype) -> jax.Array:
     return jnp.zeros((tokens_BxT.shape[0], graph.joint_size), dtype).at[:, 0].set(1.0)
 
 
-def _factored_logc(graph: Graph, tables: Tables, tokens_BxT, dtype) -> jax.Array:
+class Forward(NamedTuple):
+    """One form of the forward algorithm: alpha has shape (B, *shape), `emit(alpha, x_B)` weighs
+    it by p(x | z) and `transition(alpha, x_prev_B)` moves it one step (linear in alpha)."""
+
+    shape: tuple[int, ...]  # (S,) for the dense form, the hidden dims for the factored one
+    emit: Callable
+    transition: Callable
+
+
+def forward_fns(graph: Graph, tables: Tables, method: str, dtype) -> Forward:
+    """The emission and transition of the `dense` or `factored` form (both exact)."""
+    if method == "dense":
+        t, e_VxS = dense_transition(graph, tables, dtype)
+
+        def transition(alpha_BxS, x_prev_B):
+            if graph.x_feeds_hidden:
+                return jnp.einsum("bs,bst->bt", alpha_BxS, t[x_prev_B])
+            return alpha_BxS @ t
+
+        return Forward((graph.joint_size,), lambda pred, x_B: pred * e_VxS[x_B], transition)
     ops = _operands(graph, tables, dtype)
-    shape = (tokens_BxT.shape[0],) + graph.hidden_dims
 
     def transition(alpha, x_prev_B):
         return _transition(graph, ops, alpha, x_prev_B)
 
-    pred0 = transition(_start(graph, tokens_BxT, dtype).reshape(shape), tokens_BxT[:, 0])
-    emit = lambda pred, x_B: pred * ops.emission[x_B]
-    return _scan_scales(emit, transition, pred0, tokens_BxT)
+    return Forward(graph.hidden_dims, lambda pred, x_B: pred * ops.emission[x_B], transition)
+
+
+def first_prediction(graph: Graph, fwd: Forward, tokens_BxT, dtype) -> jax.Array:
+    """p(z(1) | x(0)): alpha_0 moved one step, shape (B, *fwd.shape)."""
+    alpha0 = _start(graph, tokens_BxT, dtype).reshape((tokens_BxT.shape[0],) + fwd.shape)
+    return fwd.transition(alpha0, tokens_BxT[:, 0])
 
 
 def dense_transition(
@@ -290,22 +312,10 @@ def dense_transition(
     return t, e
 
 
-def _dense_logc(graph: Graph, tables: Tables, tokens_BxT, dtype) -> jax.Array:
-    t, e_VxS = dense_transition(graph, tables, dtype)
-
-    def transition(alpha_BxS, x_prev_B):
-        if graph.x_feeds_hidden:
-            return jnp.einsum("bs,bst->bt", alpha_BxS, t[x_prev_B])
-        return alpha_BxS @ t
-
-    pred0 = transition(_start(graph, tokens_BxT, dtype), tokens_BxT[:, 0])
-    emit = lambda pred_BxS, x_B: pred_BxS * e_VxS[x_B]
-    return _scan_scales(emit, transition, pred0, tokens_BxT)
-
-
 def _logc(graph: Graph, tables: Tables, tokens_BxT, method: str, dtype) -> jax.Array:
-    fn = _dense_logc if method == "dense" else _factored_logc
-    return fn(graph, tables, tokens_BxT, dtype)
+    fwd = forward_fns(graph, tables, method, dtype)
+    pred0 = first_prediction(graph, fwd, tokens_BxT, dtype)
+    return _scan_scales(fwd.emit, fwd.transition, pred0, tokens_BxT)
 
 
 # ---- public API ---------------------------------------------------------------------------------

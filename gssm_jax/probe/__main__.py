@@ -1,0 +1,5 @@
+import sys
+
+from gssm_jax.probe.cli import main
+
+sys.exit(main())

@@ -1,0 +1,309 @@
+"""`python -m gssm_jax.probe --workdir RUN [--step N | --init] [--sequences N] [--positions ...]`
+
+Draws held-out sequences of the run's graph with their true hidden states (stream `--data-seed`,
+default the run's eval seed, from sequence index 2**31 on, which neither training nor evaluation
+reads), reads the model's residual stream at every layer, fits one linear softmax probe per
+(layer, hidden node) on a train split of the sequences, and reports on the test split: the probe's
+accuracy against the true state, the accuracy of the exact filtering posterior's argmax (the
+ceiling for any causal reader), the cross-entropy of the probe to that posterior, and chance (the
+majority state). Writes OUT/<step>.json and OUT/<step>.png (OUT = RUN/probe by default; `--init`
+probes a fresh initialisation of the run's model and names them `init`).
+
+The model at position t has read tokens 0..t; its probe targets z(t), whose posterior given those
+tokens is the filtering posterior. Position 0 is the fixed start state and is left out by default.
+Graphs with `context` nodes have no exact posterior here: they are refused (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from gssm_jax.checkpoint import CheckpointMismatchError
+from gssm_jax.exitcodes import EXIT_BAD_CONFIG, EXIT_OK
+from gssm_jax.gssm import posterior, sample
+from gssm_jax.gssm.graph import Graph
+from gssm_jax.gssm.kernels import Tables, as_device_tables
+from gssm_jax.probe import capture, fit, report, rundir
+
+FIRST_INDEX = 2**31  # held-out sequences: indices [2**31, 2**31 + n) of the chosen stream
+
+
+def parse_positions(items: Sequence[str] | None, length: int) -> np.ndarray:
+    """Positions from `t` and `a:b` (end excluded) items; default 1..length-1."""
+    if not items:
+        return np.arange(1, length)
+    out: list[int] = []
+    for item in items:
+        try:
+            if ":" in item:
+                lo, hi = item.split(":")
+                out += range(int(lo or 1), int(hi) if hi else length)
+            else:
+                out.append(int(item))
+        except ValueError:
+            raise ValueError(f"--positions {item!r}: expected an integer or a range a:b") from None
+    positions = np.array(sorted(set(out)), np.int64)
+    if positions.size == 0 or positions.min() < 0 or positions.max() >= length:
+        raise ValueError(f"--positions {' '.join(items)}: positions must lie in [0, {length - 1}]")
+    return positions
+
+
+def _activations(fn, params, tokens_NxL, positions, batch: int) -> dict[str, np.ndarray]:
+    """{layer: (N, P, D) float32} at `positions`, computed `batch` sequences at a time."""
+    pos = jnp.asarray(positions)
+    run = jax.jit(lambda p, t: {k: v[:, pos].astype(jnp.float32) for k, v in fn(p, t).items()})
+    chunks = [run(params, tokens_NxL[i : i + batch]) for i in range(0, len(tokens_NxL), batch)]
+    return {k: np.concatenate([np.asarray(c[k]) for c in chunks]) for k in chunks[0]}
+
+
+def _posteriors(graph, tables, tokens_NxT, positions, batch: int) -> list[np.ndarray]:
+    """Filtering marginals per node at `positions`, each (N, P, d)."""
+    parts = [
+        posterior.filtering_marginals(graph, tables, tokens_NxT[i : i + batch])
+        for i in range(0, len(tokens_NxT), batch)
+    ]
+    return [
+        np.concatenate([np.asarray(p[k])[:, positions] for p in parts])
+        for k in range(len(parts[0]))
+    ]
+
+
+class _Setup(NamedTuple):
+    workdir: str
+    config: ml_collections.ConfigDict
+    graph: Graph
+    tables: Tables
+    module: nn.Module
+    params: Any
+    step: int | str
+    layers: tuple[str, ...]
+    positions: np.ndarray
+
+
+def _setup(args: argparse.Namespace) -> _Setup:
+    """Reads the run and checks every user input, before any real work."""
+    workdir = os.path.abspath(args.workdir)
+    config = rundir.load_config(workdir)
+    graph, tables = rundir.graph_and_kernels(config)
+    if graph.has_context:
+        names = [n.name for n in graph.nodes if n.mode == "context"]
+        raise posterior.ContextPosteriorError(
+            f"graph of {workdir!r} has context nodes {names}: their state includes the kernels "
+            "drawn for each sequence, which these probes do not target (no exact posterior)"
+        )
+    if not args.init and not rundir.checkpoint_steps(workdir):
+        raise rundir.RunDirError(f"--workdir {workdir!r}: no checkpoint under checkpoints/")
+    length = config.data.seq_len - 1  # the model reads tokens 0..T-2, as in training
+    positions = parse_positions(args.positions, length)
+    n_test = round(args.sequences * args.test_fraction)
+    if not 1 <= n_test < args.sequences:
+        raise ValueError(
+            f"--sequences {args.sequences} --test-fraction {args.test_fraction}: "
+            "both splits need at least one sequence"
+        )
+    model = rundir.make_model(config, graph.vocab_size)
+    if args.init:
+        params, step = rundir.init_params(config, model), "init"
+    else:
+        params, step = rundir.restore_params(workdir, config, model, args.step)
+    module = rundir.flax_module(model)
+    available = capture.available_layers(module, params, jnp.zeros((1, length), jnp.int32))
+    layers = tuple(args.layers) if args.layers else available
+    if not args.layers and not args.parts:
+        layers = capture.residual_layers(available)
+    capture.check_layers(layers, available)
+    return _Setup(workdir, config, graph, tables, module, params, step, layers, positions)
+
+
+def _rows(a_NxPx: np.ndarray) -> np.ndarray:
+    """(sequences, positions, ...) -> (rows, ...)."""
+    return a_NxPx.reshape((-1,) + a_NxPx.shape[2:])
+
+
+def run_probe(args: argparse.Namespace) -> dict:
+    """Everything the command does after parsing; raises ValueError subclasses for user errors."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    s = _setup(args)
+    timings["load_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    data_seed = s.config.eval.seed if args.data_seed is None else args.data_seed
+    tables = as_device_tables(s.tables)
+    idx = FIRST_INDEX + np.arange(args.sequences, dtype=np.int64)
+    states_NxTxK, tokens_NxT = sample.sample_hidden_and_tokens(
+        s.graph, tables, data_seed, idx, s.config.data.seq_len
+    )
+    states_NxPxK = np.asarray(states_NxTxK)[:, s.positions]
+    post = _posteriors(s.graph, tables, tokens_NxT, s.positions, args.batch)
+    timings["sample_and_posterior_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    fn = capture.capture_fn(s.module, s.layers)
+    length = s.config.data.seq_len - 1
+    acts = _activations(fn, s.params, tokens_NxT[:, :length], s.positions, args.batch)
+    timings["activations_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    n_train = args.sequences - round(args.sequences * args.test_fraction)
+    dims = s.graph.hidden_dims
+    y_train, y_test = _rows(states_NxPxK[:n_train]).T, _rows(states_NxPxK[n_train:]).T
+    pad = lambda p: np.pad(p, ((0, 0), (0, max(dims) - p.shape[-1])))
+    post_test = np.stack([pad(_rows(p[n_train:])) for p in post])
+    settings = fit.ProbeSettings(
+        args.steps, args.probe_batch, args.lr, args.weight_decay, args.seed
+    )
+    scores = fit.probe_layers(
+        {name: _rows(a[:n_train]) for name, a in acts.items()},
+        {name: _rows(a[n_train:]) for name, a in acts.items()},
+        y_train,
+        y_test,
+        post_test,
+        dims,
+        settings,
+    )
+    bayes = fit.bayes_scores(y_test, post_test, y_train)
+    timings["probes_s"] = time.perf_counter() - t0
+
+    nodes = [n.name for n in s.graph.hidden]
+    results = _results(s.layers, nodes, scores, bayes)
+    return {
+        "workdir": s.workdir,
+        "step": s.step,
+        "layers": list(s.layers),
+        "nodes": nodes,
+        "sequences": args.sequences,
+        "train_sequences": n_train,
+        "test_sequences": args.sequences - n_train,
+        "test_rows": int(y_test.shape[1]),
+        "seq_len": s.config.data.seq_len,
+        "positions": s.positions.tolist(),
+        "data_seed": int(data_seed),
+        "first_index": FIRST_INDEX,
+        "probe": dataclasses.asdict(settings),
+        "ceiling": dict(zip(nodes, map(float, bayes["ceiling"]))),
+        "chance": dict(zip(nodes, map(float, bayes["chance"]))),
+        "posterior_entropy": dict(zip(nodes, map(float, bayes["posterior_entropy"]))),
+        "best": _best(nodes, results),
+        "results": results,
+        "timings": timings,
+    }
+
+
+def _results(layers, nodes, scores: dict[str, fit.Scores], bayes: dict) -> list[dict]:
+    """One record per (layer, node)."""
+    out = []
+    for name in layers:
+        for k, node in enumerate(nodes):
+            acc = float(scores[name].accuracy[k])
+            ceiling, chance = float(bayes["ceiling"][k]), float(bayes["chance"][k])
+            headroom = (acc - chance) / (ceiling - chance) if ceiling > chance else None
+            out.append(
+                {
+                    "layer": name,
+                    "node": node,
+                    "accuracy": acc,
+                    "ceiling": ceiling,
+                    "chance": chance,
+                    "of_ceiling": acc / ceiling,
+                    "of_headroom": headroom,
+                    "xent_posterior": float(scores[name].xent_posterior[k]),
+                    "nll_true": float(scores[name].nll_true[k]),
+                }
+            )
+    return out
+
+
+def _best(nodes, results: list[dict]) -> dict:
+    """Each node's layer of highest accuracy / ceiling."""
+    best = {}
+    for node in nodes:
+        top = max((r for r in results if r["node"] == node), key=lambda r: r["of_ceiling"])
+        best[node] = {"layer": top["layer"], "of_ceiling": top["of_ceiling"]}
+    return best
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m gssm_jax.probe",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--workdir", required=True, help="run directory (config.json, checkpoints/)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--step", type=int, default=None, help="checkpoint (default: latest)")
+    which.add_argument("--init", action="store_true", help="probe a fresh init of the model")
+    p.add_argument("--sequences", type=int, default=4096, help="held-out sequences drawn")
+    p.add_argument("--test-fraction", type=float, default=0.25, help="sequences held for scoring")
+    p.add_argument(
+        "--positions",
+        nargs="+",
+        default=None,
+        help="positions t or ranges a:b (end excluded); default 1..seq_len-2",
+    )
+    p.add_argument(
+        "--layers", nargs="+", default=None, help="layers (default: embed and every block output)"
+    )
+    p.add_argument("--parts", action="store_true", help="also every block's sublayer outputs")
+    p.add_argument("--out", default=None, help="output directory (default: RUN/probe)")
+    p.add_argument("--data-seed", type=int, default=None, help="stream (default: eval.seed)")
+    p.add_argument("--batch", type=int, default=256, help="sequences per forward pass")
+    p.add_argument("--steps", type=int, default=fit.ProbeSettings.steps, help="probe steps")
+    p.add_argument("--probe-batch", type=int, default=fit.ProbeSettings.batch, help="rows")
+    p.add_argument("--lr", type=float, default=fit.ProbeSettings.lr)
+    p.add_argument("--weight-decay", type=float, default=fit.ProbeSettings.weight_decay)
+    p.add_argument("--seed", type=int, default=fit.ProbeSettings.seed, help="probe minibatches")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    for flag in ("sequences", "batch", "probe_batch", "steps"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')}={getattr(args, flag)}: must be >= 1")
+    if not 0 < args.test_fraction < 1:
+        parser.error(f"--test-fraction={args.test_fraction}: must be in (0, 1)")
+    if not (args.lr > 0 and args.weight_decay >= 0):
+        parser.error(f"--lr={args.lr} must be > 0, --weight-decay={args.weight_decay} >= 0")
+    logging.set_verbosity(logging.ERROR)  # Orbax warns that a read-only manager does not save
+    t0 = time.perf_counter()
+    try:
+        result = run_probe(args)
+    except (ValueError, CheckpointMismatchError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    result["timings"]["total_s"] = time.perf_counter() - t0
+    out = args.out or os.path.join(result["workdir"], "probe")
+    os.makedirs(out, exist_ok=True)
+    base = os.path.join(out, str(result["step"]))
+    with open(base + ".json", "w") as f:
+        json.dump(result, f, indent=1)
+    print(report.table(result))
+    try:
+        report.heatmap(result, base + ".png")
+        written = f"{base}.json, {base}.png"
+    except ImportError:
+        written = f"{base}.json (no heatmap: pip install 'gssm_jax[report]' for matplotlib)"
+    t = result["timings"]
+    print(
+        f"probed {result['sequences']} sequences x {len(result['positions'])} positions "
+        f"({result['test_sequences']} held for scoring) in {t['total_s']:.1f} s "
+        f"(load {t['load_s']:.1f}, data {t['sample_and_posterior_s']:.1f}, "
+        f"activations {t['activations_s']:.1f}, probes {t['probes_s']:.1f}); wrote {written}"
+    )
+    return EXIT_OK
