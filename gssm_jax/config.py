@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import string
 
 import ml_collections
 
@@ -50,6 +51,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.data.path = ""  # with source="files": a set written by gssm_jax.data.write (its train/ dir)
     c.data.test_path = ""  # with source="files": the eval set; empty: the `test` set beside `path`
     c.data.shuffle_seed = 0  # with source="files": seed of the per-epoch orders of the train set
+    c.data.train_sequences = 0  # with source="files": train on the set's first N sequences (0: all)
     c.data.worker_threads = 2  # Grain read threads producing batches in the background
     c.data.prefetch = 4  # batches buffered ahead of the train step
 
@@ -176,6 +178,33 @@ def resolved_graph_spec(c: ml_collections.ConfigDict) -> dict:
     return spec
 
 
+PATH_FIELDS = ("alpha_x", "alpha_z", "graph_seed")
+
+
+def resolved_data_path(c: ml_collections.ConfigDict) -> str:
+    """`data.path` with `{alpha_x}`, `{alpha_z}` (X's and the hidden nodes' alpha, `:g`) and
+    `{graph_seed}` filled in: the names `gssm_jax.data.write` gives its sets, so a sweep over
+    `data.alpha_x`, `data.alpha_z` and `data.graph_seed` reads each point's own set."""
+    path = c.data.path
+    fields = {name for _, name, _, _ in string.Formatter().parse(path) if name is not None}
+    if not fields:
+        return path
+    unknown = sorted(fields - set(PATH_FIELDS))
+    named = ", ".join(f"{{{f}}}" for f in PATH_FIELDS)
+    _require(not unknown, "data.path", path, f"unknown field {unknown[:1]}; it may name {named}")
+    spec = resolved_graph_spec(c)
+    alpha_x = [f["alpha"] for f in spec.values() if f.get("observed", False)]
+    alpha_z = sorted({f["alpha"] for f in spec.values() if not f.get("observed", False)})
+    _require(
+        "alpha_z" not in fields or len(alpha_z) == 1,
+        "data.path",
+        path,
+        f"{{alpha_z}} needs one alpha for every hidden node, the graph has {alpha_z}",
+    )
+    values = {"alpha_x": f"{alpha_x[0]:g}", "alpha_z": f"{alpha_z[0]:g}"}
+    return path.format(graph_seed=c.data.graph_seed, **values)
+
+
 def validate(c: ml_collections.ConfigDict) -> None:
     """Raises ConfigError (or GraphError) naming the first bad field, before any work starts."""
     parse_graph(resolved_graph_spec(c))
@@ -208,10 +237,17 @@ def validate(c: ml_collections.ConfigDict) -> None:
         c.data.path,
         "is required when data.source='files'",
     )
+    resolved_data_path(c)
     _require(
         c.data.worker_threads >= 0, "data.worker_threads", c.data.worker_threads, "must be >= 0"
     )
     _require(c.data.prefetch >= 0, "data.prefetch", c.data.prefetch, "must be >= 0")
+    _require(
+        isinstance(c.data.train_sequences, int) and c.data.train_sequences >= 0,
+        "data.train_sequences",
+        c.data.train_sequences,
+        "must be an integer >= 0 (0: the whole train set)",
+    )
     _require(
         isinstance(c.data.shuffle_seed, int) and c.data.shuffle_seed >= 0,
         "data.shuffle_seed",

@@ -31,12 +31,21 @@ from gssm_jax.config import default_config
 SETUPS = {
     "small_x": dict(alpha_x=1e-3, alpha_z=0.125),
     "small_z": dict(alpha_x=5e-2, alpha_z=1e-3),
+    "eight_small_x": dict(alpha_x=1e-3, alpha_z=4e-3, nodes=8, vocab=64),
+    "eight_small_z": dict(alpha_x=2e-3, alpha_z=1e-3, nodes=8, vocab=64),
 }
 
 
-def graph(alpha_x: float, alpha_z: float) -> dict:
-    hidden = {f"Z{i}": dict(state_dim=4, alpha=alpha_z, parents=["X"]) for i in range(1, 5)}
-    observed = dict(state_dim=32, alpha=alpha_x, parents=sorted(hidden), observed=True)
+def graph(alpha_x: float, alpha_z: float, nodes: int = 4, vocab: int = 32) -> dict:
+    """Z1..Z<nodes> (4 states, each reading the previous token) -> X; one Dirichlet row per joint
+    configuration of a node's inputs (`fullrank`), as the original drew them."""
+    hidden = {
+        f"Z{i}": dict(state_dim=4, alpha=alpha_z, parents=["X"], kernel_type="fullrank")
+        for i in range(1, nodes + 1)
+    }
+    observed = dict(
+        state_dim=vocab, alpha=alpha_x, parents=list(hidden), observed=True, kernel_type="fullrank"
+    )
     return {**hidden, "X": observed}
 
 

@@ -178,7 +178,10 @@ def epoch_permutation(num_sequences: int, shuffle_seed: int, epoch: int) -> np.n
 
 
 class FileSource:
-    """Random-access view of epochs over a set, one element per global batch (this process's rows)."""
+    """Random-access view of epochs over a set, one element per global batch (this process's rows).
+
+    `num_sequences`: epochs run over the set's first that many sequences (0: all of them), so one
+    written set serves a sweep over the number of training sequences."""
 
     def __init__(
         self,
@@ -187,9 +190,16 @@ class FileSource:
         rows: tuple[int, int],
         num_batches: int,
         shuffle_seed: int,
+        num_sequences: int = 0,
     ) -> None:
+        if not 0 <= num_sequences <= fs.num_sequences:
+            raise DatasetError(
+                f"config data.train_sequences={num_sequences}: must lie in [0, "
+                f"{fs.num_sequences}], the sequences of {fs.path} (0: all)"
+            )
         self.fs, self.global_batch, self.rows = fs, global_batch, rows
         self.num_batches, self.shuffle_seed = num_batches, shuffle_seed
+        self.num_sequences = num_sequences or fs.num_sequences
         self._orders: dict[int, np.ndarray] = {}
         self._lock = threading.Lock()
 
@@ -202,7 +212,7 @@ class FileSource:
                 if len(self._orders) >= 2:
                     del self._orders[min(self._orders)]
                 self._orders[epoch] = epoch_permutation(
-                    self.fs.num_sequences, self.shuffle_seed, epoch
+                    self.num_sequences, self.shuffle_seed, epoch
                 )
             return self._orders[epoch]
 
@@ -210,7 +220,7 @@ class FileSource:
         """Set indices seq_idx_B of this process's rows of global batch k."""
         lo, hi = self.rows
         pos_B = np.arange(lo, hi, dtype=np.int64) + int(k) * self.global_batch
-        n = self.fs.num_sequences
+        n = self.num_sequences
         epoch_B, within_B = pos_B // n, pos_B % n
         seq_idx_B = np.empty_like(pos_B)
         for epoch in np.unique(epoch_B):

@@ -23,7 +23,9 @@ from gssm_jax.config import load_config_file, resolved_graph_spec
 from gssm_jax.gssm import entropy, kernels, sample
 from gssm_jax.gssm.graph import Graph, parse_graph
 
-MEASURES = ("entropy", "gzip")
+# entropy, gzip: this project's scales in [0, 1]; zlib_int64_bytes: the original PyTorch system's
+# (seeds/004), compressed bytes per token of the int64 array, kept to compare with its tables.
+MEASURES = ("entropy", "gzip", "zlib_int64_bytes")
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "debug.py"
 
 
@@ -48,6 +50,21 @@ def gzip_proxy(tokens_BxT, vocab_size: int) -> float:
     return 8 * len(compressed) / tokens.size / math.log2(vocab_size)
 
 
+def zlib_int64_bytes(tokens_BxT) -> float:
+    """The original system's difficulty (seeds/004): `len(zlib.compress(tokens.astype(int64)
+    .tobytes(), 9)) / tokens.size`, bytes per token with the whole batch compressed as one stream.
+
+    Not normalised by the vocabulary: an int64 token is 8 bytes of which 7 are zero, and zlib's
+    cost for those zeros and for the token's own bits both count, so its scale depends on the
+    vocabulary size and on the stream's length; `gzip_proxy` divides bits by log2(vocab_size)."""
+    tokens = np.asarray(tokens_BxT)
+    if tokens.size == 0:
+        raise ValueError("tokens_BxT: empty, nothing to compress")
+    if not np.issubdtype(tokens.dtype, np.integer):
+        raise ValueError(f"tokens_BxT: expected integer tokens, got dtype {tokens.dtype}")
+    return len(zlib.compress(tokens.astype(np.int64).tobytes(), 9)) / tokens.size
+
+
 def normalised_entropy(
     graph: Graph, tables: kernels.Tables, tokens_BxT, mc_draws: int = 64
 ) -> float:
@@ -70,13 +87,22 @@ def with_alphas(graph: Graph, alpha_x: float | None = None, alpha_z: float | Non
 
 @dataclasses.dataclass(frozen=True)
 class Setup:
-    """Where the measured tokens come from: kernels from `graph_seed`, sequences 0..batch-1."""
+    """Where the measured tokens come from: kernels from `graph_seed`, sequences 0..batch-1.
+
+    `skip_initial`: the compression measures see `seq_len` tokens after the initial token 0 (which
+    every sequence starts with), as the original stored them; the entropy sees the whole sequence."""
 
     graph_seed: int = 0
     data_seed: int = 0
     batch: int = 32
     seq_len: int = 1024
     mc_draws: int = 64
+    skip_initial: bool = False
+
+
+# The original's measuring setup (seeds/004): 1024 sequences from seed 42, of 2048 tokens for the
+# 4-node graph (4096 for the 8-node one), without the initial token.
+ORIGINAL_SETUP = Setup(data_seed=42, batch=1024, seq_len=2048, skip_initial=True)
 
 
 def measure(graph: Graph, setup: Setup, which: Sequence[str] = MEASURES) -> dict[str, float]:
@@ -86,11 +112,14 @@ def measure(graph: Graph, setup: Setup, which: Sequence[str] = MEASURES) -> dict
             raise ValueError(f"measure {name!r}: must be one of {MEASURES}")
     tables = kernels.draw_kernels(graph, setup.graph_seed)
     tokens = sample.sample_tokens(
-        graph, tables, setup.data_seed, np.arange(setup.batch), setup.seq_len
+        graph, tables, setup.data_seed, np.arange(setup.batch), setup.seq_len + setup.skip_initial
     )
+    stored = np.asarray(tokens)[:, 1:] if setup.skip_initial else tokens
     out = {}
     if "gzip" in which:
-        out["gzip"] = gzip_proxy(tokens, graph.vocab_size)
+        out["gzip"] = gzip_proxy(stored, graph.vocab_size)
+    if "zlib_int64_bytes" in which:
+        out["zlib_int64_bytes"] = zlib_int64_bytes(stored)
     if "entropy" in which:
         out["entropy"] = normalised_entropy(graph, tables, tokens, setup.mc_draws)
     return out
@@ -163,24 +192,23 @@ def _fmt(v: float | None) -> str:
     return "config" if v is None else f"{v:g}"
 
 
-def _grid(graph: Graph, setup: Setup, alphas_x, alphas_z) -> None:
-    measures = ("gzip", "entropy")
-    label = "entropy" + (f" (MC {setup.mc_draws})" if graph.has_context else "")
+def _grid(graph: Graph, setup: Setup, alphas_x, alphas_z, measures=("gzip", "entropy")) -> None:
+    label = {"entropy": "entropy" + (f" (MC {setup.mc_draws})" if graph.has_context else "")}
     cells = [(ax, az) for ax in alphas_x for az in alphas_z]
     rows = []
     for k, (ax, az) in enumerate(cells, 1):
         start = time.perf_counter()
         values = measure(with_alphas(graph, ax, az), setup, measures)
         took = time.perf_counter() - start
+        shown = ", ".join(f"{label.get(m, m)} {values[m]:.4f}" for m in measures)
         print(
-            f"[{k}/{len(cells)}] alpha_X={_fmt(ax)} alpha_Z={_fmt(az)}: gzip {values['gzip']:.4f}"
-            f", {label} {values['entropy']:.4f} ({took:.1f} s)",
+            f"[{k}/{len(cells)}] alpha_X={_fmt(ax)} alpha_Z={_fmt(az)}: {shown} ({took:.1f} s)",
             file=sys.stderr,
             flush=True,
         )
-        rows.append((_fmt(ax), _fmt(az), f"{values['gzip']:.4f}", f"{values['entropy']:.4f}"))
-    header = ("alpha_X", "alpha_Z", "gzip", label)
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+        rows.append((_fmt(ax), _fmt(az), *(f"{values[m]:.4f}" for m in measures)))
+    header = ("alpha_X", "alpha_Z", *(label.get(m, m) for m in measures))
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
         print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
 
@@ -206,8 +234,21 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="alpha of every hidden node (default: as in the config)",
     )
-    parser.add_argument("--batch", type=int, default=32, help="sequences measured")
-    parser.add_argument("--seq-len", type=int, default=1024)
+    parser.add_argument("--batch", type=int, default=None, help="sequences measured (default 32)")
+    parser.add_argument("--seq-len", type=int, default=None, help="default 1024")
+    parser.add_argument(
+        "--measures",
+        nargs="+",
+        choices=MEASURES,
+        default=["gzip", "entropy"],
+        help="measures of the grid table (zlib_int64_bytes: the original system's scale)",
+    )
+    parser.add_argument(
+        "--original",
+        action="store_true",
+        help="the original's setup (seeds/004): batch 1024, seq-len 2048, data seed 42, "
+        "initial token not measured; --batch/--seq-len/--data-seed still override",
+    )
     parser.add_argument(
         "--graph-seed", type=int, default=None, help="default: config.data.graph_seed"
     )
@@ -220,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--tol", type=float, default=0.01, help="tolerance of the search")
     args = parser.parse_args(argv)
+    base = ORIGINAL_SETUP if args.original else Setup()
+    args.batch = base.batch if args.batch is None else args.batch
+    args.seq_len = base.seq_len if args.seq_len is None else args.seq_len
     for flag in ("batch", "mc_draws"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')}={getattr(args, flag)}: must be >= 1")
@@ -234,10 +278,13 @@ def main(argv: list[str] | None = None) -> int:
     graph = parse_graph(resolved_graph_spec(config))
     setup = Setup(
         graph_seed=config.data.graph_seed if args.graph_seed is None else args.graph_seed,
-        data_seed=config.data.seed if args.data_seed is None else args.data_seed,
+        data_seed=(base.data_seed if args.original else config.data.seed)
+        if args.data_seed is None
+        else args.data_seed,
         batch=args.batch,
         seq_len=args.seq_len,
         mc_draws=args.mc_draws,
+        skip_initial=base.skip_initial,
     )
     nodes = ", ".join(f"{n.name}({n.state_dim}, alpha {n.alpha:g})" for n in graph.hidden)
     print(
@@ -246,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{setup.graph_seed}, data seed {setup.data_seed}"
     )
     if args.target is None:
-        _grid(graph, setup, args.alphas_x or [None], args.alphas_z or [None])
+        _grid(graph, setup, args.alphas_x or [None], args.alphas_z or [None], tuple(args.measures))
         return 0
     result = search_alpha(graph, args.target, args.search, args.measure, setup, tol=args.tol)
     for alpha, value in result.evaluations:
