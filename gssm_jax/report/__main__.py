@@ -1,0 +1,185 @@
+"""python -m gssm_jax.report PATH... [--out DIR] [--color KEY] [--group KEY] [--heatmap X Y]
+[--metric best|final] [--keys KEY...]: see gssm_jax/report/__init__.py."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from gssm_jax.exitcodes import EXIT_BAD_CONFIG
+
+SEED_KEYS = ("seed", "data.seed", "data.graph_seed", "data.shuffle_seed", "eval.seed")
+FACTS = ("alpha_x", "alpha_z", "hidden_nodes", "family", "params", "train_sequences", "vocab")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m gssm_jax.report", description=__doc__.split("\n")[0]
+    )
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="run directory, launch.submit root, or a folder of them",
+    )
+    p.add_argument("--out", help="output folder (default: PATH/report for the first PATH)")
+    p.add_argument(
+        "--color", help="key colouring the curves (default: the first grid key that varies)"
+    )
+    p.add_argument(
+        "--group",
+        help="key giving one line per value in the scaling plots (default: the first varying key other than the x axis's own and the seeds)",
+    )
+    p.add_argument(
+        "--heatmap",
+        nargs=2,
+        metavar=("X", "Y"),
+        help="keys of the heatmap (default: alpha_x alpha_z when both vary)",
+    )
+    p.add_argument(
+        "--metric",
+        choices=("best", "final"),
+        default="best",
+        help="eval kl_gap of the scaling plots and heatmap: the best seen or the last (default best)",
+    )
+    p.add_argument(
+        "--keys",
+        nargs="+",
+        default=[],
+        metavar="KEY",
+        help="more config keys as columns (e.g. optim.lr), usable by --color/--group/--heatmap",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    return p.parse_args(argv)
+
+
+def _candidates(table, keys) -> list[str]:
+    from gssm_jax.report.table import varying
+
+    return [k for k in varying(table, keys) if not table[k].astype(str).str.startswith("{").any()]
+
+
+def choose(table, wanted: str | None, exclude=(), prefixes=()) -> str | None:
+    """`wanted`, or the first varying grid key, then derived fact, not excluded and not a seed."""
+    if wanted:
+        return wanted
+    from gssm_jax.report.table import grid_keys
+
+    keys = [*grid_keys(table), *FACTS]
+    for key in _candidates(table, keys):
+        if key not in (*exclude, *SEED_KEYS) and not key.startswith(tuple(prefixes) or ("\0",)):
+            return key
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        import matplotlib  # noqa: F401
+        import pandas  # noqa: F401
+    except ImportError as e:
+        print(
+            f"error: the report needs matplotlib and pandas ({e}); pip install -e '.[report]'",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_CONFIG
+    from gssm_jax.report import figures, page
+    from gssm_jax.report.runs import ReportError, find_runs, load_run
+    from gssm_jax.report.table import runs_table
+
+    say = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    try:
+        refs = find_runs(args.paths)
+    except ReportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    out = Path(args.out) if args.out else Path(args.paths[0]).expanduser() / "report"
+    start = time.perf_counter()
+    runs = []
+    for i, ref in enumerate(refs, 1):
+        runs.append(load_run(ref))
+        say(f"[{i}/{len(refs)}] {ref.name}: {runs[-1].status}")
+    wanted = [k for k in (args.color, args.group, *(args.heatmap or ())) if k]
+    say(f"table of {len(runs)} runs (parameter counts from each config) ...")
+    table = runs_table(runs, [*args.keys, *wanted])
+    missing = [k for k in wanted if k not in table or table[k].isna().all()]
+    if missing:
+        print(
+            f"error: key {missing[0]!r}: not a column of the table nor a config key of any run; columns: {', '.join(table.columns)}",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_CONFIG
+
+    metric = "best_eval_kl_gap" if args.metric == "best" else "eval_kl_gap"
+    color = choose(table, args.color) or "run"
+    heat = args.heatmap or (
+        ["alpha_x", "alpha_z"]
+        if {"alpha_x", "alpha_z"} <= set(_candidates(table, ["alpha_x", "alpha_z"]))
+        else None
+    )
+    if heat is None:
+        first = choose(table, None)
+        second = choose(table, None, exclude=(first,)) if first else None
+        heat = [first, second] if second else None
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "runs.csv", index=False)
+    say(f"wrote {out / 'runs.csv'}")
+
+    label = "best" if args.metric == "best" else "final"
+    group_p = choose(table, args.group, exclude=("params",), prefixes=("model.",))
+    group_n = choose(table, args.group, exclude=("train_sequences", "data.train_sequences"))
+    plan = [
+        (
+            "kl_gap_vs_tokens.png",
+            f"held-out kl_gap against tokens seen, colour: {color}",
+            lambda p: figures.kl_gap_vs_tokens(runs, table, color, p),
+        ),
+        (
+            "kl_gap_vs_params.png",
+            f"{label} eval kl_gap against parameters, one line per {group_p or 'all runs'}",
+            lambda p: figures.scaling(table, "params", metric, group_p, p),
+        ),
+        (
+            "kl_gap_vs_train_sequences.png",
+            f"{label} eval kl_gap against training sequences, one line per {group_n or 'all runs'}",
+            lambda p: figures.scaling(table, "train_sequences", metric, group_n, p),
+        ),
+        (
+            "heatmap.png",
+            f"{label} eval kl_gap over {heat[0]} x {heat[1]}" if heat else "heatmap",
+            (lambda p: figures.heatmap(table, heat[0], heat[1], metric, p))
+            if heat
+            else (lambda p: "fewer than two keys vary"),
+        ),
+        (
+            "kl_t.png",
+            f"per-position KL gap, colour: {color}",
+            lambda p: figures.kl_t_curves(runs, table, color, p),
+        ),
+    ]
+    drawn = []
+    for name, caption, draw in plan:
+        missing_reason = draw(out / name)
+        if missing_reason is None:
+            say(f"wrote {out / name}")
+        else:
+            (out / name).unlink(missing_ok=True)  # a figure from an earlier report would mislead
+            say(f"skipped {name}: {missing_reason}")
+        drawn.append((name, caption, missing_reason))
+    sources = [str(Path(p).expanduser()) for p in args.paths]
+    (out / "index.html").write_text(
+        page.render(
+            f"gssm_jax report: {', '.join(Path(s).name for s in sources)}", sources, table, drawn
+        )
+    )
+    counts = table["status"].value_counts().to_dict()
+    say(
+        f"wrote {out / 'index.html'} ({len(runs)} runs: {counts}; {time.perf_counter() - start:.1f} s)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
