@@ -70,7 +70,7 @@ def get_config(arg: str = "4") -> ml_collections.ConfigDict:
         c.optim.steps = 150
         c.optim.warmup = 15
         c.log.period = 25
-        c.eval.period = 50
+        c.eval.period = 25
         c.eval.batches = 2
         c.checkpoint.period = 150
         return c

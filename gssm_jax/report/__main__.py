@@ -11,7 +11,7 @@ from pathlib import Path
 from gssm_jax.exitcodes import EXIT_BAD_CONFIG
 
 SEED_KEYS = ("seed", "data.seed", "data.graph_seed", "data.shuffle_seed", "eval.seed")
-FACTS = ("alpha_x", "alpha_z", "hidden_nodes", "family", "params", "train_sequences", "vocab")
+FACTS = ("hidden_nodes", "alpha_x", "alpha_z", "family", "params", "train_sequences", "vocab")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -16,6 +16,7 @@ import pandas as pd  # noqa: E402
 
 from gssm_jax.report.runs import Run, finite  # noqa: E402
 
+MAX_LEGEND = 6  # numeric keys with more distinct values get a colour bar
 METRIC_LABEL = {"best_eval_kl_gap": "best eval kl_gap", "eval_kl_gap": "final eval kl_gap"}
 
 
@@ -25,15 +26,15 @@ def _numeric(values: pd.Series) -> np.ndarray | None:
 
 
 class Palette:
-    """Colours for the values of one key: a colour bar for numbers (log scale when they span 10x
-    or more), a legend for anything else."""
+    """Colours for the values of one key: a colour bar for numbers with more than MAX_LEGEND
+    values (log scale when they span 10x or more), a legend for anything else."""
 
     def __init__(self, key: str, values: pd.Series) -> None:
         self.key = key
         distinct = list(dict.fromkeys(values.astype(str)))
         numbers = _numeric(values)
         self.norm = None
-        if numbers is not None and len(set(numbers)) > 2:
+        if numbers is not None and len(set(numbers)) > MAX_LEGEND:
             lo, hi = numbers.min(), numbers.max()
             log = lo > 0 and hi / lo >= 10
             self.norm = mcolors.LogNorm(lo, hi) if log else mcolors.Normalize(lo, hi)
@@ -42,7 +43,7 @@ class Palette:
                 str(v): self.cmap(self.norm(n)) for v, n in zip(values.astype(str), numbers)
             }
         else:
-            if numbers is not None:  # two numbers: in numeric order
+            if numbers is not None:  # a few numbers: a legend in numeric order
                 distinct = [str(v) for v in sorted(set(values), key=float)]
             cmap = plt.get_cmap("tab10" if len(distinct) <= 10 else "tab20")
             self._by = {v: cmap(i % cmap.N) for i, v in enumerate(distinct)}
@@ -149,8 +150,12 @@ def heatmap(table: pd.DataFrame, kx: str, ky: str, metric: str, path: Path) -> s
     if kx not in table or ky not in table:
         return f"no column {kx if kx not in table else ky}"
     data = table[pd.to_numeric(table[metric], errors="coerce").notna()]
-    if data.empty or data[kx].nunique() * data[ky].nunique() < 2:
+    nx, ny = data[kx].astype(str).nunique(), data[ky].astype(str).nunique()
+    if data.empty or nx * ny < 2:
         return f"fewer than two ({kx}, {ky}) cells with a {metric}"
+    pairs = len(data[[kx, ky]].astype(str).drop_duplicates())
+    if nx > 1 and ny > 1 and pairs == nx == ny:
+        return f"{kx} and {ky} vary together (one {ky} per {kx}): no grid to show"
     grid = data.assign(**{metric: data[metric].astype(float)}).pivot_table(
         index=ky, columns=kx, values=metric, aggfunc="mean"
     )
