@@ -51,7 +51,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         metavar="KEY",
         help="more config keys as columns (e.g. optim.lr), usable by --color/--group/--heatmap",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     return p.parse_args(argv)
 
 
