@@ -63,3 +63,26 @@ def test_graph_facts_apply_the_alpha_overrides():
     assert facts == {"hidden_nodes": 2, "vocab": 32, "alpha_x": 0.2, "alpha_z": 0.5}
     frame = pd.DataFrame({"k": [1, 1], "j": [1, 2]})
     assert table.varying(frame, ["k", "j"]) == ["j"]
+
+
+def test_runs_without_the_colour_key_are_drawn_grey(tmp_path):
+    refs = []
+    for i, point in enumerate([{"optim.lr": 0.1}, {"optim.lr": 0.2}, None]):
+        d = tmp_path / f"r{i}"
+        (d / "metrics").mkdir(parents=True)
+        (d / "metrics" / "eval.jsonl").write_text(
+            '{"step": 2, "kl_gap": 0.5}\n{"step": 4, "kl_gap": 0.25}\n'
+        )
+        task = {"task_id": 0, "grid_point": point} if point else None
+        refs.append(runs.RunRef(f"r{i}", d, task))
+    loaded = [runs.load_run(r) for r in refs]
+    for run in loaded:
+        run.config = {"data": {"batch_size": 2, "seq_len": 8}}
+    frame = table.runs_table(loaded)
+    assert frame["optim.lr"].isna().tolist() == [False, False, True]
+    from gssm_jax.report import figures
+
+    palette = figures.Palette("optim.lr", frame["optim.lr"])
+    assert palette.color(None) == palette.color(float("nan")) != palette.color(0.1)
+    path = tmp_path / "tokens.png"
+    assert figures.kl_gap_vs_tokens(loaded, frame, "optim.lr", path) is None and path.is_file()

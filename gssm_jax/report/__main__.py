@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from gssm_jax.exitcodes import EXIT_BAD_CONFIG
@@ -56,22 +58,86 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def _candidates(table, keys) -> list[str]:
+    """The keys that vary among the runs, leaving out whole-graph JSON values."""
     from gssm_jax.report.table import varying
 
     return [k for k in varying(table, keys) if not table[k].astype(str).str.startswith("{").any()]
 
 
-def choose(table, wanted: str | None, exclude=(), prefixes=()) -> str | None:
-    """`wanted`, or the first varying grid key, then derived fact, not excluded and not a seed."""
-    if wanted:
-        return wanted
+def choose(table, exclude=(), prefixes=()) -> str | None:
+    """The first varying grid key, else derived fact, that is not excluded and not a seed."""
     from gssm_jax.report.table import grid_keys
 
-    keys = [*grid_keys(table), *FACTS]
-    for key in _candidates(table, keys):
-        if key not in (*exclude, *SEED_KEYS) and not key.startswith(tuple(prefixes) or ("\0",)):
+    for key in _candidates(table, [*grid_keys(table), *FACTS]):
+        if key not in (*exclude, *SEED_KEYS) and not any(key.startswith(p) for p in prefixes):
             return key
     return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Keys:
+    """What the figures plot: the colour key, one group key per scaling plot, the heatmap's keys."""
+
+    color: str
+    group_params: str | None
+    group_sequences: str | None
+    heatmap: tuple[str, str] | None
+    metric: str  # best_eval_kl_gap or eval_kl_gap
+
+
+def choose_keys(table, args: argparse.Namespace) -> Keys:
+    heat = tuple(args.heatmap) if args.heatmap else None
+    if heat is None and {"alpha_x", "alpha_z"} <= set(_candidates(table, ["alpha_x", "alpha_z"])):
+        heat = ("alpha_x", "alpha_z")
+    if heat is None:
+        first = choose(table)
+        second = choose(table, exclude=(first,)) if first else None
+        heat = (first, second) if second else None
+    return Keys(
+        color=args.color or choose(table) or "run",
+        group_params=args.group or choose(table, ("params",), ("model.",)),
+        group_sequences=args.group or choose(table, ("train_sequences", "data.train_sequences")),
+        heatmap=heat,
+        metric="best_eval_kl_gap" if args.metric == "best" else "eval_kl_gap",
+    )
+
+
+def figure_plan(runs, table, keys: Keys) -> list[tuple[str, str, Callable]]:
+    """(file name, caption, path -> None or the reason nothing was drawn) per figure."""
+    from gssm_jax.report import figures
+
+    which = "best" if keys.metric == "best_eval_kl_gap" else "final"
+    heat = keys.heatmap
+    return [
+        (
+            "kl_gap_vs_tokens.png",
+            f"held-out kl_gap against tokens seen, colour: {keys.color}",
+            lambda p: figures.kl_gap_vs_tokens(runs, table, keys.color, p),
+        ),
+        (
+            "kl_gap_vs_params.png",
+            f"{which} eval kl_gap against parameters, a line per {keys.group_params or 'all runs'}",
+            lambda p: figures.scaling(table, "params", keys.metric, keys.group_params, p),
+        ),
+        (
+            "kl_gap_vs_train_sequences.png",
+            f"{which} eval kl_gap against training sequences, a line per "
+            f"{keys.group_sequences or 'all runs'}",
+            lambda p: figures.scaling(
+                table, "train_sequences", keys.metric, keys.group_sequences, p
+            ),
+        ),
+        (
+            "heatmap.png",
+            f"{which} eval kl_gap over {heat[0]} x {heat[1]}" if heat else "heatmap",
+            lambda p: figures.heatmap(table, *heat, keys.metric, p) if heat else "no two keys vary",
+        ),
+        (
+            "kl_t.png",
+            f"per-position KL gap, colour: {keys.color}",
+            lambda p: figures.kl_t_curves(runs, table, keys.color, p),
+        ),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,22 +146,22 @@ def main(argv: list[str] | None = None) -> int:
         import matplotlib  # noqa: F401
         import pandas  # noqa: F401
     except ImportError as e:
-        print(
-            f"error: the report needs matplotlib and pandas ({e}); pip install -e '.[report]'",
-            file=sys.stderr,
-        )
+        print(f"error: the report needs matplotlib and pandas ({e}): pip install -e '.[report]'",
+              file=sys.stderr)  # fmt: skip
         return EXIT_BAD_CONFIG
-    from gssm_jax.report import figures, page
+    from gssm_jax.report import page
     from gssm_jax.report.runs import ReportError, find_runs, load_run
     from gssm_jax.report.table import runs_table
 
-    say = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    def say(msg: str) -> None:
+        if not args.quiet:
+            print(msg, file=sys.stderr, flush=True)
+
     try:
         refs = find_runs(args.paths)
     except ReportError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_CONFIG
-    out = Path(args.out) if args.out else Path(args.paths[0]).expanduser() / "report"
     start = time.perf_counter()
     runs = []
     for i, ref in enumerate(refs, 1):
@@ -106,78 +172,29 @@ def main(argv: list[str] | None = None) -> int:
     table = runs_table(runs, [*args.keys, *wanted])
     missing = [k for k in wanted if k not in table or table[k].isna().all()]
     if missing:
-        print(
-            f"error: key {missing[0]!r}: not a column of the table nor a config key of any run; columns: {', '.join(table.columns)}",
-            file=sys.stderr,
-        )
+        print(f"error: key {missing[0]!r}: not a column of the table nor a config key of any "
+              f"run; columns: {', '.join(table.columns)}", file=sys.stderr)  # fmt: skip
         return EXIT_BAD_CONFIG
 
-    metric = "best_eval_kl_gap" if args.metric == "best" else "eval_kl_gap"
-    color = choose(table, args.color) or "run"
-    heat = args.heatmap or (
-        ["alpha_x", "alpha_z"]
-        if {"alpha_x", "alpha_z"} <= set(_candidates(table, ["alpha_x", "alpha_z"]))
-        else None
-    )
-    if heat is None:
-        first = choose(table, None)
-        second = choose(table, None, exclude=(first,)) if first else None
-        heat = [first, second] if second else None
+    out = Path(args.out) if args.out else Path(args.paths[0]).expanduser() / "report"
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "runs.csv", index=False)
     say(f"wrote {out / 'runs.csv'}")
-
-    label = "best" if args.metric == "best" else "final"
-    group_p = choose(table, args.group, exclude=("params",), prefixes=("model.",))
-    group_n = choose(table, args.group, exclude=("train_sequences", "data.train_sequences"))
-    plan = [
-        (
-            "kl_gap_vs_tokens.png",
-            f"held-out kl_gap against tokens seen, colour: {color}",
-            lambda p: figures.kl_gap_vs_tokens(runs, table, color, p),
-        ),
-        (
-            "kl_gap_vs_params.png",
-            f"{label} eval kl_gap against parameters, one line per {group_p or 'all runs'}",
-            lambda p: figures.scaling(table, "params", metric, group_p, p),
-        ),
-        (
-            "kl_gap_vs_train_sequences.png",
-            f"{label} eval kl_gap against training sequences, one line per {group_n or 'all runs'}",
-            lambda p: figures.scaling(table, "train_sequences", metric, group_n, p),
-        ),
-        (
-            "heatmap.png",
-            f"{label} eval kl_gap over {heat[0]} x {heat[1]}" if heat else "heatmap",
-            (lambda p: figures.heatmap(table, heat[0], heat[1], metric, p))
-            if heat
-            else (lambda p: "fewer than two keys vary"),
-        ),
-        (
-            "kl_t.png",
-            f"per-position KL gap, colour: {color}",
-            lambda p: figures.kl_t_curves(runs, table, color, p),
-        ),
-    ]
     drawn = []
-    for name, caption, draw in plan:
-        missing_reason = draw(out / name)
-        if missing_reason is None:
+    for name, caption, draw in figure_plan(runs, table, choose_keys(table, args)):
+        reason = draw(out / name)
+        if reason is None:
             say(f"wrote {out / name}")
         else:
             (out / name).unlink(missing_ok=True)  # a figure from an earlier report would mislead
-            say(f"skipped {name}: {missing_reason}")
-        drawn.append((name, caption, missing_reason))
+            say(f"skipped {name}: {reason}")
+        drawn.append((name, caption, reason))
     sources = [str(Path(p).expanduser()) for p in args.paths]
-    (out / "index.html").write_text(
-        page.render(
-            f"gssm_jax report: {', '.join(Path(s).name for s in sources)}", sources, table, drawn
-        )
-    )
+    title = f"gssm_jax report: {', '.join(Path(s).name for s in sources)}"
+    (out / "index.html").write_text(page.render(title, sources, table, drawn))
     counts = table["status"].value_counts().to_dict()
-    say(
-        f"wrote {out / 'index.html'} ({len(runs)} runs: {counts}; {time.perf_counter() - start:.1f} s)"
-    )
+    took = time.perf_counter() - start
+    say(f"wrote {out / 'index.html'} ({len(runs)} runs: {counts}; {took:.1f} s)")
     return 0
 
 

@@ -25,45 +25,57 @@ def _numeric(values: pd.Series) -> np.ndarray | None:
     return None if out.isna().any() else out.to_numpy(float)
 
 
+MISSING = "none"  # the legend's name for runs without a value of the key (e.g. another sweep's)
+
+
+def _key(value) -> str:
+    return (
+        MISSING if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+    )
+
+
 class Palette:
     """Colours for the values of one key: a colour bar for numbers with more than MAX_LEGEND
-    values (log scale when they span 10x or more), a legend for anything else."""
+    values (log scale when they span 10x or more), a legend for anything else; runs without a
+    value are grey."""
 
     def __init__(self, key: str, values: pd.Series) -> None:
         self.key = key
-        distinct = list(dict.fromkeys(values.astype(str)))
-        numbers = _numeric(values)
+        keys = [_key(v) for v in values]
+        present = [v for v, k in zip(values, keys) if k != MISSING]
+        numbers = _numeric(pd.Series(present, dtype=object))
         self.norm = None
+        self._by = {MISSING: (0.6, 0.6, 0.6, 1.0)}
         if numbers is not None and len(set(numbers)) > MAX_LEGEND:
             lo, hi = numbers.min(), numbers.max()
             log = lo > 0 and hi / lo >= 10
             self.norm = mcolors.LogNorm(lo, hi) if log else mcolors.Normalize(lo, hi)
             self.cmap = plt.get_cmap("viridis")
-            self._by = {
-                str(v): self.cmap(self.norm(n)) for v, n in zip(values.astype(str), numbers)
-            }
+            self._by.update({_key(v): self.cmap(self.norm(n)) for v, n in zip(present, numbers)})
         else:
+            distinct = list(dict.fromkeys(_key(v) for v in present))
             if numbers is not None:  # a few numbers: a legend in numeric order
-                distinct = [str(v) for v in sorted(set(values), key=float)]
+                distinct = [_key(v) for v in sorted(set(present), key=float)]
             cmap = plt.get_cmap("tab10" if len(distinct) <= 10 else "tab20")
-            self._by = {v: cmap(i % cmap.N) for i, v in enumerate(distinct)}
+            self._by.update({v: cmap(i % cmap.N) for i, v in enumerate(distinct)})
         self._labelled: set[str] = set()
 
     def color(self, value) -> tuple:
-        return self._by[str(value)]
+        return self._by[_key(value)]
 
     def label(self, value) -> str | None:
-        """The legend label the first time a value is drawn (categorical keys only)."""
-        if self.norm is not None or str(value) in self._labelled:
+        """The legend label the first time a value is drawn (categorical keys and missing)."""
+        k = _key(value)
+        if (self.norm is not None and k != MISSING) or k in self._labelled:
             return None
-        self._labelled.add(str(value))
-        return f"{self.key}={value}"
+        self._labelled.add(k)
+        return f"{self.key}={k}"
 
     def finish(self, fig, ax) -> None:
         if self.norm is not None:
             mappable = plt.cm.ScalarMappable(norm=self.norm, cmap=self.cmap)
             fig.colorbar(mappable, ax=ax, label=self.key)
-        elif self._labelled:
+        if self._labelled:
             ax.legend(fontsize="small", loc="best")
 
 
@@ -119,7 +131,7 @@ def scaling(table: pd.DataFrame, x: str, metric: str, group: str | None, path: P
     data = data.assign(**{x: data[x].astype(float), metric: data[metric].astype(float)})
     fig, ax = plt.subplots(figsize=(7, 4.5))
     groups = (
-        [(None, data)] if group is None else list(data.groupby(data[group].astype(str), sort=False))
+        [(None, data)] if group is None else list(data.groupby(data[group].map(_key), sort=False))
     )
     palette = Palette(group, data[group]) if group else None
     for value, part in groups:

@@ -92,8 +92,10 @@ def find_runs(paths: list[str]) -> list[RunRef]:
                 "launch.submit root (run.sh, tasks/)"
             )
         refs.extend(found)
-    seen: set[Path] = set()
-    return [r for r in refs if not (r.run_dir in seen or seen.add(r.run_dir))]
+    unique: dict[Path, RunRef] = {}
+    for ref in refs:  # a run reached through two PATHs counts once
+        unique.setdefault(ref.run_dir, ref)
+    return list(unique.values())
 
 
 def _walk(path: Path) -> list[RunRef]:
