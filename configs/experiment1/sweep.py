@@ -2,7 +2,7 @@
 
 Write the sets first (`data.py`, or `data_debug.py` for the debug variants), then submit a grid:
 
-    # model size: emb_dim 8..128, 4 layers, seq 256, batch 16, lr 1e-3 constant, no weight decay,
+    # model size: emb_dim 8..128 (MLP 4x), 4 layers, seq 256, batch 16, lr 1e-3 constant, no wd,
     # 3000 steps; one job array per side of the alpha cross
     python -m launch.submit --config configs/experiment1/sweep.py:sizes \\
         --grid configs/grids/exp1_sizes_x.py --name exp1/sizes_x
@@ -53,7 +53,7 @@ def get_config(sweep: str = "sizes") -> ml_collections.ConfigDict:
     c.model.nb_layers = 4
     c.model.emb_dim = 64
     c.model.nb_heads = 4
-    c.model.hidden_dim = 4 * 64
+    c.model.hidden_dim = c.model.get_ref("emb_dim") * 4  # follows a grid's emb_dim
     c.data.batch_size = 16
     c.optim.lr = 1e-3
     c.optim.schedule = "constant"
