@@ -127,9 +127,10 @@ def test_csv_has_one_row_per_run_with_grid_keys(sweep):
 def test_every_figure_exists_decodes_and_is_not_blank(sweep):
     for name in FIGURES:
         image = mpimg.imread(sweep["report"] / name)
-        assert image.ndim == 3 and min(image.shape[:2]) > 100, name
-        colours = np.unique(image.reshape(-1, image.shape[-1]), axis=0)
-        assert len(colours) > 20, f"{name}: {len(colours)} colours, looks blank"
+        assert image.shape[-1] == 4 and min(image.shape[:2]) > 100, name  # RGBA
+        rgba_N = np.ascontiguousarray((image[..., :4] * 255).astype(np.uint8)).view(np.uint32)
+        colours = len(np.unique(rgba_N))
+        assert colours > 20, f"{name}: {colours} colours, looks blank"
     page = (sweep["report"] / "index.html").read_text()
     for name in (*FIGURES, "runs.csv", "sweep/3"):
         assert name in page
