@@ -190,8 +190,11 @@ def resolved_data_path(c: ml_collections.ConfigDict) -> str:
     if not fields:
         return path
     unknown = sorted(fields - set(PATH_FIELDS))
-    named = ", ".join(f"{{{f}}}" for f in PATH_FIELDS)
-    _require(not unknown, "data.path", path, f"unknown field {unknown[:1]}; it may name {named}")
+    if unknown:
+        named = ", ".join(f"{{{f}}}" for f in PATH_FIELDS)
+        raise ConfigError(
+            f"config data.path={path!r}: unknown field {{{unknown[0]}}}; it may name {named}"
+        )
     spec = resolved_graph_spec(c)
     alpha_x = [f["alpha"] for f in spec.values() if f.get("observed", False)]
     alpha_z = sorted({f["alpha"] for f in spec.values() if not f.get("observed", False)})
