@@ -252,6 +252,12 @@ def validate(c: ml_collections.ConfigDict) -> None:
         "must be an integer >= 0 (0: the whole train set)",
     )
     _require(
+        c.data.source == "files" or c.data.train_sequences == 0,
+        "data.train_sequences",
+        c.data.train_sequences,
+        "needs data.source='files' (a stream has no set to take sequences from)",
+    )
+    _require(
         isinstance(c.data.shuffle_seed, int) and c.data.shuffle_seed >= 0,
         "data.shuffle_seed",
         c.data.shuffle_seed,

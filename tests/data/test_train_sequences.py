@@ -48,7 +48,11 @@ def test_bad_data_path_fields_are_named():
     c.data.graph.Z1.alpha = 0.5  # hidden alphas differ, no data.alpha_z to unify them
     with pytest.raises(config_lib.ConfigError, match="one alpha for every hidden node"):
         config_lib.validate(c)
-    c = config_lib.default_config()
+    c = files_config("/plain/train")
     c.data.train_sequences = -1
     with pytest.raises(config_lib.ConfigError, match="data.train_sequences"):
+        config_lib.validate(c)
+    c = config_lib.default_config()
+    c.data.train_sequences = 100
+    with pytest.raises(config_lib.ConfigError, match="needs data.source='files'"):
         config_lib.validate(c)
