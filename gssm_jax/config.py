@@ -11,6 +11,7 @@ import importlib.util
 import math
 import os
 import re
+import string
 import traceback
 
 import ml_collections
@@ -53,6 +54,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.data.path = ""  # with source="files": a set written by gssm_jax.data.write (its train/ dir)
     c.data.test_path = ""  # with source="files": the eval set; empty: the `test` set beside `path`
     c.data.shuffle_seed = 0  # with source="files": seed of the per-epoch orders of the train set
+    c.data.train_sequences = 0  # with source="files": train on the set's first N sequences (0: all)
     c.data.worker_threads = 2  # Grain read threads producing batches in the background
     c.data.prefetch = 4  # batches buffered ahead of the train step
     # Graphs with `context` nodes, stream: the Monte Carlo entropy baseline's kernel draws and their
@@ -277,6 +279,36 @@ def rules_of(c: ml_collections.ConfigDict) -> tuple:
     return tuple((str(k), v) for k, v in c.mesh.rules)
 
 
+PATH_FIELDS = ("alpha_x", "alpha_z", "graph_seed")
+
+
+def resolved_data_path(c: ml_collections.ConfigDict) -> str:
+    """`data.path` with `{alpha_x}`, `{alpha_z}` (X's and the hidden nodes' alpha, `:g`) and
+    `{graph_seed}` filled in: the names `gssm_jax.data.write` gives its sets, so a sweep over
+    `data.alpha_x`, `data.alpha_z` and `data.graph_seed` reads each point's own set."""
+    path = c.data.path
+    fields = {name for _, name, _, _ in string.Formatter().parse(path) if name is not None}
+    if not fields:
+        return path
+    unknown = sorted(fields - set(PATH_FIELDS))
+    if unknown:
+        named = ", ".join(f"{{{f}}}" for f in PATH_FIELDS)
+        raise ConfigError(
+            f"config data.path={path!r}: unknown field {{{unknown[0]}}}; it may name {named}"
+        )
+    spec = resolved_graph_spec(c)
+    alpha_x = [f["alpha"] for f in spec.values() if f.get("observed", False)]
+    alpha_z = sorted({f["alpha"] for f in spec.values() if not f.get("observed", False)})
+    _require(
+        "alpha_z" not in fields or len(alpha_z) == 1,
+        "data.path",
+        path,
+        f"{{alpha_z}} needs one alpha for every hidden node, the graph has {alpha_z}",
+    )
+    values = {"alpha_x": f"{alpha_x[0]:g}", "alpha_z": f"{alpha_z[0]:g}"}
+    return path.format(graph_seed=c.data.graph_seed, **values)
+
+
 def validate(c: ml_collections.ConfigDict) -> None:
     """Raises ConfigError (or GraphError) naming the first bad field, before any work starts."""
     graph_of(c)
@@ -306,10 +338,23 @@ def validate(c: ml_collections.ConfigDict) -> None:
         c.data.path,
         "is required when data.source='files'",
     )
+    resolved_data_path(c)
     _require(
         c.data.worker_threads >= 0, "data.worker_threads", c.data.worker_threads, "must be >= 0"
     )
     _require(c.data.prefetch >= 0, "data.prefetch", c.data.prefetch, "must be >= 0")
+    _require(
+        isinstance(c.data.train_sequences, int) and c.data.train_sequences >= 0,
+        "data.train_sequences",
+        c.data.train_sequences,
+        "must be an integer >= 0 (0: the whole train set)",
+    )
+    _require(
+        c.data.source == "files" or c.data.train_sequences == 0,
+        "data.train_sequences",
+        c.data.train_sequences,
+        "needs data.source='files' (a stream has no set to take sequences from)",
+    )
     _require(
         isinstance(c.data.shuffle_seed, int) and 0 <= c.data.shuffle_seed < 2**32,
         "data.shuffle_seed",

@@ -15,7 +15,14 @@ import time
 
 from gssm_jax import cli
 from gssm_jax import config as config_lib
-from gssm_jax.gssm.difficulty import MEASURES, Setup, measure, search_alpha, with_alphas
+from gssm_jax.gssm.difficulty import (
+    MEASURES,
+    ORIGINAL_SETUP,
+    Setup,
+    measure,
+    search_alpha,
+    with_alphas,
+)
 from gssm_jax.gssm.graph import Graph
 
 DEFAULT_CONFIG = config_lib.__file__  # the debug config
@@ -25,24 +32,23 @@ def _fmt(v: float | None) -> str:
     return "config" if v is None else f"{v:g}"
 
 
-def _grid(graph: Graph, setup: Setup, alphas_x, alphas_z) -> None:
-    measures = ("gzip", "entropy")
-    label = "entropy" + (f" (MC {setup.mc_draws})" if graph.has_context else "")
+def _grid(graph: Graph, setup: Setup, alphas_x, alphas_z, measures=("gzip", "entropy")) -> None:
+    label = {"entropy": "entropy" + (f" (MC {setup.mc_draws})" if graph.has_context else "")}
     cells = [(ax, az) for ax in alphas_x for az in alphas_z]
     rows = []
     for k, (ax, az) in enumerate(cells, 1):
         start = time.perf_counter()
         values = measure(with_alphas(graph, ax, az), setup, measures)
         took = time.perf_counter() - start
+        shown = ", ".join(f"{label.get(m, m)} {values[m]:.4f}" for m in measures)
         print(
-            f"[{k}/{len(cells)}] alpha_X={_fmt(ax)} alpha_Z={_fmt(az)}: gzip {values['gzip']:.4f}"
-            f", {label} {values['entropy']:.4f} ({took:.1f} s)",
+            f"[{k}/{len(cells)}] alpha_X={_fmt(ax)} alpha_Z={_fmt(az)}: {shown} ({took:.1f} s)",
             file=sys.stderr,
             flush=True,
         )
-        rows.append((_fmt(ax), _fmt(az), f"{values['gzip']:.4f}", f"{values['entropy']:.4f}"))
-    header = ("alpha_X", "alpha_Z", "gzip", label)
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+        rows.append((_fmt(ax), _fmt(az), *(f"{values[m]:.4f}" for m in measures)))
+    header = ("alpha_X", "alpha_Z", *(label.get(m, m) for m in measures))
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
         print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
 
@@ -54,8 +60,21 @@ def _parser():
     parser.add_argument(
         "--alphas-z", **alphas, help="alpha of every hidden node (default: as in the config)"
     )
-    parser.add_argument("--batch", type=int, default=32, help="sequences measured")
-    parser.add_argument("--seq-len", type=int, default=1024)
+    parser.add_argument("--batch", type=int, default=None, help="sequences measured (default 32)")
+    parser.add_argument("--seq-len", type=int, default=None, help="default 1024")
+    parser.add_argument(
+        "--measures",
+        nargs="+",
+        choices=MEASURES,
+        default=["gzip", "entropy"],
+        help="measures of the grid table (zlib_int64_bytes: the original system's scale)",
+    )
+    parser.add_argument(
+        "--original",
+        action="store_true",
+        help="the original's setup (seeds/004): batch 1024, seq-len 2048, data seed 42, "
+        "initial token not measured; --batch/--seq-len still override",
+    )
     parser.add_argument("--mc-draws", type=int, default=64, help="kernel draws for context graphs")
     parser.add_argument("--target", type=float, default=None, help="search the alpha reaching this")
     parser.add_argument("--search", choices=("x", "z"), default="x", help="which alpha to search")
@@ -69,6 +88,9 @@ def _parser():
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, config = cli.parse_args(parser, sys.argv[1:] if argv is None else argv, DEFAULT_CONFIG)
+    base = ORIGINAL_SETUP if args.original else Setup()
+    args.batch = base.batch if args.batch is None else args.batch
+    args.seq_len = base.seq_len if args.seq_len is None else args.seq_len
     for flag in ("batch", "mc_draws"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')}={getattr(args, flag)}: must be >= 1")
@@ -84,10 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         cli.exit_with_error(e)
     setup = Setup(
         graph_seed=config.data.graph_seed,
-        data_seed=config.data.seed,
+        data_seed=base.data_seed if args.original else config.data.seed,
         batch=args.batch,
         seq_len=args.seq_len,
         mc_draws=args.mc_draws,
+        skip_initial=base.skip_initial,
     )
     nodes = ", ".join(f"{n.name}({n.state_dim}, alpha {n.alpha:g})" for n in graph.hidden)
     print(
@@ -96,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{setup.graph_seed}, data seed {setup.data_seed}"
     )
     if args.target is None:
-        _grid(graph, setup, args.alphas_x or [None], args.alphas_z or [None])
+        _grid(graph, setup, args.alphas_x or [None], args.alphas_z or [None], tuple(args.measures))
         return 0
     try:
         result = search_alpha(graph, args.target, args.search, args.measure, setup, tol=args.tol)

@@ -17,9 +17,12 @@ HELD = 1e-3
 
 
 def graph(alpha_x: float = HELD, alpha_z: float = HELD) -> dict:
+    """One Dirichlet row per input configuration (`fullrank`), as the original drew kernels."""
     return {
-        "Z1": dict(state_dim=64, alpha=alpha_z),
-        "X": dict(state_dim=32, alpha=alpha_x, parents=["Z1"], observed=True),
+        "Z1": dict(state_dim=64, alpha=alpha_z, kernel_type="fullrank"),
+        "X": dict(
+            state_dim=32, alpha=alpha_x, parents=["Z1"], observed=True, kernel_type="fullrank"
+        ),
     }
 
 

@@ -202,12 +202,24 @@ def eval_set_path(data: Any) -> str:
 
 
 def train_dataset(
-    fs: FileSet, global_batch: int, rows: tuple[int, int], num_batches: int, shuffle_seed: int
+    fs: FileSet,
+    global_batch: int,
+    rows: tuple[int, int],
+    num_batches: int,
+    shuffle_seed: int,
+    num_sequences: int = 0,
 ) -> grain.MapDataset:
     """Element k: `fs.batch` of global batch k. The global batches cut an endless walk through the
-    set, epoch after epoch, each epoch in its own order (Grain's shuffle, reseeded per epoch by
-    repeat), so a batch may straddle two epochs."""
-    walk = grain.MapDataset.range(fs.num_sequences).shuffle(seed=shuffle_seed).repeat()
+    set's first `num_sequences` sequences (0: all of them, so one written set serves a sweep over
+    the number of training sequences), epoch after epoch, each epoch in its own order (Grain's
+    shuffle, reseeded per epoch by repeat), so a batch may straddle two epochs."""
+    if not 0 <= num_sequences <= fs.num_sequences:
+        raise DatasetError(
+            f"config data.train_sequences={num_sequences}: must lie in [0, "
+            f"{fs.num_sequences}], the sequences of {fs.path} (0: all)"
+        )
+    walk = grain.MapDataset.range(num_sequences or fs.num_sequences)
+    walk = walk.shuffle(seed=shuffle_seed).repeat()
     return walk.batch(global_batch)[:num_batches].map(lambda seq_idx_B: fs.batch(seq_idx_B, rows))
 
 

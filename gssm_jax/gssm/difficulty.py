@@ -17,7 +17,9 @@ from gssm_jax.gssm import entropy, kernels, sample
 from gssm_jax.gssm import graph as graph_lib
 from gssm_jax.gssm.graph import Graph, parse_graph
 
-MEASURES = ("entropy", "gzip")
+# entropy, gzip: this project's scales in [0, 1]; zlib_int64_bytes: the original PyTorch system's
+# (seeds/004), compressed bytes per token of the int64 array, kept to compare with its tables.
+MEASURES = ("entropy", "gzip", "zlib_int64_bytes")
 
 
 def gzip_proxy(tokens_BxT, vocab_size: int) -> float:
@@ -41,6 +43,21 @@ def gzip_proxy(tokens_BxT, vocab_size: int) -> float:
     return 8 * len(compressed) / tokens.size / math.log2(vocab_size)
 
 
+def zlib_int64_bytes(tokens_BxT) -> float:
+    """The original system's difficulty (seeds/004): `len(zlib.compress(tokens.astype(int64)
+    .tobytes(), 9)) / tokens.size`, bytes per token with the whole batch compressed as one stream.
+
+    Not normalised by the vocabulary: an int64 token is 8 bytes of which 7 are zero, and zlib's
+    cost for those zeros and for the token's own bits both count, so its scale depends on the
+    vocabulary size and on the stream's length; `gzip_proxy` divides bits by log2(vocab_size)."""
+    tokens = np.asarray(tokens_BxT)
+    if tokens.size == 0:
+        raise ValueError("tokens_BxT: empty, nothing to compress")
+    if not np.issubdtype(tokens.dtype, np.integer):
+        raise ValueError(f"tokens_BxT: expected integer tokens, got dtype {tokens.dtype}")
+    return len(zlib.compress(tokens.astype(np.int64).tobytes(), 9)) / tokens.size
+
+
 def normalised_entropy(
     graph: Graph, tables: kernels.Tables, tokens_BxT, mc_draws: int = 64
 ) -> float:
@@ -58,13 +75,22 @@ def with_alphas(graph: Graph, alpha_x: float | None = None, alpha_z: float | Non
 
 @dataclasses.dataclass(frozen=True)
 class Setup:
-    """Where the measured tokens come from: kernels from `graph_seed`, sequences 0..batch-1."""
+    """Where the measured tokens come from: kernels from `graph_seed`, sequences 0..batch-1.
+
+    `skip_initial`: the compression measures see `seq_len` tokens after the initial token 0 (which
+    every sequence starts with), as the original stored them; the entropy sees the whole sequence."""
 
     graph_seed: int = 0
     data_seed: int = 0
     batch: int = 32
     seq_len: int = 1024
     mc_draws: int = 64
+    skip_initial: bool = False
+
+
+# The original's measuring setup (seeds/004): 1024 sequences from seed 42, of 2048 tokens for the
+# 4-node graph (4096 for the 8-node one), without the initial token.
+ORIGINAL_SETUP = Setup(data_seed=42, batch=1024, seq_len=2048, skip_initial=True)
 
 
 def measure(graph: Graph, setup: Setup, which: Sequence[str] = MEASURES) -> dict[str, float]:
@@ -74,11 +100,14 @@ def measure(graph: Graph, setup: Setup, which: Sequence[str] = MEASURES) -> dict
             raise ValueError(f"measure {name!r}: must be one of {MEASURES}")
     tables = kernels.draw_kernels(graph, setup.graph_seed)
     tokens = sample.sample_tokens(
-        graph, tables, setup.data_seed, np.arange(setup.batch), setup.seq_len
+        graph, tables, setup.data_seed, np.arange(setup.batch), setup.seq_len + setup.skip_initial
     )
+    stored = np.asarray(tokens)[:, 1:] if setup.skip_initial else tokens
     out = {}
     if "gzip" in which:
-        out["gzip"] = gzip_proxy(tokens, graph.vocab_size)
+        out["gzip"] = gzip_proxy(stored, graph.vocab_size)
+    if "zlib_int64_bytes" in which:
+        out["zlib_int64_bytes"] = zlib_int64_bytes(stored)
     if "entropy" in which:
         out["entropy"] = normalised_entropy(graph, tables, tokens, setup.mc_draws)
     return out

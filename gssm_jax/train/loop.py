@@ -23,7 +23,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from gssm_jax import checkpoint, parallel, profile
-from gssm_jax.config import ConfigError, graph_of, validate
+from gssm_jax.config import ConfigError, graph_of, resolved_data_path, validate
 from gssm_jax.data import files
 from gssm_jax.data.stream import StreamSource, cpu_tables, process_rows, threaded
 from gssm_jax.exitcodes import EXIT_OK, EXIT_PREEMPTED
@@ -99,6 +99,9 @@ class Trainer:
         self, config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False
     ) -> None:
         validate(config)
+        if resolved_data_path(config) != config.data.path:  # a sweep's {alpha_x}... placeholders
+            config = config.copy_and_resolve_references()
+            config.data.path = resolved_data_path(config)
         self.config = c = config
         self.workdir = workdir
         self.allow_config_change = allow_config_change
@@ -363,7 +366,12 @@ class Trainer:
         if c.data.source == "files":
             train_set = files.open_checked(c.data.path, self.graph, self.tables_np, c.data)
             dataset = files.train_dataset(
-                train_set, c.data.batch_size, self.rows, c.optim.steps, c.data.shuffle_seed
+                train_set,
+                c.data.batch_size,
+                self.rows,
+                c.optim.steps,
+                c.data.shuffle_seed,
+                c.data.train_sequences,
             )
         else:
             dataset = grain.MapDataset.source(self._source(c.data.seed, c.optim.steps))

@@ -1,0 +1,31 @@
+"""A cluster-sized base run (the README's multi-host example): the `four` graph on the fly, a
+12-layer transformer of width 288 (the model of seeds/004) in bfloat16, 64 x 1024 tokens per step.
+
+    python -m launch.submit --config configs/base.py --name big \\
+        --config.slurm.nodes=2 --config.slurm.tasks_per_node=4 --config.slurm.gpus_per_node=4
+    python -m launch.submit --config configs/base.py --grid configs/grids/lr.py --name base-lr
+
+The global batch (data.batch_size) is split over every process and device (mesh.data=-1), so keep
+it a multiple of the number of GPUs.
+"""
+
+from gssm_jax.config import default_config
+
+
+def get_config():
+    c = default_config()
+    c.data.seq_len = 1024
+    c.data.batch_size = 64
+    c.model.emb_dim = 288
+    c.model.nb_layers = 12
+    c.model.nb_heads = 12
+    c.model.hidden_dim = 4 * 288
+    c.model.dtype = "bfloat16"
+    c.optim.steps = 20_000
+    c.optim.warmup = 1_000
+    c.optim.lr = 1e-3
+    c.log.period = 50
+    c.eval.period = 1_000
+    c.eval.batches = 8
+    c.checkpoint.period = 1_000
+    return c
