@@ -66,6 +66,12 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.remat = False
     # attention kernel: auto (blocked on CPU, cudnn on GPU in bfloat16, else xla), blocked, xla, cudnn
     c.model.attention = "auto"
+    # MLP matrices: "dense", or "kronecker": each a sum of kron_terms Kronecker products whose second
+    # factor (of the D x F gate/up matrices; down uses its transpose) is kron_factor "m2xn2" ("":
+    # balanced factorisations of D and F). See gssm_jax/models/kron.py and `python -m gssm_jax.kron`.
+    c.model.mlp = "dense"
+    c.model.kron_terms = 1
+    c.model.kron_factor = ""
 
     c.optim = ml_collections.ConfigDict()
     c.optim.steps = 300
@@ -79,6 +85,15 @@ def default_config() -> ml_collections.ConfigDict:
     c.optim.weight_decay = 0.1
     c.optim.clip_norm = 1.0
     c.optim.accum_steps = 1  # micro-batches per step
+    # Kronecker runs (train/optim.py): freeze "none", "kron" (train only the rest) or "pretrained"
+    # (train only the Kronecker factors); kron_lr: the factors' peak learning rate (None: lr).
+    c.optim.freeze = "none"
+    c.optim.kron_lr = ml_collections.config_dict.placeholder(float)
+    # Distillation (train/distill.py): loss += weight * KL(teacher || model) per next token; teacher
+    # is a run directory (its latest checkpoint), "" for none.
+    c.optim.distill = ml_collections.ConfigDict()
+    c.optim.distill.teacher = ""
+    c.optim.distill.weight = 1.0
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = -1  # -1: all devices not used by `model`
@@ -141,6 +156,35 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
     if not hasattr(module, "get_config"):
         raise ConfigError(f"--config {path!r}: the file defines no get_config()")
     return module.get_config(arg) if arg else module.get_config()
+
+
+def _update_from(c: ml_collections.ConfigDict, saved: dict, prefix: str = "") -> None:
+    for key, value in saved.items():
+        if key not in c:
+            raise ConfigError(f"saved config key {prefix}{key} is not in this version's schema")
+        if isinstance(c[key], ml_collections.ConfigDict) and key != "graph":
+            _update_from(c[key], value, f"{prefix}{key}.")
+        elif key == "rules":
+            c[key] = tuple(tuple(rule) for rule in value)
+        else:
+            c[key] = value
+
+
+def config_from_json(path: str) -> ml_collections.ConfigDict:
+    """The locked config a run saved as `config.json` (keys it lacks keep their defaults)."""
+    import json
+
+    with open(path) as f:
+        return config_from_dict(json.load(f))
+
+
+def config_from_dict(saved: dict) -> ml_collections.ConfigDict:
+    """The locked config of a saved (JSON) dict; keys it lacks keep their defaults."""
+    c = default_config()
+    with c.unlocked():
+        c.data.graph = ml_collections.ConfigDict(saved.get("data", {}).get("graph", c.data.graph))
+    _update_from(c, saved)
+    return c
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -305,4 +349,63 @@ def validate(c: ml_collections.ConfigDict) -> None:
     )
     _require(c.mesh.data == -1 or c.mesh.data >= 1, "mesh.data", c.mesh.data, "must be -1 or >= 1")
     _require(c.mesh.model >= 1, "mesh.model", c.mesh.model, "must be >= 1")
+    _validate_kron(c)
     _require(c.profile.num_steps >= 1, "profile.num_steps", c.profile.num_steps, "must be >= 1")
+
+
+def _validate_kron(c: ml_collections.ConfigDict) -> None:
+    """model.mlp, its Kronecker factors, optim.freeze, optim.kron_lr and optim.distill."""
+    _require(
+        c.model.mlp in ("dense", "kronecker"),
+        "model.mlp",
+        c.model.mlp,
+        "must be 'dense' or 'kronecker'",
+    )
+    _require(
+        c.optim.freeze in ("none", "kron", "pretrained"),
+        "optim.freeze",
+        c.optim.freeze,
+        "must be 'none', 'kron' or 'pretrained'",
+    )
+    _require(
+        c.optim.freeze == "none" or c.model.mlp == "kronecker",
+        "optim.freeze",
+        c.optim.freeze,
+        "needs model.mlp='kronecker' (it freezes the Kronecker factors or the rest)",
+    )
+    kron_lr = c.optim.kron_lr
+    _require(
+        kron_lr is None or (math.isfinite(kron_lr) and kron_lr > 0),
+        "optim.kron_lr",
+        kron_lr,
+        "must be a finite number > 0 (or unset: optim.lr)",
+    )
+    weight = c.optim.distill.weight
+    _require(math.isfinite(weight) and weight >= 0, "optim.distill.weight", weight, "must be >= 0")
+    teacher = c.optim.distill.teacher
+    _require(
+        not teacher or os.path.isfile(os.path.join(teacher, "config.json")),
+        "optim.distill.teacher",
+        teacher,
+        "is not a run directory (no config.json in it)",
+    )
+    if c.model.mlp != "kronecker":
+        return
+    from gssm_jax.models import kron  # noqa: PLC0415 (jax-free checks, only for Kronecker runs)
+
+    _positive_int(c, "model.kron_terms")
+    try:
+        b_shape = kron.mlp_b_shape(c.model.kron_factor)
+    except kron.KronShapeError as e:
+        raise ConfigError(f"config model.kron_factor={c.model.kron_factor!r}: {e}") from None
+    try:
+        shapes = kron.mlp_shapes(c.model.emb_dim, c.model.hidden_dim, b_shape)
+    except kron.KronShapeError as e:
+        raise ConfigError(
+            f"config model.kron_factor={c.model.kron_factor!r}: {e} "
+            f"(model.emb_dim={c.model.emb_dim} x model.hidden_dim={c.model.hidden_dim})"
+        ) from None
+    try:
+        kron.check_terms(c.model.kron_terms, *shapes["gate_up"])
+    except kron.KronRankError as e:
+        raise ConfigError(f"config model.kron_terms={c.model.kron_terms!r}: {e}") from None

@@ -55,17 +55,34 @@ def initialize_distributed(dist) -> None:
         jax.distributed.initialize()
 
 
+def saved_run_config(workdir: str):
+    """Without --config, a workdir's own config.json (e.g. one `python -m gssm_jax.kron` wrote)
+    with this command line's --config.key=value overrides on top; else None."""
+    path = os.path.join(workdir, "config.json")
+    if flags.FLAGS["config"].present or not os.path.isfile(path):
+        return None
+    config = config_lib.config_from_json(path)
+    for key, value in config_flags.get_override_values(flags.FLAGS["config"]).items():
+        node = config
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    return config
+
+
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
     config = _CONFIG.value
+    workdir = _WORKDIR.value or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
     try:
+        config = saved_run_config(workdir) or config
         config_lib.validate(config)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_CONFIG
-    workdir = _WORKDIR.value or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
     workdir = os.path.abspath(workdir)
     # From here on a stop signal is kept for the loop (exit 75, requeue) instead of killing the
     # process, also while JAX starts, joins the other processes and compiles.

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from gssm_jax.models import layers
+from gssm_jax.models import kron, layers
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 ATTENTION_BLOCK_LEN = 64  # query rows per causal block in `layers.causal_attention`
@@ -42,6 +42,9 @@ class ModelConfig:
     dtype: str = "float32"
     remat: bool = False
     attention: str = "auto"
+    mlp: str = "dense"  # "dense" (Mlp) or "kronecker" (kron.KronMlp)
+    kron_terms: int = 1
+    kron_factor: str = ""  # second factor of the D x F gate/up matrices, "m2xn2"; "": balanced
 
     @classmethod
     def from_config(cls, model: ml_collections.ConfigDict, vocab_size: int) -> ModelConfig:
@@ -171,7 +174,8 @@ class Block(nn.Module):
         h = RMSNorm(cfg.norm_eps, cfg.compute_dtype, name="attn_norm")(x_BxLxD)
         x_BxLxD = _constrain(x_BxLxD + Attention(cfg, name="attn")(h), EMBED_AXES)
         h = RMSNorm(cfg.norm_eps, cfg.compute_dtype, name="mlp_norm")(x_BxLxD)
-        return _constrain(x_BxLxD + Mlp(cfg, name="mlp")(h), EMBED_AXES)
+        mlp = kron.KronMlp if cfg.mlp == "kronecker" else Mlp
+        return _constrain(x_BxLxD + mlp(cfg, name="mlp")(h), EMBED_AXES)
 
 
 class Transformer(nn.Module):

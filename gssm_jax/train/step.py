@@ -18,6 +18,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from gssm_jax import parallel
+from gssm_jax.train import distill
 from gssm_jax.train.optim import make_optimizer, schedule
 from gssm_jax.train.state import TrainState, model_from_config
 
@@ -59,18 +60,28 @@ def make_train_step(
     With optim.accum_steps = A the batch is split into A micro-batches (row j goes to micro-batch
     j mod A, so every device keeps its own rows), their gradients are averaged in a loop, then
     clipped and applied once. grad_norm is the global norm before clipping; lr is the rate of
-    this update.
+    this update. With optim.distill.teacher set, the gradient is that of the cross-entropy plus
+    weight * KL(teacher || model) (`gssm_jax.train.distill`); `loss` stays the cross-entropy.
     """
     tx = make_optimizer(config.optim)
+    teacher = distill.load_teacher(config, mesh)
     lr_at = schedule(config.optim)
     accum = config.optim.accum_steps
     batch_sharding = NamedSharding(mesh, parallel.batch_spec(config))
     micro_spec = P(None, *parallel.batch_spec(config))
 
     def loss_fn(params, tokens_BxT):
-        return sequence_nll(model, params, tokens_BxT).mean()
+        if teacher is None:
+            return sequence_nll(model, params, tokens_BxT).mean()
+        return distill.distilled_loss(model, params, teacher, tokens_BxT)
 
-    grad_fn = jax.value_and_grad(loss_fn)
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=teacher is not None)
+    if teacher is not None:
+        plain_grad_fn = grad_fn
+
+        def grad_fn(params, tokens_BxT):  # (cross-entropy, gradient of the distilled loss)
+            (_, ce), grads = plain_grad_fn(params, tokens_BxT)
+            return ce, grads
 
     def gradients(params, tokens_BxT):
         if accum == 1:
