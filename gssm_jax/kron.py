@@ -57,25 +57,29 @@ class SurgeryError(ValueError):
 
 
 def source_config(run: str):
+    """RUN's saved config; SurgeryError unless RUN is a dense-MLP transformer run."""
     path = os.path.join(run, "config.json")
     if not os.path.isfile(path):
         raise SurgeryError(f"--from {run!r}: no config.json, not a run directory")
-    config = config_lib.config_from_json(path)
-    family = config.model.get("family", "transformer")
+    with open(path) as f:
+        saved = json.load(f)
+    family = saved.get("model", {}).get("family", "transformer")
     if family != "transformer":
         raise SurgeryError(
             f"--from {run!r}: model.family={family!r} has no SwiGLU MLP to factorise "
             "(only transformer runs)"
         )
-    if config.model.mlp != "dense":
+    mlp = saved.get("model", {}).get("mlp", "dense")
+    if mlp != "dense":
         raise SurgeryError(
-            f"--from {run!r}: model.mlp={config.model.mlp!r}; only dense-MLP runs can be factorised"
+            f"--from {run!r}: model.mlp={mlp!r}; only dense-MLP runs can be factorised"
         )
-    return config
+    return config_lib.config_from_dict(saved)
 
 
-def new_config(source, init: str, terms: int, factor: str, step: int, steps: int | None, overrides):
-    """RUN's config with the Kronecker MLP, optim.steps extended and the overrides applied."""
+def new_config(source, init: str, terms: int, factor: str, steps: int | None, overrides):
+    """RUN's config with the Kronecker MLP, optim.steps = the fine-tuning steps (the caller adds
+    the checkpoint's step) and the overrides applied; validated."""
     if init not in ("vanloan", "prune", "random"):
         raise SurgeryError(f"--init {init!r}: must be vanloan, prune or random")
     if steps is not None and steps < 1:
@@ -84,7 +88,7 @@ def new_config(source, init: str, terms: int, factor: str, step: int, steps: int
     config.model.mlp = "kronecker"
     config.model.kron_terms = terms
     config.model.kron_factor = factor
-    config.optim.steps = step + (source.optim.steps if steps is None else steps)
+    config.optim.steps = source.optim.steps if steps is None else steps
     for key, value in overrides.items():
         node = config
         *parents, leaf = key.split(".")
@@ -199,6 +203,7 @@ def surgery(
     if os.path.exists(out) and os.listdir(out):
         raise SurgeryError(f"--out {out!r} exists and is not empty; name a new run directory")
     src_config = source_config(run)
+    config = new_config(src_config, init, terms, factor, steps, overrides)
     ckpt_dir = os.path.join(run, "checkpoints")
     import jax
     import jax.numpy as jnp
@@ -215,7 +220,7 @@ def surgery(
     step = max(available) if step is None else step
     if step not in available:
         raise SurgeryError(f"--step {step}: {run!r} has checkpoints at steps {sorted(available)}")
-    config = new_config(src_config, init, terms, factor, step, steps, overrides)
+    config.optim.steps += step
 
     src_local, new_local = _local_mesh_config(src_config), _local_mesh_config(config)
     mesh = parallel.make_mesh(src_local.mesh)

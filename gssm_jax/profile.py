@@ -49,7 +49,12 @@ def flops_per_token(model: ml_collections.ConfigDict, seq_len: int, vocab: int) 
     the embedding gather are ignored (under 1% at these sizes).
     """
     D, H, L = model.emb_dim, model.hidden_dim, model.nb_layers
-    per_layer = 2 * (4 * D * D + 3 * D * H) + 2 * 2 * seq_len * D
+    mlp = 2 * 3 * D * H
+    if model.get("mlp", "dense") == "kronecker":  # the factorised matmuls (gssm_jax.models.kron)
+        from gssm_jax.models import kron
+
+        mlp = kron.mlp_flops_per_token(D, H, model.kron_terms, model.kron_factor)
+    per_layer = 2 * 4 * D * D + mlp + 2 * 2 * seq_len * D
     forward = L * per_layer + 2 * D * vocab
     return {"forward": forward, "backward": 2 * forward, "total": 3 * forward}
 
