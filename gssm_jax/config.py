@@ -6,6 +6,7 @@ is locked, so a misspelled key in a file or on the command line is an error nami
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 import os
@@ -13,14 +14,14 @@ import os
 import ml_collections
 
 from gssm_jax.gssm.graph import parse_graph
-
-# model.attention values; see gssm_jax.models.layers.resolve_attention
-ATTENTION_CHOICES = ("auto", "blocked", "xla", "cudnn")
-
-
-def cudnn_supports(dtype: str, head_dim: int) -> bool:
-    """Whether cuDNN flash attention takes this compute dtype and head dimension."""
-    return dtype == "bfloat16" and head_dim % 8 == 0 and head_dim <= 128
+from gssm_jax.models.configs import (  # noqa: F401 - ATTENTION_CHOICES, cudnn_supports re-exported
+    ATTENTION_CHOICES,
+    FAMILY_CONFIGS,
+    KERNEL_CHOICES,
+    FieldError,
+    Shared,
+    cudnn_supports,
+)
 
 
 class ConfigError(ValueError):
@@ -54,6 +55,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.data.prefetch = 4  # batches buffered ahead of the train step
 
     c.model = ml_collections.ConfigDict()
+    # transformer, or a recurrent family (mamba, hawk, mingru, minlstm) with its own section below;
+    # the keys up to `attention` are shared, except nb_heads, hidden_dim, rope_theta and attention,
+    # which are the transformer's (gssm_jax/models/configs.py has every family's fields)
+    c.model.family = "transformer"
     c.model.emb_dim = 64
     c.model.nb_layers = 2
     c.model.nb_heads = 4
@@ -72,6 +77,19 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.mlp = "dense"
     c.model.kron_terms = 1
     c.model.kron_factor = ""
+    # custom: hand-written backward passes (faster on XLA:CPU); autodiff: JAX differentiates plain
+    # formulas (jax.jvp works); auto: custom on CPU, autodiff elsewhere
+    c.model.kernels = "auto"
+    # Each recurrent family's own fields (gssm_jax/models/configs.py); debug sizes within 20% of
+    # the transformer's parameter count at the shared emb_dim and nb_layers.
+    c.model.mamba = ml_collections.ConfigDict(
+        dict(expand=4, state_dim=64, head_dim=32, conv_width=4, chunk_size=64)
+    )
+    c.model.hawk = ml_collections.ConfigDict(
+        dict(expand=2, nb_heads=4, conv_width=4, hidden_dim=192)
+    )
+    c.model.mingru = ml_collections.ConfigDict(dict(expand=2, hidden_dim=192))
+    c.model.minlstm = ml_collections.ConfigDict(dict(expand=2, hidden_dim=192))
 
     c.optim = ml_collections.ConfigDict()
     c.optim.steps = 300
@@ -192,6 +210,47 @@ def get_config() -> ml_collections.ConfigDict:
     return default_config()
 
 
+def family_config(m: ml_collections.ConfigDict, vocab_size: int) -> Shared:
+    """The model section `m` (config.model) as its family's dataclass: the fields of section
+    model.<family> (when the family has one) over the shared model.* keys. Raises ConfigError for
+    an unknown family."""
+    family = m.get("family", "transformer")
+    _require(
+        family in FAMILY_CONFIGS,
+        "model.family",
+        family,
+        f"must be one of {', '.join(FAMILY_CONFIGS)}",
+    )
+    cls = FAMILY_CONFIGS[family]
+    section = m[family].to_dict() if family in m else {}
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name in section:
+            values[f.name] = section[f.name]
+        elif f.name in m:
+            values[f.name] = m[f.name]
+    return cls(vocab_size=vocab_size, **values)
+
+
+def family_key(m: ml_collections.ConfigDict, field: str) -> str:
+    """The dotted config key a family field of model section `m` comes from."""
+    if m.family in m and field in m[m.family]:
+        return f"model.{m.family}.{field}"
+    return f"model.{field}"
+
+
+def checked_family_config(c: ml_collections.ConfigDict, vocab_size: int) -> Shared:
+    """`family_config` after its checks; a failing one is a ConfigError naming the config key."""
+    cfg = family_config(c.model, vocab_size)
+    try:
+        cfg.check()
+    except FieldError as e:
+        raise ConfigError(
+            f"config {family_key(c.model, e.field)}={e.value!r}: {e.message}"
+        ) from None
+    return cfg
+
+
 def _require(ok: bool, key: str, value, msg: str) -> None:
     if not ok:
         raise ConfigError(f"config {key}={value!r}: {msg}")
@@ -220,16 +279,16 @@ def resolved_graph_spec(c: ml_collections.ConfigDict) -> dict:
     return spec
 
 
+def rules_of(c: ml_collections.ConfigDict) -> tuple:
+    return tuple((str(k), v) for k, v in c.mesh.rules)
+
+
 def validate(c: ml_collections.ConfigDict) -> None:
     """Raises ConfigError (or GraphError) naming the first bad field, before any work starts."""
     parse_graph(resolved_graph_spec(c))
     for key in (
         "data.seq_len",
         "data.batch_size",
-        "model.emb_dim",
-        "model.nb_layers",
-        "model.nb_heads",
-        "model.hidden_dim",
         "optim.steps",
         "optim.accum_steps",
         "checkpoint.period",
@@ -262,54 +321,20 @@ def validate(c: ml_collections.ConfigDict) -> None:
         c.data.shuffle_seed,
         "must be an integer >= 0",
     )
+    checked_family_config(c, parse_graph(resolved_graph_spec(c)).vocab_size)
+    length_rule = dict(rules_of(c)).get("length")
     _require(
-        c.model.emb_dim % c.model.nb_heads == 0,
-        "model.nb_heads",
-        c.model.nb_heads,
-        f"must divide model.emb_dim={c.model.emb_dim}",
+        length_rule is None,
+        "mesh.rules",
+        ("length", length_rule),
+        "sequence sharding is not supported: map the logical axis 'length' to None",
     )
-    _require(
-        (c.model.emb_dim // c.model.nb_heads) % 2 == 0,
-        "model.emb_dim",
-        c.model.emb_dim,
-        "head dimension emb_dim/nb_heads must be even for rotary embeddings",
-    )
-    _require(
-        c.model.dtype in ("float32", "bfloat16"),
-        "model.dtype",
-        c.model.dtype,
-        "must be 'float32' or 'bfloat16'",
-    )
-    _require(
-        c.model.attention in ATTENTION_CHOICES,
-        "model.attention",
-        c.model.attention,
-        f"must be one of {', '.join(ATTENTION_CHOICES)}",
-    )
-    if c.model.attention == "cudnn":
-        _require(
-            c.model.dtype == "bfloat16",
-            "model.attention",
-            c.model.attention,
-            f"needs model.dtype='bfloat16' (cuDNN flash attention), got {c.model.dtype!r}",
-        )
-        head_dim = c.model.emb_dim // c.model.nb_heads
-        _require(
-            cudnn_supports(c.model.dtype, head_dim),
-            "model.attention",
-            c.model.attention,
-            f"needs a head dimension (emb_dim/nb_heads) that is a multiple of 8 and <= 128, "
-            f"got {head_dim}",
-        )
     _require(
         c.runtime.keep_freed_memory in ("auto", "on", "off"),
         "runtime.keep_freed_memory",
         c.runtime.keep_freed_memory,
         "must be 'auto', 'on' or 'off'",
     )
-    for key in ("rope_theta", "norm_eps", "init_std"):
-        v = c.model[key]
-        _require(math.isfinite(v) and v > 0, f"model.{key}", v, "must be a finite number > 0")
     for key in ("lr", "eps"):
         v = c.optim[key]
         _require(math.isfinite(v) and v > 0, f"optim.{key}", v, "must be a finite number > 0")
@@ -354,13 +379,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
 
 
 def _validate_kron(c: ml_collections.ConfigDict) -> None:
-    """model.mlp, its Kronecker factors, optim.freeze, optim.kron_lr and optim.distill."""
-    _require(
-        c.model.mlp in ("dense", "kronecker"),
-        "model.mlp",
-        c.model.mlp,
-        "must be 'dense' or 'kronecker'",
-    )
+    """optim.freeze, optim.kron_lr and optim.distill (the Kronecker factors themselves are
+    checked by the transformer's config, gssm_jax.models.configs)."""
     _require(
         c.optim.freeze in ("none", "kron", "pretrained"),
         "optim.freeze",
@@ -389,23 +409,3 @@ def _validate_kron(c: ml_collections.ConfigDict) -> None:
         teacher,
         "is not a run directory (no config.json in it)",
     )
-    if c.model.mlp != "kronecker":
-        return
-    from gssm_jax.models import kron  # noqa: PLC0415 (jax-free checks, only for Kronecker runs)
-
-    _positive_int(c, "model.kron_terms")
-    try:
-        b_shape = kron.mlp_b_shape(c.model.kron_factor)
-    except kron.KronShapeError as e:
-        raise ConfigError(f"config model.kron_factor={c.model.kron_factor!r}: {e}") from None
-    try:
-        shapes = kron.mlp_shapes(c.model.emb_dim, c.model.hidden_dim, b_shape)
-    except kron.KronShapeError as e:
-        raise ConfigError(
-            f"config model.kron_factor={c.model.kron_factor!r}: {e} "
-            f"(model.emb_dim={c.model.emb_dim} x model.hidden_dim={c.model.hidden_dim})"
-        ) from None
-    try:
-        kron.check_terms(c.model.kron_terms, *shapes["gate_up"])
-    except kron.KronRankError as e:
-        raise ConfigError(f"config model.kron_terms={c.model.kron_terms!r}: {e}") from None

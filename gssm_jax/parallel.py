@@ -8,6 +8,7 @@ Every mistake a config can make here is a ConfigError naming the key and its val
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,7 +18,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from gssm_jax.config import ConfigError, resolved_graph_spec
+from gssm_jax.config import ConfigError, family_config, family_key, resolved_graph_spec
 from gssm_jax.gssm.graph import parse_graph
 
 AXES = ("data", "model")
@@ -91,20 +92,19 @@ def check_divisibility(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
     The batch is checked per micro-batch (data.batch_size / optim.accum_steps), the length as the
     model sees it (data.seq_len - 1 inputs).
     """
-    m = config.model
     vocab = parse_graph(resolved_graph_spec(config)).vocab_size
-    sizes = {
-        "batch": (
+    sizes = [
+        (
+            "batch",
             "data.batch_size / optim.accum_steps",
             config.data.batch_size // config.optim.accum_steps,
         ),
-        "length": ("data.seq_len - 1", config.data.seq_len - 1),
-        "embed": ("model.emb_dim", m.emb_dim),
-        "heads": ("model.nb_heads", m.nb_heads),
-        "kv": ("model.emb_dim / model.nb_heads", m.emb_dim // m.nb_heads),
-        "mlp": ("model.hidden_dim", m.hidden_dim),
-        "vocab": ("vocabulary size of data.graph", vocab),
-    }
+        ("length", "data.seq_len - 1", config.data.seq_len - 1),
+        ("vocab", "vocabulary size of data.graph", vocab),
+    ]
+    for logical, field, size in family_config(config.model, vocab).axis_sizes():
+        key = re.sub(r"[a-z_]+", lambda w: family_key(config.model, w.group()), field)
+        sizes.append((logical, key, size))
     for logical, target in rules(config.mesh):
         axes = _mesh_axes(target)
         unknown = [a for a in axes if a not in mesh.shape]
@@ -114,12 +114,12 @@ def check_divisibility(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
                 f"axes are {tuple(mesh.shape)}"
             )
         n = math.prod(mesh.shape[a] for a in axes)
-        if logical not in sizes or n == 1:
+        if n == 1:
             continue
-        key, size = sizes[logical]
-        if size % n:
-            devices = " x ".join(f"mesh.{a}={mesh.shape[a]}" for a in axes)
-            raise ConfigError(
-                f"config {devices} does not divide {key}={size}: logical axis {logical!r} is "
-                f"sharded over {n} devices"
-            )
+        for name, key, size in sizes:
+            if name == logical and size % n:
+                devices = " x ".join(f"mesh.{a}={mesh.shape[a]}" for a in axes)
+                raise ConfigError(
+                    f"config {devices} does not divide {key}={size}: logical axis {logical!r} is "
+                    f"sharded over {n} devices"
+                )

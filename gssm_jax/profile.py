@@ -11,9 +11,12 @@ import glob
 import os
 import resource
 import shutil
+from typing import Any
 
 import jax
 import ml_collections
+
+from gssm_jax.config import family_config
 
 # Dense peak FLOP/s per device for the compute dtypes the model uses, from vendor data sheets.
 # Matched by substring of `device.device_kind`, first match wins.
@@ -40,23 +43,18 @@ def peak_flops(device_kind: str, dtype: str) -> float | None:
     return None
 
 
-def flops_per_token(model: ml_collections.ConfigDict, seq_len: int, vocab: int) -> dict:
-    """Matmul and attention FLOPs per trained token (multiply-add = 2 FLOPs).
+def flops_per_token(model: Any, seq_len: int, vocab: int) -> dict:
+    """Matmul FLOPs per trained token (multiply-add = 2 FLOPs) of the model: forward, backward
+    (twice the forward: gradients for inputs and for weights) and total.
 
-    Forward: every weight matmul (QKV, output, SwiGLU gate/up/down, output head) and the two
-    attention contractions QK^T and AV over the full length (XLA computes the masked half too).
-    Backward is twice the forward (gradients for inputs and for weights). Norms, softmax, rotary and
-    the embedding gather are ignored (under 1% at these sizes).
+    `model` is the run config's `config.model` section or a family config; each family counts its
+    own (`gssm_jax.models.configs`): the transformer its weight matmuls and both attention
+    contractions over the full length, the recurrent families their projections and scans. Norms,
+    softmax, rotary and the embedding gather are ignored (under 1% at these sizes).
     """
-    D, H, L = model.emb_dim, model.hidden_dim, model.nb_layers
-    mlp = 2 * 3 * D * H
-    if model.get("mlp", "dense") == "kronecker":  # the factorised matmuls (gssm_jax.models.kron)
-        from gssm_jax.models import kron
-
-        mlp = kron.mlp_flops_per_token(D, H, model.kron_terms, model.kron_factor)
-    per_layer = 2 * 4 * D * D + mlp + 2 * 2 * seq_len * D
-    forward = L * per_layer + 2 * D * vocab
-    return {"forward": forward, "backward": 2 * forward, "total": 3 * forward}
+    if isinstance(model, ml_collections.ConfigDict):
+        model = family_config(model, vocab)
+    return model.flops_per_token(seq_len)
 
 
 def host_rss_bytes() -> int:

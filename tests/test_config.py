@@ -34,6 +34,8 @@ def test_default_validates():
         ("model.attention", "flash", "model.attention"),
         ("runtime.keep_freed_memory", "yes", "runtime.keep_freed_memory"),
         ("model.attention", "cudnn", "model.attention"),  # needs bfloat16
+        ("model.family", "rnn", "model.family"),
+        ("model.kernels", "fast", "model.kernels"),
     ],
 )
 def test_bad_values_name_their_key(key, value, name):
@@ -41,6 +43,20 @@ def test_bad_values_name_their_key(key, value, name):
     section, field = key.split(".")
     c[section][field] = value
     with pytest.raises(ConfigError, match=f"config {name}="):
+        validate(c)
+
+
+def test_a_rule_that_shards_the_length_axis_is_rejected():
+    c = default_config()
+    c.mesh.rules = (("batch", "data"), ("length", "model"))
+    with pytest.raises(ConfigError, match="config mesh.rules=.*'length'.*not supported"):
+        validate(c)
+
+
+def test_blocked_attention_needs_custom_kernels():
+    c = default_config()
+    c.model.attention, c.model.kernels = "blocked", "autodiff"
+    with pytest.raises(ConfigError, match="config model.attention='blocked'.*model.kernels"):
         validate(c)
 
 

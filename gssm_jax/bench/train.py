@@ -46,9 +46,10 @@ from gssm_jax.hostmem import keep_freed_memory
 if TYPE_CHECKING:  # JAX is imported lazily: `keep_freed_memory` must run before it starts
     from collections.abc import Callable
 
-    import flax.linen as nn
     import ml_collections
     from jax.sharding import Mesh
+
+    from gssm_jax.models.registry import Model
 
 
 PRESETS = {
@@ -103,7 +104,7 @@ class Timed:
     """One model's jitted train step with its state, and the times of its timed steps."""
 
     def __init__(
-        self, name: str, model: nn.Module, c: ml_collections.ConfigDict, mesh: Mesh, batches: list
+        self, name: str, model: Model, c: ml_collections.ConfigDict, mesh: Mesh, batches: list
     ) -> None:
         import jax
         from jax.sharding import NamedSharding
@@ -227,7 +228,7 @@ def device_memory_limit(limit_gib: float | None) -> int | None:
 
 
 def search_batch(
-    c: ml_collections.ConfigDict, mesh: Mesh, limit: int, model: nn.Module, multiple: int
+    c: ml_collections.ConfigDict, mesh: Mesh, limit: int, model: Model, multiple: int
 ) -> dict:
     """The largest batch (a multiple of `multiple`) of `model`'s train step within `limit` bytes
     per device, and the probes."""
@@ -248,7 +249,7 @@ def search_batch(
         return parts["total"]
 
     print(
-        f"{type(model).__name__}: searching the largest batch under {limit / 2**20:.1f} MiB",
+        f"{type(model.module).__name__}: searching the largest batch under {limit / 2**20:.1f} MiB",
         file=sys.stderr,
     )
     best, probes = batchfit.largest_fitting(bytes_at, limit, multiple, c.data.batch_size)
@@ -264,7 +265,7 @@ def search_batch(
 
 def start_model(
     name: str,
-    build: Callable[[ml_collections.ConfigDict], nn.Module],
+    build: Callable[[ml_collections.ConfigDict], Model],
     c: ml_collections.ConfigDict,
     mesh: Mesh,
     tokens: str,
@@ -312,10 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     import jax
 
     from gssm_jax import parallel, profile
-    from gssm_jax.config import ConfigError
-    from gssm_jax.models import layers
+    from gssm_jax.config import ConfigError, family_config
+    from gssm_jax.models import layers, registry
     from gssm_jax.models.reference import PlainTransformer
-    from gssm_jax.models.transformer import ModelConfig
     from gssm_jax.train import state as train_state
 
     try:
@@ -335,7 +335,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     build = {
         "optimized": lambda c: train_state.model_from_config(c, vocab),
-        "plain": lambda c: PlainTransformer(ModelConfig.from_config(c.model, vocab)),
+        "plain": lambda c: registry.build(
+            family_config(c.model, vocab), PlainTransformer(family_config(c.model, vocab))
+        ),
     }
     multiple = parallel.data_parallel_size(c, mesh) * c.optim.accum_steps
     step_down = multiple if args.max_batch else 0
@@ -368,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     attention = {
         "optimized": layers.resolve_attention(
-            m.attention, m.dtype, jax.default_backend(), m.emb_dim // m.nb_heads
+            m.attention, m.dtype, jax.default_backend(), m.emb_dim // m.nb_heads, m.kernels
         ),
         "plain": "xla",
     }

@@ -11,7 +11,8 @@ build the factors of a given W:
 - `prune`: the deterministic pruning of seeds/003 (see `prune`).
 - `random_factors`: normal factors whose sum has the entry scale of a dense init.
 
-`KronMlp` is the SwiGLU MLP of `gssm_jax.models.transformer` with its three matrices factorised.
+Everything but `kron_apply` is NumPy, so `gssm_jax.models.configs` checks factor shapes and counts
+parameters and FLOPs without JAX. The Flax module is `gssm_jax.models.kron_mlp.KronMlp`.
 """
 
 from __future__ import annotations
@@ -19,13 +20,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import flax.linen as nn
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 INITS = ("vanloan", "prune", "random")
-# Parameter names of the factors in KronMlp: optimizers tell new factors from pre-trained weights by them.
+# Parameter names of the factors in KronMlp: optimizers tell new factors from pre-trained ones by them.
 FACTOR_NAMES = ("gate_up_a", "gate_up_b", "down_a", "down_b")
 Shape = tuple[int, int]
 
@@ -120,12 +118,15 @@ def apply_flops(a_shape: Shape, b_shape: Shape, terms: int) -> int:
 # --- apply -----------------------------------------------------------------------------------
 
 
-def kron_apply(x_Nxm: jax.Array, A_rxm1xn1: jax.Array, B_rxm2xn2: jax.Array) -> jax.Array:
-    """x @ sum_k kron(A_k, B_k) -> (N, n1 n2), without forming the m x n matrix.
+def kron_apply(x_Nxm: Any, A_rxm1xn1: Any, B_rxm2xn2: Any) -> Any:
+    """x @ sum_k kron(A_k, B_k) -> (N, n1 n2), without forming the m x n matrix (JAX arrays).
 
     x's columns are reshaped to (m1, m2); one einsum contracts m2 with B, the other m1 with A (or the
     other way round, whichever costs fewer FLOPs). Accumulates in float32, returns x's dtype.
+    JAX is imported here only, so the shape checks of the run config stay JAX-free.
     """
+    import jax.numpy as jnp  # noqa: PLC0415
+
     r, m1, n1 = A_rxm1xn1.shape
     _, m2, n2 = B_rxm2xn2.shape
     N, m = x_Nxm.shape
@@ -283,53 +284,6 @@ def mlp_flops_per_token(emb_dim: int, hidden_dim: int, terms: int, factor: str =
     """Forward matmul FLOPs of one Kronecker SwiGLU MLP per token (dense: 2 * 3 D F)."""
     shapes = mlp_shapes(emb_dim, hidden_dim, mlp_b_shape(factor))
     return 2 * apply_flops(*shapes["gate_up"], terms) + apply_flops(*shapes["down"], terms)
-
-
-def _init(std: float, terms: int, names: tuple[str | None, ...]):
-    init = nn.initializers.truncated_normal(stddev=factor_std(std, terms))
-    return nn.with_logical_partitioning(init, names)
-
-
-class KronMlp(nn.Module):
-    """SwiGLU silu(x W_gate) * (x W_up) W_down with each W a sum of `kron_terms` Kronecker products.
-
-    `cfg` is the transformer's ModelConfig (emb_dim, hidden_dim, kron_terms, kron_factor, init_std,
-    nb_layers, compute_dtype). Parameters (r = kron_terms; gate and up stacked on the first axis):
-    gate_up_a (2, r, D1, F1), gate_up_b (2, r, D2, F2), down_a (r, F1, D1), down_b (r, F2, D2). The
-    large factors shard their D1 and F1 axes as `embed` and `mlp` (hidden index f = f1 F2 + f2, so
-    F1 is the hidden axis' major part); the small second factors are replicated.
-    """
-
-    cfg: Any
-
-    @nn.compact
-    def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
-        cfg, dtype = self.cfg, self.cfg.compute_dtype
-        B, L, D = x_BxLxD.shape
-        F, r = cfg.hidden_dim, cfg.kron_terms
-        shapes = mlp_shapes(D, F, mlp_b_shape(cfg.kron_factor))
-        (d1, f1), (d2, f2) = shapes["gate_up"]
-        std, out_std = cfg.init_std, cfg.init_std / math.sqrt(2 * cfg.nb_layers)
-        gu_a = self.param(
-            "gate_up_a", _init(std, r, (None, None, "embed", "mlp")), (2, r, d1, f1), jnp.float32
-        )
-        gu_b = self.param(
-            "gate_up_b", _init(std, r, (None, None, None, None)), (2, r, d2, f2), jnp.float32
-        )
-        down_a = self.param(
-            "down_a", _init(out_std, r, (None, "mlp", "embed")), (r, f1, d1), jnp.float32
-        )
-        down_b = self.param(
-            "down_b", _init(out_std, r, (None, None, None)), (r, f2, d2), jnp.float32
-        )
-        x_NxD = x_BxLxD.reshape(B * L, D)
-        g_NxF = kron_apply(x_NxD, gu_a[0].astype(dtype), gu_b[0].astype(dtype))
-        u_NxF = kron_apply(x_NxD, gu_a[1].astype(dtype), gu_b[1].astype(dtype))
-        g_NxF = nn.with_logical_constraint(g_NxF, ("batch", "mlp"))
-        g, u = g_NxF.astype(jnp.float32), u_NxF.astype(jnp.float32)
-        a_NxF = (g * jax.nn.sigmoid(g) * u).astype(dtype)
-        y_NxD = kron_apply(a_NxF, down_a.astype(dtype), down_b.astype(dtype))
-        return y_NxD.reshape(B, L, D)
 
 
 def dense_mlp_weights(params: dict) -> tuple[np.ndarray, np.ndarray]:

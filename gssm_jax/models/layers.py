@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.sharding import PartitionSpec
 
-from gssm_jax.config import ATTENTION_CHOICES, cudnn_supports
+from gssm_jax.models.configs import ATTENTION_CHOICES, KERNEL_CHOICES, cudnn_supports
 
 F32 = jnp.float32
 
@@ -140,20 +140,37 @@ swiglu.defvjp(_swiglu_fwd, _swiglu_bwd)
 
 
 def rope_tables(length: int, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
-    """sin and cos of position x frequency, each (length, head_dim // 2), float32."""
+    """sin and cos of position x frequency for positions 0..length-1, each (length, head_dim // 2)."""
+    return rope_at(jnp.arange(length), head_dim, theta)
+
+
+def rope_at(positions: jax.Array, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
+    """sin and cos of position x frequency, each positions.shape + (head_dim // 2,), float32."""
     freq = theta ** (-jnp.arange(0, head_dim, 2, dtype=F32) / head_dim)
-    angle_LxK2 = jnp.arange(length, dtype=F32)[:, None] * freq[None, :]
-    return jnp.sin(angle_LxK2), jnp.cos(angle_LxK2)
+    angle = positions.astype(F32)[..., None] * freq
+    return jnp.sin(angle), jnp.cos(angle)
 
 
-def rope(x_BxLxHxK: jax.Array, sin_LxK2: jax.Array, cos_LxK2: jax.Array) -> jax.Array:
+def rope(x_BxLxHxK: jax.Array, sin: jax.Array, cos: jax.Array) -> jax.Array:
     """Rotates the pairs (x[k], x[k + K/2]) by position-dependent angles (GPT-NeoX layout).
 
-    With -sin it is the inverse rotation, which is also its transpose (used in the backward pass).
+    sin and cos are (L, K/2) (the same positions for every sequence) or (B, L, K/2). With -sin
+    it is the inverse rotation, which is also its transpose.
     """
     x1, x2 = jnp.split(x_BxLxHxK, 2, axis=-1)
-    sin, cos = sin_LxK2[None, :, None, :], cos_LxK2[None, :, None, :]
+    sin, cos = sin[..., None, :], cos[..., None, :]
     return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+
+
+def rotate_qk(
+    q_BxLxHxK: jax.Array, k_BxLxHxK: jax.Array, sin: jax.Array, cos: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """q and k rotated in float32 and cast back to their dtype (positions are explicit here,
+    outside any attention kernel)."""
+    dtype = q_BxLxHxK.dtype
+    q = rope(q_BxLxHxK.astype(F32), sin, cos).astype(dtype)
+    k = rope(k_BxLxHxK.astype(F32), sin, cos).astype(dtype)
+    return q, k
 
 
 # --- causal self-attention -------------------------------------------------------------------
@@ -172,22 +189,18 @@ def _masked_scores(q_CxHxQxK, kT_CxHxKxS, start: int) -> jax.Array:
     return jnp.where(col <= row, s_CxHxQxS, -jnp.inf)
 
 
-def _split_qkv(qkv_CxLx3xHxK, theta: float):
+def _heads_first(q_CxLxHxK, k_CxLxHxK, v_CxLxHxK):
     """q (scaled by 1/sqrt(K)), k transposed and v of one group, float32, heads first."""
-    _, length, _, _, head_dim = qkv_CxLx3xHxK.shape
-    sin, cos = rope_tables(length, head_dim, theta)
-    qkv = qkv_CxLx3xHxK.astype(F32)
-    q_CxLxHxK = rope(qkv[:, :, 0], sin, cos) * (head_dim**-0.5)
-    k_CxLxHxK = rope(qkv[:, :, 1], sin, cos)
+    head_dim = q_CxLxHxK.shape[-1]
     return (
-        _transposed(q_CxLxHxK, (0, 2, 1, 3)),
-        _transposed(k_CxLxHxK, (0, 2, 3, 1)),
-        _transposed(qkv[:, :, 2], (0, 2, 1, 3)),
+        _transposed(q_CxLxHxK.astype(F32) * (head_dim**-0.5), (0, 2, 1, 3)),
+        _transposed(k_CxLxHxK.astype(F32), (0, 2, 3, 1)),
+        _transposed(v_CxLxHxK.astype(F32), (0, 2, 1, 3)),
     )
 
 
-def _group_fwd(qkv_CxLx3xHxK, theta: float, block_len: int):
-    q, kT, v = _split_qkv(qkv_CxLx3xHxK, theta)
+def _group_fwd(q_CxLxHxK, k_CxLxHxK, v_CxLxHxK, block_len: int):
+    q, kT, v = _heads_first(q_CxLxHxK, k_CxLxHxK, v_CxLxHxK)
     outs, lses = [], []
     for start, end in _query_blocks(q.shape[2], block_len):
         s = _masked_scores(q[:, :, start:end], kT[..., :end], start)
@@ -197,11 +210,11 @@ def _group_fwd(qkv_CxLx3xHxK, theta: float, block_len: int):
         outs.append(jnp.einsum("chqs,chsk->chqk", e, v[:, :, :end]) / total)
         lses.append((m + jnp.log(total))[..., 0])
     o_CxHxLxK = jnp.concatenate(outs, axis=2)
-    return o_CxHxLxK.transpose(0, 2, 1, 3).astype(qkv_CxLx3xHxK.dtype), jnp.concatenate(lses, 2)
+    return o_CxHxLxK.transpose(0, 2, 1, 3).astype(q_CxLxHxK.dtype), jnp.concatenate(lses, 2)
 
 
-def _group_bwd(qkv_CxLx3xHxK, o_CxLxHxK, lse_CxHxL, do_CxLxHxK, theta: float, block_len: int):
-    q, kT, v = _split_qkv(qkv_CxLx3xHxK, theta)
+def _group_bwd(q_CxLxHxK, k_CxLxHxK, v_CxLxHxK, o_CxLxHxK, lse_CxHxL, do_CxLxHxK, block_len):
+    q, kT, v = _heads_first(q_CxLxHxK, k_CxLxHxK, v_CxLxHxK)
     length, head_dim = q.shape[2], q.shape[3]
     do = do_CxLxHxK.astype(F32)
     delta_CxHxL = jnp.sum(do * o_CxLxHxK.astype(F32), axis=-1).transpose(0, 2, 1)
@@ -222,12 +235,9 @@ def _group_bwd(qkv_CxLx3xHxK, o_CxLxHxK, lse_CxHxL, do_CxLxHxK, theta: float, bl
         dvT_i = jnp.pad(jnp.einsum("chkq,chqs->chks", doT[..., start:end], p), pad)
         dkT = dkT_i if dkT is None else dkT + dkT_i
         dvT = dvT_i if dvT is None else dvT + dvT_i
-    sin, cos = rope_tables(length, head_dim, theta)
-    dq = jnp.concatenate(dqs, axis=2).transpose(0, 2, 1, 3) * (head_dim**-0.5)
-    dq = rope(dq, -sin, cos)
-    dk = rope(dkT.transpose(0, 3, 1, 2), -sin, cos)
-    dv = dvT.transpose(0, 3, 1, 2)
-    return jnp.stack([dq, dk, dv], axis=2).astype(qkv_CxLx3xHxK.dtype)
+    dtype = q_CxLxHxK.dtype
+    dq = (jnp.concatenate(dqs, axis=2).transpose(0, 2, 1, 3) * (head_dim**-0.5)).astype(dtype)
+    return dq, dkT.transpose(0, 3, 1, 2).astype(dtype), dvT.transpose(0, 3, 1, 2).astype(dtype)
 
 
 def _to_groups(x: jax.Array, steps: int) -> jax.Array:
@@ -244,35 +254,41 @@ def _from_groups(x: jax.Array) -> jax.Array:
     return x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
 def causal_attention(
-    qkv_BxLx3xHxK: jax.Array, rope_theta: float, steps: int = 1, block_len: int = 64
+    q_BxLxHxK: jax.Array,
+    k_BxLxHxK: jax.Array,
+    v_BxLxHxK: jax.Array,
+    steps: int = 1,
+    block_len: int = 64,
 ) -> jax.Array:
-    """Causal multi-head softmax attention with rotary embeddings on q and k.
+    """Causal multi-head softmax attention of already rotated queries and keys (position i
+    attends to 0..i), with a hand-written backward pass.
 
-    `qkv` stacks the projected queries, keys and values. The batch is processed in `steps` groups
-    (a loop) and the queries in blocks of `block_len` rows that attend only to keys up to their
-    last row. Both are performance knobs: the result does not depend on them beyond rounding.
+    The batch is processed in `steps` groups (a loop) and the queries in blocks of `block_len`
+    rows that attend only to keys up to their last row. Both are performance knobs: the result
+    does not depend on them beyond rounding.
     """
-    return _attention_fwd(qkv_BxLx3xHxK, rope_theta, steps, block_len)[0]
+    return _attention_fwd(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, steps, block_len)[0]
 
 
-def _attention_fwd(qkv_BxLx3xHxK, rope_theta, steps, block_len):
-    def body(_, qkv_group):
-        return None, _group_fwd(qkv_group, rope_theta, block_len)
-
-    _, (o, lse) = lax.scan(body, None, _to_groups(qkv_BxLx3xHxK, steps))
-    o_BxLxHxK, lse_BxHxL = _from_groups(o), _from_groups(lse)
-    return o_BxLxHxK, (qkv_BxLx3xHxK, o_BxLxHxK, lse_BxHxL)
-
-
-def _attention_bwd(rope_theta, steps, block_len, res, do_BxLxHxK):
+def _attention_fwd(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, steps, block_len):
     def body(_, group):
-        return None, _group_bwd(*group, rope_theta, block_len)
+        return None, _group_fwd(*group, block_len)
+
+    qkv = tuple(_to_groups(a, steps) for a in (q_BxLxHxK, k_BxLxHxK, v_BxLxHxK))
+    _, (o, lse) = lax.scan(body, None, qkv)
+    o_BxLxHxK, lse_BxHxL = _from_groups(o), _from_groups(lse)
+    return o_BxLxHxK, (q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, o_BxLxHxK, lse_BxHxL)
+
+
+def _attention_bwd(steps, block_len, res, do_BxLxHxK):
+    def body(_, group):
+        return None, _group_bwd(*group, block_len)
 
     groups = tuple(_to_groups(a, steps) for a in (*res, do_BxLxHxK))
-    _, dqkv = lax.scan(body, None, groups)
-    return (_from_groups(dqkv),)
+    _, grads = lax.scan(body, None, groups)
+    return tuple(_from_groups(g) for g in grads)
 
 
 causal_attention.defvjp(_attention_fwd, _attention_bwd)
@@ -293,43 +309,91 @@ def attention_steps(batch: int, batch_shards: int, nb_heads: int, length: int) -
 
 
 def dot_product_attention(
-    qkv_BxLx3xHxK: jax.Array, rope_theta: float, implementation: str = "xla"
+    q_BxLxHxK: jax.Array, k_BxLxHxK: jax.Array, v_BxLxHxK: jax.Array, implementation: str = "xla"
 ) -> jax.Array:
-    """The same attention through `jax.nn.dot_product_attention`, differentiated by JAX.
+    """Causal attention through `jax.nn.dot_product_attention`, differentiated by JAX.
 
     implementation "xla" is the textbook formula (the yardstick for `causal_attention`); "cudnn"
     is cuDNN's fused flash attention (GPU, bfloat16 or float16 inputs), which skips the masked half.
-    q and k are rotated in float32 and cast back to the input dtype.
     """
-    _, length, _, _, head_dim = qkv_BxLx3xHxK.shape
-    sin, cos = rope_tables(length, head_dim, rope_theta)
-    dtype = qkv_BxLx3xHxK.dtype
-    qkv = qkv_BxLx3xHxK.astype(F32)
-    q = rope(qkv[:, :, 0], sin, cos).astype(dtype)
-    k = rope(qkv[:, :, 1], sin, cos).astype(dtype)
     return jax.nn.dot_product_attention(
-        q, k, qkv_BxLx3xHxK[:, :, 2], is_causal=True, implementation=implementation
+        q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, is_causal=True, implementation=implementation
     )
 
 
-def reference_attention(qkv_BxLx3xHxK: jax.Array, rope_theta: float) -> jax.Array:
+def cached_attention(
+    q_BxQxHxK: jax.Array, k_BxSxHxK: jax.Array, v_BxSxHxK: jax.Array, q_pos_BxQ: jax.Array
+) -> jax.Array:
+    """Attention of Q queries at positions q_pos against S cached keys at positions 0..S-1: query
+    (b, i) sees keys s <= q_pos[b, i]. The decode path (one query per sequence) and prefill."""
+    head_dim = q_BxQxHxK.shape[-1]
+    q = q_BxQxHxK.astype(F32) * (head_dim**-0.5)
+    s_BxHxQxS = jnp.einsum("bqhk,bshk->bhqs", q, k_BxSxHxK.astype(F32))
+    key_pos_S = jnp.arange(k_BxSxHxK.shape[1])
+    visible_BxQxS = key_pos_S[None, None, :] <= q_pos_BxQ[:, :, None]
+    s_BxHxQxS = jnp.where(visible_BxQxS[:, None], s_BxHxQxS, -jnp.inf)
+    p_BxHxQxS = jax.nn.softmax(s_BxHxQxS, axis=-1)
+    o_BxQxHxK = jnp.einsum("bhqs,bshk->bqhk", p_BxHxQxS, v_BxSxHxK.astype(F32))
+    return o_BxQxHxK.astype(q_BxQxHxK.dtype)
+
+
+def reference_attention(
+    q_BxLxHxK: jax.Array, k_BxLxHxK: jax.Array, v_BxLxHxK: jax.Array
+) -> jax.Array:
     """The textbook formula, differentiated by JAX: the yardstick for `causal_attention`."""
-    return dot_product_attention(qkv_BxLx3xHxK, rope_theta, "xla")
+    return dot_product_attention(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, "xla")
 
 
-def resolve_attention(choice: str, dtype: str, backend: str, head_dim: int = 64) -> str:
+def resolve_kernels(choice: str, backend: str) -> str:
+    """The kernels `model.kernels` names on this backend: "custom" (the hand-written backward
+    passes above, measured faster on XLA:CPU) or "autodiff" (plain formulas differentiated by JAX;
+    `jax.jvp` works through them). "auto" is custom on CPU and autodiff elsewhere."""
+    if choice not in KERNEL_CHOICES:
+        raise ValueError(f"kernels must be one of {KERNEL_CHOICES}, got {choice!r}")
+    if choice != "auto":
+        return choice
+    return "custom" if backend == "cpu" else "autodiff"
+
+
+def resolve_attention(
+    choice: str, dtype: str, backend: str, head_dim: int = 64, kernels: str = "auto"
+) -> str:
     """The attention implementation `model.attention` names on this backend.
 
-    "auto" is "blocked" (`causal_attention`, tuned for XLA:CPU) on CPU, "cudnn" on GPU where
-    cuDNN supports the dtype and head dimension (bfloat16, a multiple of 8 up to 128), and "xla"
-    otherwise (GPU float32, TPU).
+    "auto" is "blocked" (`causal_attention`, tuned for XLA:CPU) where the kernels resolve to
+    custom (CPU by default), else "cudnn" on GPU where cuDNN supports the dtype and head
+    dimension (bfloat16, a multiple of 8 up to 128), and "xla" otherwise (GPU float32, TPU).
     """
     if choice not in ATTENTION_CHOICES:
         raise ValueError(f"attention must be one of {ATTENTION_CHOICES}, got {choice!r}")
     if choice != "auto":
         return choice
-    if backend == "cpu":
+    if resolve_kernels(kernels, backend) == "custom" and backend == "cpu":
         return "blocked"
     if backend in ("gpu", "cuda") and cudnn_supports(dtype, head_dim):
         return "cudnn"
     return "xla"
+
+
+# --- the same layers for JAX's own differentiation -------------------------------------------
+
+
+def dense_autodiff(x: jax.Array, w: jax.Array, n_in: int = 1) -> jax.Array:
+    """`dense` without a custom gradient."""
+    return _dot(x, w, (tuple(range(1, 1 + n_in)), tuple(range(n_in))), x.dtype)
+
+
+def swiglu_autodiff(
+    x_NxD: jax.Array,
+    w_gate_up_Dx2xF: jax.Array,
+    w_down_FxD: jax.Array,
+    hidden_spec: PartitionSpec | None = None,
+) -> jax.Array:
+    """`swiglu` without a custom gradient."""
+    gu_Nx2xF = _constrain(_dot(x_NxD, w_gate_up_Dx2xF, ((1,), (0,)), x_NxD.dtype), hidden_spec)
+    return _dot(_swiglu_act(gu_Nx2xF), w_down_FxD, ((1,), (0,)), x_NxD.dtype)
+
+
+def kernel_set(kernels: str) -> tuple:
+    """(dense, swiglu) for resolved kernels 'custom' or 'autodiff'."""
+    return (dense, swiglu) if kernels == "custom" else (dense_autodiff, swiglu_autodiff)

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from gssm_jax.models.layers import rope, rope_tables
+from gssm_jax.models.lm import compute_dtype
 from gssm_jax.models.transformer import EMBED_AXES, ModelConfig, RMSNorm
 
 
@@ -27,7 +28,7 @@ class PlainAttention(nn.Module):
 
     @nn.compact
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
-        c, dtype = self.cfg, self.cfg.compute_dtype
+        c, dtype = self.cfg, compute_dtype(self.cfg)
         L, D = x_BxLxD.shape[1:]
         H, K = c.nb_heads, c.head_dim
         out_std = c.init_std / math.sqrt(2 * c.nb_layers)
@@ -45,7 +46,7 @@ class PlainMlp(nn.Module):
 
     @nn.compact
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
-        c, dtype = self.cfg, self.cfg.compute_dtype
+        c, dtype = self.cfg, compute_dtype(self.cfg)
         D, F = c.emb_dim, c.hidden_dim
         out_std = c.init_std / math.sqrt(2 * c.nb_layers)
         w_gate_up = _param(self, "gate_up", (D, 2, F), c.init_std, ("embed", None, "mlp"))
@@ -60,9 +61,9 @@ class PlainBlock(nn.Module):
     @nn.compact
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
         c = self.cfg
-        h = RMSNorm(c.norm_eps, c.compute_dtype, name="attn_norm")(x_BxLxD)
+        h = RMSNorm(c.norm_eps, compute_dtype(c), name="attn_norm")(x_BxLxD)
         x_BxLxD = x_BxLxD + PlainAttention(c, name="attn")(h)
-        h = RMSNorm(c.norm_eps, c.compute_dtype, name="mlp_norm")(x_BxLxD)
+        h = RMSNorm(c.norm_eps, compute_dtype(c), name="mlp_norm")(x_BxLxD)
         return nn.with_logical_constraint(x_BxLxD + PlainMlp(c, name="mlp")(h), EMBED_AXES)
 
 
@@ -73,7 +74,7 @@ class PlainTransformer(nn.Module):
 
     @nn.compact
     def __call__(self, tokens_BxL: jax.Array) -> jax.Array:
-        c, dtype = self.cfg, self.cfg.compute_dtype
+        c, dtype = self.cfg, compute_dtype(self.cfg)
         embed_VxD = _param(self, "embed", (c.vocab_size, c.emb_dim), c.init_std, ("vocab", "embed"))
         x_BxLxD = jnp.take(embed_VxD, tokens_BxL, axis=0).astype(dtype)
         block = nn.remat(PlainBlock) if c.remat else PlainBlock

@@ -4,203 +4,159 @@ tokens_BxL (int32) -> logits_BxLxV (float32). Parameters are float32 and annotat
 names (embed, heads, kv, mlp, vocab); activations are constrained with batch, length, embed, heads,
 kv, mlp, vocab, so `config.mesh.rules` alone decides data and tensor parallelism.
 
-The blocks compute on 2-D (batch x length, features) rows through `gssm_jax.models.layers`, whose
-hand-written backward passes make training about twice as fast on XLA:CPU as automatic
-differentiation of the same formulas; the function computed is the textbook one.
+Positions are explicit: q and k are rotated outside the attention kernel, at positions 0..L-1 in
+training and at each sequence's own positions with a cache. With a cache (a KV cache, see
+`init_cache`) the L new queries attend to every cached key at or before their position, so one
+decode step is a call with L = 1.
+
+With `model.kernels` custom (the default on CPU) the blocks compute through the hand-written
+backward passes of `gssm_jax.models.layers`, about twice as fast on XLA:CPU as automatic
+differentiation of the same formulas; with autodiff (the default elsewhere) JAX differentiates
+plain formulas. The function computed is the same.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 
-from gssm_jax.models import kron, layers
+from gssm_jax.models import kron_mlp, layers, lm
+from gssm_jax.models.configs import TransformerConfig
+from gssm_jax.models.lm import EMBED_AXES, RMSNorm
 
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+ModelConfig = TransformerConfig  # the name the transformer's config had before the families
+Config = TransformerConfig
 ATTENTION_BLOCK_LEN = 64  # query rows per causal block in `layers.causal_attention`
-EMBED_AXES = ("batch", "length", "embed")
+__all__ = ["EMBED_AXES", "Config", "ModelConfig", "RMSNorm", "Transformer", "init_cache"]
 
 
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """The `model.*` config section plus the vocabulary size of the data graph."""
-
-    vocab_size: int
-    emb_dim: int = 64
-    nb_layers: int = 2
-    nb_heads: int = 4
-    hidden_dim: int = 256
-    rope_theta: float = 10_000.0
-    norm_eps: float = 1e-5
-    weight_tying: bool = False
-    init_std: float = 0.02
-    dtype: str = "float32"
-    remat: bool = False
-    attention: str = "auto"
-    mlp: str = "dense"  # "dense" (Mlp) or "kronecker" (kron.KronMlp)
-    kron_terms: int = 1
-    kron_factor: str = ""  # second factor of the D x F gate/up matrices, "m2xn2"; "": balanced
-
-    @classmethod
-    def from_config(cls, model: ml_collections.ConfigDict, vocab_size: int) -> ModelConfig:
-        fields = {f.name for f in dataclasses.fields(cls)} - {"vocab_size"}
-        return cls(vocab_size=vocab_size, **{k: model[k] for k in fields})
-
-    @property
-    def head_dim(self) -> int:
-        return self.emb_dim // self.nb_heads
-
-    @property
-    def compute_dtype(self):
-        return DTYPES[self.dtype]
+def init_cache(cfg: TransformerConfig, batch: int, cache_len: int) -> dict[str, Any]:
+    """An empty KV cache: per block k and v (batch, cache_len, heads, head_dim) in the compute
+    dtype, and `lengths` (batch,), the number of positions each sequence has filled."""
+    shape = (batch, cache_len, cfg.nb_heads, cfg.head_dim)
+    dtype = lm.compute_dtype(cfg)
+    blocks = {
+        f"block_{i}": {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
+        for i in range(cfg.nb_layers)
+    }
+    return {"lengths": jnp.zeros((batch,), jnp.int32), **blocks}
 
 
-def _init(std: float, names: tuple[str | None, ...]):
-    return nn.with_logical_partitioning(nn.initializers.truncated_normal(stddev=std), names)
+def cache_capacity(cache: dict[str, Any]) -> int | None:
+    """Positions the cache holds per sequence."""
+    return cache["block_0"]["k"].shape[1]
 
 
-def _constrain(x: jax.Array, names: tuple[str | None, ...]) -> jax.Array:
-    return nn.with_logical_constraint(x, names)
-
-
-def _mesh_spec(names: tuple[str | None, ...]):
-    """The PartitionSpec these logical names map to, or None without a mesh and rules in context."""
-    if jax.sharding.get_abstract_mesh().empty or not nn.get_logical_axis_rules():
-        return None
-    return nn.logical_to_mesh_axes(names)
-
-
-def batch_shards() -> int:
-    """Devices the logical `batch` axis is split over, from the mesh and rules in context (or 1)."""
-    mesh = jax.sharding.get_abstract_mesh()
-    if mesh.empty:
-        return 1
-    spec = nn.logical_to_mesh_axes(("batch",))
-    axes = spec[0] if spec is not None and len(spec) else None
-    if axes is None:
-        return 1
-    axes = (axes,) if isinstance(axes, str) else tuple(axes)
-    return math.prod(mesh.shape[a] for a in axes)
-
-
-class RMSNorm(nn.Module):
-    """x / rms(x) * scale, computed in float32, returned in the compute dtype."""
-
-    eps: float
-    dtype: jnp.dtype
-
-    @nn.compact
-    def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
-        init = nn.with_logical_partitioning(nn.initializers.ones, ("embed",))
-        scale_D = self.param("scale", init, (x_BxLxD.shape[-1],), jnp.float32)
-        x = x_BxLxD.astype(jnp.float32)
-        x = x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + self.eps)
-        return (x * scale_D).astype(self.dtype)
+def _write(cache_BxSxHxK: jax.Array, new_BxLxHxK: jax.Array, start_B: jax.Array) -> jax.Array:
+    """The cache with row b's positions start[b] .. start[b] + L - 1 set (past the end dropped)."""
+    B, L = new_BxLxHxK.shape[:2]
+    pos_BxL = start_B[:, None] + jnp.arange(L)[None, :]
+    rows_BxL = jnp.broadcast_to(jnp.arange(B)[:, None], (B, L))
+    new = new_BxLxHxK.astype(cache_BxSxHxK.dtype)
+    return cache_BxSxHxK.at[rows_BxL, pos_BxL].set(new, mode="drop")
 
 
 class Attention(nn.Module):
     """Causal self-attention: fused q/k/v projection, rotary embeddings, output projection.
 
-    `cfg.attention` picks the kernel (see `layers.resolve_attention`): the CPU-tuned blocked
-    attention, or `jax.nn.dot_product_attention` as XLA ops or cuDNN flash attention.
+    Without a cache, `cfg.attention` picks the kernel (see `layers.resolve_attention`): the
+    CPU-tuned blocked attention, or `jax.nn.dot_product_attention` as XLA ops or cuDNN flash
+    attention. With one, the new keys and values are written at positions start_B + 0..L-1 and
+    the queries attend to the cache (`layers.cached_attention`).
     """
 
-    cfg: ModelConfig
+    cfg: TransformerConfig
 
     @nn.compact
-    def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
-        cfg, dtype = self.cfg, self.cfg.compute_dtype
+    def __call__(self, x_BxLxD: jax.Array, cache: dict | None = None, start_B=None):
+        cfg, dtype = self.cfg, lm.compute_dtype(self.cfg)
         B, L, D = x_BxLxD.shape
         H, K = cfg.nb_heads, cfg.head_dim
+        kernels = lm.kernels(cfg)
+        dense, _ = layers.kernel_set(kernels)
         w_qkv = self.param(
-            "qkv", _init(cfg.init_std, ("embed", None, "heads", "kv")), (D, 3, H, K), jnp.float32
+            "qkv", lm.init(cfg.init_std, ("embed", None, "heads", "kv")), (D, 3, H, K), jnp.float32
         )
-        out_std = cfg.init_std / math.sqrt(2 * cfg.nb_layers)
-        w_out = self.param("out", _init(out_std, ("heads", "kv", "embed")), (H, K, D), jnp.float32)
-        qkv_BxLx3xHxK = layers.dense(x_BxLxD.reshape(B * L, D), w_qkv.astype(dtype)).reshape(
-            B, L, 3, H, K
+        w_out = self.param(
+            "out", lm.init(lm.out_std(cfg), ("heads", "kv", "embed")), (H, K, D), jnp.float32
         )
-        qkv_BxLx3xHxK = _constrain(qkv_BxLx3xHxK, ("batch", "length", None, "heads", "kv"))
-        impl = layers.resolve_attention(cfg.attention, cfg.dtype, jax.default_backend(), K)
-        if impl == "blocked":
-            steps = layers.attention_steps(B, batch_shards(), H, L)
-            o_BxLxHxK = layers.causal_attention(
-                qkv_BxLx3xHxK, cfg.rope_theta, steps, ATTENTION_BLOCK_LEN
+        qkv_BxLx3xHxK = dense(x_BxLxD.reshape(B * L, D), w_qkv.astype(dtype)).reshape(B, L, 3, H, K)
+        qkv_BxLx3xHxK = lm.constrain(qkv_BxLx3xHxK, ("batch", "length", None, "heads", "kv"))
+        q, k, v = qkv_BxLx3xHxK[:, :, 0], qkv_BxLx3xHxK[:, :, 1], qkv_BxLx3xHxK[:, :, 2]
+        if cache is None:
+            sin, cos = layers.rope_tables(L, K, cfg.rope_theta)
+            q, k = layers.rotate_qk(q, k, sin, cos)
+            impl = layers.resolve_attention(
+                cfg.attention, cfg.dtype, jax.default_backend(), K, kernels
             )
+            if impl == "blocked":
+                steps = layers.attention_steps(B, lm.batch_shards(), H, L)
+                o_BxLxHxK = layers.causal_attention(q, k, v, steps, ATTENTION_BLOCK_LEN)
+            else:
+                o_BxLxHxK = layers.dot_product_attention(q, k, v, impl)
+            new_cache = None
         else:
-            o_BxLxHxK = layers.dot_product_attention(qkv_BxLx3xHxK, cfg.rope_theta, impl)
-        o_BxLxHxK = _constrain(o_BxLxHxK, ("batch", "length", "heads", "kv"))
-        y_NxD = layers.dense(o_BxLxHxK.reshape(B * L, H, K), w_out.astype(dtype), 2)
-        return y_NxD.reshape(B, L, D)
-
-
-class Mlp(nn.Module):
-    """SwiGLU: silu(x W_gate) * (x W_up) W_down, gate and up in one (D, 2, F) kernel."""
-
-    cfg: ModelConfig
-
-    @nn.compact
-    def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
-        cfg, dtype = self.cfg, self.cfg.compute_dtype
-        B, L, D = x_BxLxD.shape
-        F = cfg.hidden_dim
-        w_gate_up = self.param(
-            "gate_up", _init(cfg.init_std, ("embed", None, "mlp")), (D, 2, F), jnp.float32
-        )
-        out_std = cfg.init_std / math.sqrt(2 * cfg.nb_layers)
-        w_down = self.param("down", _init(out_std, ("mlp", "embed")), (F, D), jnp.float32)
-        y_NxD = layers.swiglu(
-            x_BxLxD.reshape(B * L, D),
-            w_gate_up.astype(dtype),
-            w_down.astype(dtype),
-            _mesh_spec(("batch", None, "mlp")),
-        )
-        return y_NxD.reshape(B, L, D)
+            pos_BxL = start_B[:, None] + jnp.arange(L)[None, :]
+            sin, cos = layers.rope_at(pos_BxL, K, cfg.rope_theta)
+            q, k = layers.rotate_qk(q, k, sin, cos)
+            new_cache = {"k": _write(cache["k"], k, start_B), "v": _write(cache["v"], v, start_B)}
+            o_BxLxHxK = layers.cached_attention(q, new_cache["k"], new_cache["v"], pos_BxL)
+        o_BxLxHxK = lm.constrain(o_BxLxHxK, ("batch", "length", "heads", "kv"))
+        y_NxD = dense(o_BxLxHxK.reshape(B * L, H, K), w_out.astype(dtype), 2)
+        return y_NxD.reshape(B, L, D), new_cache
 
 
 class Block(nn.Module):
     """x + attention(norm(x)), then x + mlp(norm(x))."""
 
-    cfg: ModelConfig
+    cfg: TransformerConfig
 
     @nn.compact
-    def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
+    def __call__(self, x_BxLxD: jax.Array, cache: dict | None = None, start_B=None):
         cfg = self.cfg
-        h = RMSNorm(cfg.norm_eps, cfg.compute_dtype, name="attn_norm")(x_BxLxD)
-        x_BxLxD = _constrain(x_BxLxD + Attention(cfg, name="attn")(h), EMBED_AXES)
-        h = RMSNorm(cfg.norm_eps, cfg.compute_dtype, name="mlp_norm")(x_BxLxD)
-        mlp = kron.KronMlp if cfg.mlp == "kronecker" else Mlp
-        return _constrain(x_BxLxD + mlp(cfg, name="mlp")(h), EMBED_AXES)
+        h = RMSNorm(cfg.norm_eps, lm.compute_dtype(cfg), name="attn_norm")(x_BxLxD)
+        y, cache = Attention(cfg, name="attn")(h, cache, start_B)
+        x_BxLxD = lm.constrain(x_BxLxD + y, EMBED_AXES)
+        h = RMSNorm(cfg.norm_eps, lm.compute_dtype(cfg), name="mlp_norm")(x_BxLxD)
+        if cfg.mlp == "kronecker":
+            y = kron_mlp.KronMlp(cfg, name="mlp")(h)
+        else:
+            y = lm.Mlp(cfg, cfg.hidden_dim, name="mlp")(h)
+        return lm.constrain(x_BxLxD + y, EMBED_AXES), cache
 
 
 class Transformer(nn.Module):
-    """Token embedding, `nb_layers` blocks (rematerialised when `remat`), final norm, output head."""
+    """Token embedding, `nb_layers` blocks (rematerialised when `remat`), final norm, output head.
 
-    cfg: ModelConfig
+    `(tokens_BxL)` -> logits_BxLxV; `(tokens_BxL, cache, valid_B)` -> (logits_BxLxV, cache): the
+    tokens continue each sequence of the cache, the first valid_B of them count (the rest are
+    padding whose keys later steps overwrite).
+    """
+
+    cfg: TransformerConfig
 
     @nn.compact
-    def __call__(self, tokens_BxL: jax.Array) -> jax.Array:
-        cfg, dtype = self.cfg, self.cfg.compute_dtype
-        B, L = tokens_BxL.shape
-        V, D = cfg.vocab_size, cfg.emb_dim
-        embedding_VxD = self.param(
-            "embed", _init(cfg.init_std, ("vocab", "embed")), (V, D), jnp.float32
-        )
-        x_BxLxD = _constrain(jnp.take(embedding_VxD, tokens_BxL, axis=0).astype(dtype), EMBED_AXES)
-        block = nn.remat(Block) if cfg.remat else Block
+    def __call__(self, tokens_BxL: jax.Array, cache: dict | None = None, valid_B=None):
+        cfg = self.cfg
+        embedding_VxD, head_DxV = lm.embedding_params(self, cfg)
+        x_BxLxD = lm.embed(cfg, embedding_VxD, tokens_BxL)
+        block = nn.remat(Block) if cfg.remat and cache is None else Block
+        start_B = None if cache is None else cache["lengths"]
+        new_cache = {}
         for i in range(cfg.nb_layers):
-            x_BxLxD = block(cfg, name=f"block_{i}")(x_BxLxD)
-        x_NxD = RMSNorm(cfg.norm_eps, dtype, name="final_norm")(x_BxLxD).reshape(B * L, D)
-        if cfg.weight_tying:
-            w_head_DxV = embedding_VxD.T
-        else:
-            w_head_DxV = self.param(
-                "head", _init(cfg.init_std, ("embed", "vocab")), (D, V), jnp.float32
-            )
-        logits_NxV = layers.dense(x_NxD, w_head_DxV.astype(dtype)).astype(jnp.float32)
-        return _constrain(logits_NxV.reshape(B, L, V), ("batch", "length", "vocab"))
+            name = f"block_{i}"
+            layer_cache = None if cache is None else cache[name]
+            x_BxLxD, new_cache[name] = block(cfg, name=name)(x_BxLxD, layer_cache, start_B)
+        x_BxLxD = RMSNorm(cfg.norm_eps, lm.compute_dtype(cfg), name="final_norm")(x_BxLxD)
+        logits_BxLxV = lm.head(cfg, head_DxV, x_BxLxD)
+        if cache is None:
+            return logits_BxLxV
+        lengths_B = start_B + valid_B
+        overflow_B = lengths_B > cache_capacity(cache)
+        return lm.flag_overflow(logits_BxLxV, overflow_B), {"lengths": lengths_B, **new_cache}
+
+
+Module = Transformer

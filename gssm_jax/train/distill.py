@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from typing import Any, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -20,11 +19,12 @@ from jax.sharding import Mesh
 from gssm_jax import checkpoint
 from gssm_jax.config import ConfigError, config_from_json, resolved_graph_spec
 from gssm_jax.gssm.graph import parse_graph
+from gssm_jax.models.registry import Model
 from gssm_jax.train import state as train_state
 
 
 class Teacher(NamedTuple):
-    model: nn.Module
+    model: Model
     params: Any
     weight: float
 
@@ -37,20 +37,19 @@ def next_token_kl(teacher_logits_BxLxV: jax.Array, logits_BxLxV: jax.Array) -> j
 
 
 def distilled_loss(
-    model: nn.Module, params: Any, teacher: Teacher, tokens_BxT: jax.Array
+    model: Model, params: Any, teacher: Teacher, tokens_BxT: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
     """(cross-entropy + weight * KL(teacher || model), cross-entropy), means over the batch."""
     inputs_BxL = tokens_BxT[:, :-1]
-    logits_BxLxV = model.apply({"params": params}, inputs_BxL)
-    teacher_BxLxV = jax.lax.stop_gradient(
-        teacher.model.apply({"params": teacher.params}, inputs_BxL)
-    )
+    logits_BxLxV = model.apply(params, inputs_BxL)
+    teacher_BxLxV = jax.lax.stop_gradient(teacher.model.apply(teacher.params, inputs_BxL))
     ce = optax.softmax_cross_entropy_with_integer_labels(logits_BxLxV, tokens_BxT[:, 1:]).mean()
     return ce + teacher.weight * next_token_kl(teacher_BxLxV, logits_BxLxV), ce
 
 
 def load_teacher(config: ml_collections.ConfigDict, mesh: Mesh) -> Teacher | None:
-    """The teacher of `config.optim.distill` on `mesh`, or None when no teacher is set.
+    """The teacher of `config.optim.distill` on `mesh`, or None when no teacher is set. Any
+    model family can teach.
 
     Raises ConfigError naming optim.distill.teacher for a run without a checkpoint or one trained
     on another graph.

@@ -13,8 +13,8 @@ import ml_collections
 from jax.sharding import Mesh
 
 from gssm_jax import parallel
-from gssm_jax.config import ConfigError
-from gssm_jax.models.transformer import ModelConfig, Transformer
+from gssm_jax.config import ConfigError, checked_family_config
+from gssm_jax.models.registry import Model, build
 from gssm_jax.train.optim import make_optimizer
 
 # Initialisation runs once, but XLA:CPU spends ~10 s optimising jax.random's threefry code at the
@@ -31,34 +31,37 @@ class TrainState:
     opt_state: Any
 
 
-def model_from_config(config: ml_collections.ConfigDict, vocab_size: int) -> Transformer:
-    """The transformer of `config.model` for a vocabulary of `vocab_size` tokens.
+def model_from_config(config: ml_collections.ConfigDict, vocab_size: int) -> Model:
+    """The model of `config.model` (its family's dataclass, see `gssm_jax.models.registry`) for a
+    vocabulary of `vocab_size` tokens.
 
-    Raises ConfigError for model.attention='cudnn' on a backend without cuDNN (checked here, once
-    JAX's backend is up, rather than in `config.validate`, which must not start it).
+    Raises ConfigError for a bad family field, and for model.attention='cudnn' on a backend
+    without cuDNN (checked here, once JAX's backend is up, rather than in `config.validate`, which
+    must not start it).
     """
+    cfg = checked_family_config(config, vocab_size)
     backend = jax.default_backend()
-    if config.model.attention == "cudnn" and backend != "gpu":
+    if getattr(cfg, "attention", None) == "cudnn" and backend != "gpu":
         raise ConfigError(
             f"config model.attention='cudnn' needs a GPU backend, this run has {backend!r} "
             "(use 'auto' or 'xla')"
         )
-    return Transformer(ModelConfig.from_config(config.model, vocab_size))
+    return build(cfg)
 
 
-def _boxed_init(config: ml_collections.ConfigDict, model: nn.Module) -> Callable:
+def _boxed_init(config: ml_collections.ConfigDict, model: Model) -> Callable:
     """rng -> TrainState whose params (and AdamW moments) are still boxed with logical names."""
     tx = make_optimizer(config.optim)
 
     def init(rng: jax.Array) -> TrainState:
         tokens_1xL = jnp.zeros((1, config.data.seq_len - 1), jnp.int32)
-        params = model.init(rng, tokens_1xL)["params"]
+        params = model.init(rng, tokens_1xL)
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
     return init
 
 
-def state_shardings(config: ml_collections.ConfigDict, mesh: Mesh, model: nn.Module) -> Any:
+def state_shardings(config: ml_collections.ConfigDict, mesh: Mesh, model: Model) -> Any:
     """NamedShardings of every leaf of the train state, from the logical names of the params.
 
     The AdamW moments mirror the boxed params, so they inherit the same logical names; the step
@@ -69,7 +72,7 @@ def state_shardings(config: ml_collections.ConfigDict, mesh: Mesh, model: nn.Mod
 
 
 def abstract_train_state(
-    config: ml_collections.ConfigDict, mesh: Mesh, model: nn.Module
+    config: ml_collections.ConfigDict, mesh: Mesh, model: Model
 ) -> tuple[TrainState, Any]:
     """(ShapeDtypeStructs carrying shardings, shardings): the restore target of a checkpoint."""
     shardings = state_shardings(config, mesh, model)
@@ -81,7 +84,7 @@ def abstract_train_state(
 
 
 def create_train_state(
-    config: ml_collections.ConfigDict, mesh: Mesh, model: nn.Module, rng: jax.Array
+    config: ml_collections.ConfigDict, mesh: Mesh, model: Model, rng: jax.Array
 ) -> tuple[TrainState, Any]:
     """(state, shardings): a fresh state, each array created on its own devices by one jit."""
     shardings = state_shardings(config, mesh, model)

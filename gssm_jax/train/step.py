@@ -18,6 +18,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from gssm_jax import parallel
+from gssm_jax.models.registry import Model
 from gssm_jax.train import distill
 from gssm_jax.train.optim import make_optimizer, schedule
 from gssm_jax.train.state import TrainState, model_from_config
@@ -25,9 +26,9 @@ from gssm_jax.train.state import TrainState, model_from_config
 __all__ = ["make_eval_step", "make_train_step", "model_from_config", "sequence_nll"]
 
 
-def sequence_nll(model: nn.Module, params: Any, tokens_BxT: jax.Array) -> jax.Array:
+def sequence_nll(model: Model, params: Any, tokens_BxT: jax.Array) -> jax.Array:
     """Mean next-token cross-entropy of each sequence over positions 1..T-1 -> nll_B (nats)."""
-    logits_BxLxV = model.apply({"params": params}, tokens_BxT[:, :-1])
+    logits_BxLxV = model.apply(params, tokens_BxT[:, :-1])
     nll_BxL = optax.softmax_cross_entropy_with_integer_labels(logits_BxLxV, tokens_BxT[:, 1:])
     return nll_BxL.mean(axis=-1)
 
@@ -53,7 +54,7 @@ def _in_mesh(config: ml_collections.ConfigDict, mesh: Mesh, jitted: Any) -> Call
 
 
 def make_train_step(
-    config: ml_collections.ConfigDict, model: nn.Module, mesh: Mesh, shardings: Any
+    config: ml_collections.ConfigDict, model: Model, mesh: Mesh, shardings: Any
 ) -> Callable[[TrainState, jax.Array], tuple[TrainState, dict[str, jax.Array]]]:
     """(state, tokens_BxT) -> (state, {loss, grad_norm, lr}); the input state is donated.
 
@@ -116,7 +117,7 @@ def make_train_step(
 
 def make_eval_step(
     config: ml_collections.ConfigDict,
-    model: nn.Module,
+    model: Model,
     mesh: Mesh,
     shardings: Any,
     per_sequence: bool = False,

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from gssm_jax.models import kron
-from gssm_jax.models.transformer import Mlp, ModelConfig
+from gssm_jax.models.configs import TransformerConfig
+from gssm_jax.models.kron_mlp import KronMlp
+from gssm_jax.models.lm import Mlp
 
 
 def _planted(rng, a_shape, b_shape, terms):
@@ -117,19 +119,19 @@ def test_bad_shapes_and_ranks_are_named_errors():
 
 def _cfg(**kw):
     base = dict(vocab_size=8, emb_dim=16, hidden_dim=24, nb_layers=2, mlp="kronecker")
-    return ModelConfig(**{**base, **kw})
+    return TransformerConfig(**{**base, **kw})
 
 
 @pytest.mark.parametrize("factor,terms", [("", 2), ("2x1", 1), ("4x3", 3)])
 def test_kron_mlp_equals_the_dense_mlp_of_its_materialised_matrices(factor, terms):
     cfg = _cfg(kron_terms=terms, kron_factor=factor)
     x = jax.random.normal(jax.random.key(0), (2, 5, 16))
-    params = nn.unbox(kron.KronMlp(cfg).init(jax.random.key(1), x)["params"])
+    params = nn.unbox(KronMlp(cfg).init(jax.random.key(1), x)["params"])
     params = jax.tree.map(lambda p: p * 30, params)  # entries of order 1: a non-trivial check
-    y = kron.KronMlp(cfg).apply({"params": params}, x)
+    y = KronMlp(cfg).apply({"params": params}, x)
     gate_up, down = kron.dense_mlp_weights(jax.tree.map(np.asarray, params))
     dense = {"gate_up": jnp.asarray(gate_up, jnp.float32), "down": jnp.asarray(down, jnp.float32)}
-    y_dense = Mlp(_cfg(mlp="dense")).apply({"params": dense}, x)
+    y_dense = Mlp(_cfg(mlp="dense"), 24).apply({"params": dense}, x)
     scale = float(jnp.abs(y_dense).max())
     assert scale > 0.1
     np.testing.assert_allclose(np.asarray(y), np.asarray(y_dense), atol=1e-5 * scale)
@@ -138,7 +140,7 @@ def test_kron_mlp_equals_the_dense_mlp_of_its_materialised_matrices(factor, term
 
 
 def test_kron_mlp_parameters_carry_logical_axes():
-    boxed = kron.KronMlp(_cfg()).init(jax.random.key(0), jnp.zeros((1, 3, 16)))["params"]
+    boxed = KronMlp(_cfg()).init(jax.random.key(0), jnp.zeros((1, 3, 16)))["params"]
     names = {k: v.names for k, v in boxed.items()}
     assert names == {
         "gate_up_a": (None, None, "embed", "mlp"),
@@ -158,3 +160,11 @@ def test_profile_counts_the_factorised_mlp_flops():
     factorised = profile.flops_per_token(model, 127, 32)["forward"]
     per_layer = kron.mlp_flops_per_token(64, 256, 2, "4x1") - 2 * 3 * 64 * 256
     assert factorised - dense == model.nb_layers * per_layer < 0
+    cfg = _cfg(kron_terms=2, kron_factor="4x3")
+    dense_cfg = _cfg(mlp="dense")
+    counts = kron.mlp_param_count(16, 24, 2, "4x3")
+    assert cfg.param_count() - dense_cfg.param_count() == 2 * (
+        counts["kronecker"] - counts["dense"]
+    )
+    boxed = KronMlp(cfg).init(jax.random.key(0), jnp.zeros((1, 3, 16)))["params"]
+    assert sum(p.value.size for p in boxed.values()) == counts["kronecker"]

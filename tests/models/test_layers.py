@@ -34,45 +34,64 @@ def _vjp_pair(fn, reference, args, seed=9):
     return both(*args)
 
 
+def _qkv(seed: int, shape: tuple, dtype=np.float32) -> tuple:
+    q, k, v = (_normal(seed + i, shape).astype(dtype) for i in range(3))
+    return q, k, v
+
+
 @pytest.mark.parametrize(
     "steps,block_len",
     [(1, 64), (2, 8), (4, 100)],  # one block; four, the last ragged; one group per sequence
 )
 def test_causal_attention_matches_reference(steps, block_len):
-    qkv = _normal(0, (4, 30, 3, 2, 8))
     out, out_ref, grads, grads_ref = _vjp_pair(
-        lambda x: layers.causal_attention(x, 500.0, steps, block_len),
-        lambda x: layers.reference_attention(x, 500.0),
-        (qkv,),
+        lambda q, k, v: layers.causal_attention(q, k, v, steps, block_len),
+        layers.reference_attention,
+        _qkv(0, (4, 30, 2, 8)),
     )
     _close(out, out_ref)
-    _close(grads[0], grads_ref[0])
+    for g, g_ref in zip(grads, grads_ref, strict=True):
+        _close(g, g_ref)
 
 
 def test_causal_attention_in_bfloat16_is_close_to_float32():
-    qkv = _normal(1, (2, 40, 3, 2, 8))
+    q, k, v = _qkv(1, (2, 40, 2, 8))
     out, out_ref = jax.jit(
-        lambda x: (
-            layers.causal_attention(x.astype(jnp.bfloat16), 1e4, 1, 16),
-            layers.reference_attention(x, 1e4),
+        lambda q, k, v: (
+            layers.causal_attention(*(a.astype(jnp.bfloat16) for a in (q, k, v)), 1, 16),
+            layers.reference_attention(q, k, v),
         )
-    )(qkv)
+    )(q, k, v)
     assert out.dtype == jnp.bfloat16
     np.testing.assert_allclose(out.astype(jnp.float32), out_ref, atol=5e-2)
 
 
 def test_xla_dot_product_attention_matches_the_blocked_kernel_in_bfloat16():
     """model.attention='xla' and 'blocked' compute the same function (bf16 rounding apart)."""
-    qkv = _normal(5, (2, 70, 3, 3, 8)).astype(jnp.bfloat16)
     out, out_ref, grads, grads_ref = _vjp_pair(
-        lambda x: layers.dot_product_attention(x, 1e4, "xla"),
-        lambda x: layers.causal_attention(x, 1e4, 2, 16),
-        (qkv,),
+        lambda q, k, v: layers.dot_product_attention(q, k, v, "xla"),
+        lambda q, k, v: layers.causal_attention(q, k, v, 2, 16),
+        _qkv(5, (2, 70, 3, 8), jnp.bfloat16),
     )
     assert out.dtype == out_ref.dtype == jnp.bfloat16
     f32 = lambda a: np.asarray(a, np.float32)  # noqa: E731
     np.testing.assert_allclose(f32(out), f32(out_ref), atol=3e-2)
-    np.testing.assert_allclose(f32(grads[0]), f32(grads_ref[0]), atol=6e-2)
+    for g, g_ref in zip(grads, grads_ref, strict=True):
+        np.testing.assert_allclose(f32(g), f32(g_ref), atol=6e-2)
+
+
+def test_cached_attention_with_shorter_queries_is_the_causal_attention_of_their_rows():
+    """Queries at positions 5..9 of each sequence against 12 cached keys (the last two beyond
+    every query) give rows 5..9 of causal attention over the first 10 positions."""
+    q, k, v = _qkv(7, (2, 12, 2, 8))
+    pos_BxQ = np.tile(np.arange(5, 10), (2, 1))
+    out, full = jax.jit(
+        lambda q, k, v: (
+            layers.cached_attention(q[:, 5:10], k, v, pos_BxQ),
+            layers.reference_attention(q[:, :10], k[:, :10], v[:, :10]),
+        )
+    )(q, k, v)
+    _close(out, full[:, 5:10], rtol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -90,6 +109,15 @@ def test_xla_dot_product_attention_matches_the_blocked_kernel_in_bfloat16():
 )
 def test_resolve_attention(choice, dtype, backend, expected):
     assert layers.resolve_attention(choice, dtype, backend, 24) == expected
+
+
+def test_kernels_auto_is_custom_on_cpu_only_and_autodiff_attention_is_not_blocked():
+    assert layers.resolve_kernels("auto", "cpu") == "custom"
+    assert layers.resolve_kernels("auto", "gpu") == "autodiff"
+    assert layers.resolve_kernels("custom", "gpu") == "custom"
+    assert layers.resolve_attention("auto", "float32", "cpu", 16, "autodiff") == "xla"
+    with pytest.raises(ValueError, match="'fast'"):
+        layers.resolve_kernels("fast", "cpu")
 
 
 def test_auto_attention_avoids_cudnn_for_head_dimensions_it_does_not_take():
@@ -131,6 +159,16 @@ def test_swiglu_matches_autodiff():
     _close(out, out_ref)
     for g, g_ref in zip(grads, grads_ref, strict=True):
         _close(g, g_ref)
+
+
+def test_rope_at_per_sequence_positions_matches_the_tables():
+    x = _normal(6, (2, 5, 3, 8))
+    sin, cos = layers.rope_tables(9, 8, 100.0)
+    pos_BxL = np.array([[0, 1, 2, 3, 4], [4, 5, 6, 7, 8]])
+    sin_b, cos_b = layers.rope_at(pos_BxL, 8, 100.0)
+    rotated = layers.rope(x, sin_b, cos_b)
+    _close(rotated[0], layers.rope(x[:1], sin[:5], cos[:5])[0], rtol=1e-6)
+    _close(rotated[1], layers.rope(x[1:], sin[4:], cos[4:])[0], rtol=1e-6)
 
 
 def test_rope_with_negative_sine_inverts_it():

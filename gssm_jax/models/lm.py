@@ -1,0 +1,139 @@
+"""The parts every family shares: token embedding, RMSNorm, output head, logical-axis helpers.
+
+Parameters are float32 and carry logical axis names; activations are constrained with logical
+names too, so `mesh.rules` alone decides data and tensor parallelism for every family.
+"""
+
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from gssm_jax.models import layers
+from gssm_jax.models.configs import Shared
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+EMBED_AXES = ("batch", "length", "embed")
+
+
+def compute_dtype(cfg: Shared):
+    return DTYPES[cfg.dtype]
+
+
+def kernels(cfg: Shared) -> str:
+    """'custom' or 'autodiff': `cfg.kernels` resolved on the backend this is traced for."""
+    return layers.resolve_kernels(cfg.kernels, jax.default_backend())
+
+
+def init(std: float, names: tuple[str | None, ...]):
+    return nn.with_logical_partitioning(nn.initializers.truncated_normal(stddev=std), names)
+
+
+def constant_init(value: float, names: tuple[str | None, ...]):
+    return nn.with_logical_partitioning(nn.initializers.constant(value), names)
+
+
+def constrain(x: jax.Array, names: tuple[str | None, ...]) -> jax.Array:
+    return nn.with_logical_constraint(x, names)
+
+
+def mesh_spec(names: tuple[str | None, ...]):
+    """The PartitionSpec these logical names map to, or None without a mesh and rules in context."""
+    if jax.sharding.get_abstract_mesh().empty or not nn.get_logical_axis_rules():
+        return None
+    return nn.logical_to_mesh_axes(names)
+
+
+def batch_shards() -> int:
+    """Devices the logical `batch` axis is split over, from the mesh and rules in context (or 1)."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        return 1
+    spec = nn.logical_to_mesh_axes(("batch",))
+    axes = spec[0] if spec is not None and len(spec) else None
+    if axes is None:
+        return 1
+    axes = (axes,) if isinstance(axes, str) else tuple(axes)
+    return math.prod(mesh.shape[a] for a in axes)
+
+
+def out_std(cfg: Shared) -> float:
+    """Init std of the projections that write into the residual stream (GPT-2's 1/sqrt(2L))."""
+    return cfg.init_std / math.sqrt(2 * cfg.nb_layers)
+
+
+class RMSNorm(nn.Module):
+    """x / rms(x) * scale, computed in float32, returned in the compute dtype."""
+
+    eps: float
+    dtype: jnp.dtype
+    axis_name: str = "embed"
+
+    @nn.compact
+    def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
+        init = nn.with_logical_partitioning(nn.initializers.ones, (self.axis_name,))
+        scale_D = self.param("scale", init, (x_BxLxD.shape[-1],), jnp.float32)
+        x = x_BxLxD.astype(jnp.float32)
+        x = x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + self.eps)
+        return (x * scale_D).astype(self.dtype)
+
+
+class Mlp(nn.Module):
+    """SwiGLU: silu(x W_gate) * (x W_up) W_down, gate and up in one (D, 2, F) kernel."""
+
+    cfg: Shared
+    hidden_dim: int
+
+    @nn.compact
+    def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
+        cfg, dtype = self.cfg, compute_dtype(self.cfg)
+        B, L, D = x_BxLxD.shape
+        F = self.hidden_dim
+        w_gate_up = self.param(
+            "gate_up", init(cfg.init_std, ("embed", None, "mlp")), (D, 2, F), jnp.float32
+        )
+        w_down = self.param("down", init(out_std(cfg), ("mlp", "embed")), (F, D), jnp.float32)
+        _, swiglu = layers.kernel_set(kernels(cfg))
+        y_NxD = swiglu(
+            x_BxLxD.reshape(B * L, D),
+            w_gate_up.astype(dtype),
+            w_down.astype(dtype),
+            mesh_spec(("batch", None, "mlp")),
+        )
+        return y_NxD.reshape(B, L, D)
+
+
+def embedding_params(module: nn.Module, cfg: Shared) -> tuple[jax.Array, jax.Array]:
+    """(embedding_VxD, head_DxV) declared on `module` as "embed" and "head" (the transposed
+    embedding when the weights are tied)."""
+    V, D = cfg.vocab_size, cfg.emb_dim
+    embedding_VxD = module.param(
+        "embed", init(cfg.init_std, ("vocab", "embed")), (V, D), jnp.float32
+    )
+    if cfg.weight_tying:
+        return embedding_VxD, embedding_VxD.T
+    head_DxV = module.param("head", init(cfg.init_std, ("embed", "vocab")), (D, V), jnp.float32)
+    return embedding_VxD, head_DxV
+
+
+def embed(cfg: Shared, embedding_VxD: jax.Array, tokens_BxL: jax.Array) -> jax.Array:
+    x_BxLxD = jnp.take(embedding_VxD, tokens_BxL, axis=0).astype(compute_dtype(cfg))
+    return constrain(x_BxLxD, EMBED_AXES)
+
+
+def head(cfg: Shared, head_DxV: jax.Array, x_BxLxD: jax.Array) -> jax.Array:
+    """Logits (float32) of the final norm's output."""
+    B, L, D = x_BxLxD.shape
+    dense, _ = layers.kernel_set(kernels(cfg))
+    logits_NxV = dense(x_BxLxD.reshape(B * L, D), head_DxV.astype(x_BxLxD.dtype))
+    logits_BxLxV = logits_NxV.astype(jnp.float32).reshape(B, L, -1)
+    return constrain(logits_BxLxV, ("batch", "length", "vocab"))
+
+
+def flag_overflow(logits: jax.Array, overflow_B: jax.Array) -> jax.Array:
+    """NaN logits for the sequences whose cache overflowed (when the check runs under jit)."""
+    shape = (-1,) + (1,) * (logits.ndim - 1)
+    return jnp.where(overflow_B.reshape(shape), jnp.nan, logits)
