@@ -20,6 +20,7 @@ import os
 import shutil
 import sys
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 from absl import app, flags, logging
@@ -283,6 +284,38 @@ def surgery(
     with open(os.path.join(out, "kron.json"), "w") as f:
         json.dump(report, f, indent=2)
     return report
+
+
+def run_params(run: str) -> tuple[Any, dict]:
+    """(config, params as NumPy) of a run directory's latest checkpoint."""
+    import jax
+
+    from gssm_jax import checkpoint, parallel
+    from gssm_jax.train import state as train_state
+
+    config = _local_mesh_config(config_lib.config_from_json(os.path.join(run, "config.json")))
+    mesh = parallel.make_mesh(config.mesh)
+    vocab = parallel.parse_graph(config_lib.resolved_graph_spec(config)).vocab_size
+    model = train_state.model_from_config(config, vocab)
+    abstract, _ = train_state.abstract_train_state(config, mesh, model)
+    manager = checkpoint.make_manager(os.path.join(run, "checkpoints"), None, False)
+    state, _ = checkpoint.restore(manager, manager.latest_step(), abstract)
+    manager.close()
+    return config, jax.tree.map(np.asarray, jax.device_get(state.params))
+
+
+def distance_to_dense(dense_params: dict, kron_params: dict) -> list[float]:
+    """||W - sum_k A_k kron B_k||_F / ||W||_F of every MLP matrix (gate, up, down per block)."""
+    from gssm_jax.models import kron
+
+    errors = []
+    for name in sorted(k for k in dense_params if k.startswith("block_")):
+        gate_up, down = kron.dense_mlp_weights(kron_params[name]["mlp"])
+        W = dense_params[name]["mlp"]
+        for w, approx in ((W["gate_up"][:, 0], gate_up[:, 0]), (W["gate_up"][:, 1], gate_up[:, 1])):
+            errors.append(float(np.linalg.norm(w - approx) / np.linalg.norm(w)))
+        errors.append(float(np.linalg.norm(W["down"] - down) / np.linalg.norm(W["down"])))
+    return errors
 
 
 def print_report(report: dict, out: str) -> None:

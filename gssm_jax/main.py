@@ -1,6 +1,8 @@
 """Entry point: `python -m gssm_jax.main [--config FILE] [--workdir DIR] [--config.key=value ...]`.
 
-With no flags it trains the debug config into a fresh folder under ./runs/. Exit codes: 0 when the
+With no flags it trains the debug config into a fresh folder under ./runs/. Without --config, a
+--workdir that holds a config.json (a run, or one `python -m gssm_jax.kron` wrote) runs that config,
+with the command line's --config.key=value overrides on top. Exit codes: 0 when the
 run is complete, 75 (EXIT_PREEMPTED) when a stop signal made it save and leave early: run the same
 command again to resume. Bad config values exit with an error naming the key before any work starts.
 """

@@ -237,8 +237,8 @@ class TransformerConfig(Shared):
         shapes = kron.mlp_shapes(self.emb_dim, self.hidden_dim, kron.mlp_b_shape(self.kron_factor))
         (d1, f1), _ = shapes["gate_up"]
         return [
-            ("embed", "emb_dim / kron_factor rows", d1),
-            ("mlp", "hidden_dim / kron_factor columns", f1),
+            ("embed", "emb_dim / kron_factor", d1),
+            ("mlp", "hidden_dim / kron_factor", f1),
         ]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -76,13 +77,19 @@ def make_optimizer(optim: ml_collections.ConfigDict) -> optax.GradientTransforma
 
 
 def kron_labels(params: Any) -> Any:
-    """Label "kron" for the Kronecker factors (models.kron.FACTOR_NAMES), "rest" for the others."""
+    """Label "kron" for the Kronecker factors (models.kron.FACTOR_NAMES), "rest" for the others.
+
+    A logically boxed parameter gets one label for the whole box, so optax's masking replaces the
+    box by a MaskedNode (rather than its contents), and the boxed optimizer state keeps the same
+    structure as its logical partition specs.
+    """
 
     def label(path, _) -> str:
         names = {getattr(k, "key", None) for k in path}
         return "kron" if names & set(FACTOR_NAMES) else "rest"
 
-    return jax.tree_util.tree_map_with_path(label, params)
+    boxed = lambda x: isinstance(x, nn.Partitioned)  # noqa: E731
+    return jax.tree_util.tree_map_with_path(label, params, is_leaf=boxed)
 
 
 def kron_optimizer(optim: ml_collections.ConfigDict) -> optax.GradientTransformation:
