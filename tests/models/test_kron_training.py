@@ -111,3 +111,19 @@ def test_kron_config_errors_name_the_key():
     c.optim.freeze = "pretrained"  # a dense model has no factors to tell apart
     with pytest.raises(ConfigError, match="needs model.mlp='kronecker'"):
         validate(c)
+
+
+def test_a_frozen_kronecker_state_has_the_structure_of_its_shardings():
+    """The boxed optimizer state of optax's masking must match its partition specs (restore)."""
+    from gssm_jax import parallel
+    from gssm_jax.train import state as train_state
+
+    c = default_config()
+    c.model.mlp, c.model.kron_terms, c.optim.freeze = "kronecker", 2, "pretrained"
+    c.data.seq_len = 16
+    mesh = parallel.make_mesh(c.mesh)
+    model = train_state.model_from_config(c, 32)
+    abstract, shardings = train_state.abstract_train_state(c, mesh, model)
+    state, _ = train_state.create_train_state(c, mesh, model, jax.random.key(0))
+    assert jax.tree.structure(abstract) == jax.tree.structure(state)
+    assert model.param_count() == sum(p.size for p in jax.tree.leaves(state.params))
