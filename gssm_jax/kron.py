@@ -319,12 +319,12 @@ def distance_to_dense(dense_params: dict, kron_params: dict) -> list[float]:
 
 
 def print_report(report: dict, out: str) -> None:
-    print(f"{'matrix':<22} {'shape':>9} {'A':>8} {'B':>6} {'rel_error':>10} {'params':>15}")
+    print(f"{'matrix':<18} {'W':>8} {'A':>8} {'B':>5} {'rel_error':>9}  params")
     for r in report["matrices"]:
-        (a1, a2), (b1, b2) = r["factors"]
+        w, a, b = ("x".join(map(str, s)) for s in (r["shape"], *r["factors"]))
         print(
-            f"{r['matrix']:<22} {r['shape'][0]:>4}x{r['shape'][1]:<4} {a1:>4}x{a2:<3} "
-            f"{b1:>3}x{b2:<2} {r['relative_error']:>10.4f} {r['params_dense']:>7}->{r['params_kron']:<7}"
+            f"{r['matrix']:<18} {w:>8} {a:>8} {b:>5} {r['relative_error']:>9.4f}  "
+            f"{r['params_dense']} -> {r['params_kron']}"
         )
     p = report["params"]
     b, a = report["eval_before"], report["eval_after"]
