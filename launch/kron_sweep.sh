@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Kronecker experiment of the README: factorise a trained dense run with each init and r, fine-tune
 # each for the same number of steps with and without freezing (optim.freeze=pretrained: only the
-# factors train) and with and without distillation from the dense run, then print the table.
+# factors train) and with and without distillation from the dense run, then print the table
+# (launch/kron_table.py).
 #   launch/kron_sweep.sh DENSE_RUN OUT_DIR [FACTOR] [STEPS]
 # DENSE_RUN: a finished `python -m gssm_jax.main` run (e.g. the default debug run).
 set -euo pipefail
@@ -43,23 +44,4 @@ for freeze in none pretrained; do
     for r in 1 2; do echo "$init $r $freeze"; done
   done
 done | xargs -P "${JOBS:-3}" -L 1 bash -c 'job "$@"' _
-python - "$out" <<'PY'
-import glob, json, os, sys
-out = sys.argv[1]
-print("| init | r | MLP params | rel. error (mean) | kl_gap after factorisation | freeze | distill | kl_gap after fine-tuning |")
-print("|---|---|---|---|---|---|---|---|")
-d = json.load(open(os.path.join(out, "dense", "final.json")))
-print(f"| dense (reference) | - | - | - | - | - | - | {d['eval']['kl_gap']:.4f} |")
-for run in sorted(glob.glob(os.path.join(out, "*_distill-*"))):
-    if not os.path.isfile(os.path.join(run, "final.json")):
-        continue
-    k = json.load(open(os.path.join(run, "kron.json")))
-    f = json.load(open(os.path.join(run, "final.json")))
-    cfg = json.load(open(os.path.join(run, "config.json")))
-    err = sum(m["relative_error"] for m in k["matrices"]) / len(k["matrices"])
-    distill = "yes" if run.endswith("distill-1") else "no"
-    p = k["params"]
-    print(f"| {k['init']} | {k['terms']} | {p['mlp_before']} -> {p['mlp_after']} | {err:.3f} "
-          f"| {k['eval_after']['kl_gap']:.4f} | {cfg['optim']['freeze']} | {distill} "
-          f"| {f['eval']['kl_gap']:.4f} |")
-PY
+python "$(dirname "$0")/kron_table.py" "$out" "$dense"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 from conftest import main_cmd, read_jsonl, subprocess_env, train_losses
 
 from gssm_jax.exitcodes import EXIT_BAD_CONFIG, EXIT_PREEMPTED
+from gssm_jax.kron import SurgeryError, surgery
 
 SOURCE_STEPS = [
     "--config.optim.steps=10",
@@ -155,26 +157,28 @@ def test_factorised_run_with_freezing_and_distillation_resumes_exactly(source_ru
     np.testing.assert_allclose([r["loss"] for r in eval_a], [r["loss"] for r in eval_b], atol=1e-6)
 
 
-def test_bad_input_exits_2_naming_it(source_run, tmp_path):
+def test_bad_input_is_a_named_error_before_anything_is_written(source_run, tmp_path):
+    out = tmp_path / "out"
+    code, log = _kron(tmp_path, f"--from={source_run}", f"--out={out}", "--factor=3x1")
+    assert code == EXIT_BAD_CONFIG, log
+    assert "error: config model.kron_factor='3x1'" in log and "Traceback" not in log, log
+    assert not out.exists()
     cases = {
-        ("--factor=3x1",): "model.kron_factor='3x1'",
-        ("--terms=3", "--factor=2x1"): "--terms",
-        ("--init=svd",): "--init 'svd'",
-        ("--config.optim.freeze=everything",): "optim.freeze",
-        ("--step=7",): "--step 7",
+        ("prune", 3, "2x1", None, {}): "model.kron_terms",
+        ("svd", 1, "", None, {}): "--init 'svd'",
+        ("vanloan", 1, "", None, {"optim.freeze": "everything"}): "optim.freeze",
+        ("vanloan", 1, "", 7, {}): "--step 7",
     }
-    for args, name in cases.items():
-        out = tmp_path / "out"
-        code, log = _kron(tmp_path, f"--from={source_run}", f"--out={out}", *args)
-        assert code == EXIT_BAD_CONFIG, (args, log)
-        assert name in log and "Traceback" not in log, (args, log)
-        assert not out.exists(), args
+    for (init, terms, factor, step, overrides), name in cases.items():
+        with pytest.raises(SurgeryError, match=re.escape(name)):
+            surgery(str(source_run), str(out), step, init, terms, factor, 5, 0, overrides)
+        assert not out.exists(), name
     other = tmp_path / "mamba_run"
     other.mkdir()
     config = json.loads((source_run / "config.json").read_text())
     config["model"]["family"] = "mamba"
     (other / "config.json").write_text(json.dumps(config))
-    code, log = _kron(tmp_path, f"--from={other}", f"--out={tmp_path / 'x'}")
-    assert code == EXIT_BAD_CONFIG and "model.family='mamba'" in log, log
-    code, log = _kron(tmp_path, f"--from={tmp_path / 'nothing'}", f"--out={tmp_path / 'x'}")
-    assert code == EXIT_BAD_CONFIG and "not a run directory" in log, log
+    with pytest.raises(SurgeryError, match="model.family='mamba' has no SwiGLU MLP"):
+        surgery(str(other), str(out), None, "prune", 1, "", 5, 0, {})
+    with pytest.raises(SurgeryError, match="not a run directory"):
+        surgery(str(tmp_path / "nothing"), str(out), None, "prune", 1, "", 5, 0, {})

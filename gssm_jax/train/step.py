@@ -72,17 +72,17 @@ def make_train_step(
     micro_spec = P(None, *parallel.batch_spec(config))
 
     def loss_fn(params, tokens_BxT):
+        """(the loss differentiated, the cross-entropy reported as `loss`)."""
         if teacher is None:
-            return sequence_nll(model, params, tokens_BxT).mean()
+            ce = sequence_nll(model, params, tokens_BxT).mean()
+            return ce, ce
         return distill.distilled_loss(model, params, teacher, tokens_BxT)
 
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=teacher is not None)
-    if teacher is not None:
-        plain_grad_fn = grad_fn
+    value_and_grad = jax.value_and_grad(loss_fn, has_aux=True)
 
-        def grad_fn(params, tokens_BxT):  # (cross-entropy, gradient of the distilled loss)
-            (_, ce), grads = plain_grad_fn(params, tokens_BxT)
-            return ce, grads
+    def grad_fn(params, tokens_BxT):
+        (_, ce), grads = value_and_grad(params, tokens_BxT)
+        return ce, grads
 
     def gradients(params, tokens_BxT):
         if accum == 1:
