@@ -21,6 +21,7 @@ fi
 # One job per (init, r, freeze): its surgery, then its fine-tunes without and with distillation.
 # JOBS of them run at once (default 3).
 job() {
+  set -euo pipefail
   local init=$1 r=$2 freeze=$3
   local base=$out/${init}_r${r}_freeze-${freeze}
   if [ ! -f "$base.kron/kron.json" ]; then

@@ -163,13 +163,13 @@ def test_bad_input_is_a_named_error_before_anything_is_written(source_run, tmp_p
     assert code == EXIT_BAD_CONFIG, log
     assert "error: config model.kron_factor='3x1'" in log and "Traceback" not in log, log
     assert not out.exists()
-    cases = {
-        ("prune", 3, "2x1", None, {}): "model.kron_terms",
-        ("svd", 1, "", None, {}): "--init 'svd'",
-        ("vanloan", 1, "", None, {"optim.freeze": "everything"}): "optim.freeze",
-        ("vanloan", 1, "", 7, {}): "--step 7",
-    }
-    for (init, terms, factor, step, overrides), name in cases.items():
+    cases = [
+        ("prune", 3, "2x1", None, {}, "model.kron_terms"),
+        ("svd", 1, "", None, {}, "--init 'svd'"),
+        ("vanloan", 1, "", None, {"optim.freeze": "everything"}, "optim.freeze"),
+        ("vanloan", 1, "", 7, {}, "--step 7"),
+    ]
+    for init, terms, factor, step, overrides, name in cases:
         with pytest.raises(SurgeryError, match=re.escape(name)):
             surgery(str(source_run), str(out), step, init, terms, factor, 5, 0, overrides)
         assert not out.exists(), name
