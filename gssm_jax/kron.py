@@ -85,6 +85,8 @@ def new_config(source, init: str, terms: int, factor: str, steps: int | None, ov
         raise SurgeryError(f"--init {init!r}: must be vanloan, prune or random")
     if steps is not None and steps < 1:
         raise SurgeryError(f"--steps {steps}: must be >= 1")
+    if "optim.steps" in overrides:
+        raise SurgeryError("--config.optim.steps: use --steps (the fine-tuning steps after --step)")
     config = config_lib.config_from_dict(json.loads(source.to_json_best_effort()))
     config.model.mlp = "kronecker"
     config.model.kron_terms = terms
