@@ -199,6 +199,18 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--no-keep-memory", action="store_true", help="leave glibc malloc at its defaults"
     )
+    parser.add_argument(
+        "--family",
+        default=None,
+        help="time model families instead (a family, a comma list, or 'all'; see "
+        "gssm_jax.bench.families): one row per family at each of --seq-lens",
+    )
+    parser.add_argument(
+        "--seq-lens",
+        default="256,2048",
+        help="with --family: sequence lengths timed in the same run (tokens per step kept at "
+        "batch x the first length)",
+    )
     args = parser.parse_args(argv)
     args.model_names = [m for m in args.models.split(",") if m]
     if not args.model_names or any(m not in ("optimized", "plain") for m in args.model_names):
@@ -309,6 +321,10 @@ def main(argv: list[str] | None = None) -> int:
         argv.pop(0)
     args = _parse(argv)
     kept = False if args.no_keep_memory else keep_freed_memory()
+    if args.family is not None:
+        from gssm_jax.bench import families
+
+        return families.main(args, kept)
 
     import jax
 

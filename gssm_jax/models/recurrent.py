@@ -26,6 +26,7 @@ F32 = jnp.float32
 def linear_scan(a_BxLx: jax.Array, b_BxLx: jax.Array, h0_Bx: jax.Array | None = None) -> jax.Array:
     """h_t = a_t * h_{t-1} + b_t for t = 0..L-1 (elementwise; h_{-1} = h0 or 0), all h_t at once by
     `jax.lax.associative_scan` (log-depth, no loop over time)."""
+    a_BxLx, b_BxLx = jnp.asarray(a_BxLx), jnp.asarray(b_BxLx)
     if h0_Bx is not None:
         b_BxLx = b_BxLx.at[:, 0].add(a_BxLx[:, 0] * h0_Bx)
 
