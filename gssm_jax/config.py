@@ -79,6 +79,12 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.remat = False
     # attention kernel: auto (blocked on CPU, cudnn on GPU in bfloat16, else xla), blocked, xla, cudnn
     c.model.attention = "auto"
+    # MLP matrices: "dense", or "kronecker": each a sum of kron_terms Kronecker products whose second
+    # factor (of the D x F gate/up matrices; down uses its transpose) is kron_factor "m2xn2" ("":
+    # balanced factorisations of D and F). See gssm_jax/models/kron.py and `python -m gssm_jax.kron`.
+    c.model.mlp = "dense"
+    c.model.kron_terms = 1
+    c.model.kron_factor = ""
     # custom: hand-written backward passes (faster on XLA:CPU); autodiff: JAX differentiates plain
     # formulas (jax.jvp works); auto: custom on CPU, autodiff elsewhere
     c.model.kernels = "auto"
@@ -105,6 +111,15 @@ def default_config() -> ml_collections.ConfigDict:
     c.optim.weight_decay = 0.1
     c.optim.clip_norm = 1.0
     c.optim.accum_steps = 1  # micro-batches per step
+    # Kronecker runs (train/optim.py): freeze "none", "kron" (train only the rest) or "pretrained"
+    # (train only the Kronecker factors); kron_lr: the factors' peak learning rate (None: lr).
+    c.optim.freeze = "none"
+    c.optim.kron_lr = ml_collections.config_dict.placeholder(float)
+    # Distillation (train/distill.py): loss += weight * KL(teacher || model) per next token; teacher
+    # is a run directory (its latest checkpoint), "" for none.
+    c.optim.distill = ml_collections.ConfigDict()
+    c.optim.distill.teacher = ""
+    c.optim.distill.weight = 1.0
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = -1  # -1: all devices not used by `model`
@@ -199,6 +214,35 @@ def load_python_function(path: str, function: str, what: str = "--config"):
 def load_config_file(path: str) -> ml_collections.ConfigDict:
     """`get_config()` of an ml_collections config file; `FILE:ARG` calls `get_config(ARG)`."""
     return load_python_function(path, "get_config")
+
+
+def _update_from(c: ml_collections.ConfigDict, saved: dict, prefix: str = "") -> None:
+    for key, value in saved.items():
+        if key not in c:
+            raise ConfigError(f"saved config key {prefix}{key} is not in this version's schema")
+        if isinstance(c[key], ml_collections.ConfigDict) and key != "graph":
+            _update_from(c[key], value, f"{prefix}{key}.")
+        elif key == "rules":
+            c[key] = tuple(tuple(rule) for rule in value)
+        else:
+            c[key] = value
+
+
+def config_from_json(path: str) -> ml_collections.ConfigDict:
+    """The locked config a run saved as `config.json` (keys it lacks keep their defaults)."""
+    import json
+
+    with open(path) as f:
+        return config_from_dict(json.load(f))
+
+
+def config_from_dict(saved: dict) -> ml_collections.ConfigDict:
+    """The locked config of a saved (JSON) dict; keys it lacks keep their defaults."""
+    c = default_config()
+    with c.unlocked():
+        c.data.graph = ml_collections.ConfigDict(saved.get("data", {}).get("graph", c.data.graph))
+    _update_from(c, saved)
+    return c
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -414,4 +458,38 @@ def validate(c: ml_collections.ConfigDict) -> None:
     )
     _require(c.mesh.data == -1 or c.mesh.data >= 1, "mesh.data", c.mesh.data, "must be -1 or >= 1")
     _require(c.mesh.model >= 1, "mesh.model", c.mesh.model, "must be >= 1")
+    _validate_kron(c)
     _require(c.profile.num_steps >= 1, "profile.num_steps", c.profile.num_steps, "must be >= 1")
+
+
+def _validate_kron(c: ml_collections.ConfigDict) -> None:
+    """optim.freeze, optim.kron_lr and optim.distill (the Kronecker factors themselves are
+    checked by the transformer's config, gssm_jax.models.configs)."""
+    _require(
+        c.optim.freeze in ("none", "kron", "pretrained"),
+        "optim.freeze",
+        c.optim.freeze,
+        "must be 'none', 'kron' or 'pretrained'",
+    )
+    _require(
+        c.optim.freeze == "none" or c.model.mlp == "kronecker",
+        "optim.freeze",
+        c.optim.freeze,
+        "needs model.mlp='kronecker' (it freezes the Kronecker factors or the rest)",
+    )
+    kron_lr = c.optim.kron_lr
+    _require(
+        kron_lr is None or (math.isfinite(kron_lr) and kron_lr > 0),
+        "optim.kron_lr",
+        kron_lr,
+        "must be a finite number > 0 (or unset: optim.lr)",
+    )
+    weight = c.optim.distill.weight
+    _require(math.isfinite(weight) and weight >= 0, "optim.distill.weight", weight, "must be >= 0")
+    teacher = c.optim.distill.teacher
+    _require(
+        not teacher or os.path.isfile(os.path.join(teacher, "config.json")),
+        "optim.distill.teacher",
+        teacher,
+        "is not a run directory (no config.json in it)",
+    )

@@ -5,6 +5,8 @@ With no flags it trains the debug config into a fresh folder under ./runs/. Exit
 workdir or data set, a resume whose config changes the experiment, or no checkpoint that restores,
 each named in one line before any work starts; 75 when a stop signal made it save and leave
 early (run the same command again to resume); 130 when a second Ctrl-C stopped it at once.
+Without --config, a --workdir holding a config.json (a run, or one `python -m gssm_jax.kron`
+wrote) runs that config, with the command line's --config.KEY=VALUE overrides on top.
 """
 
 from __future__ import annotations
@@ -33,7 +35,11 @@ def parse(argv: list[str]) -> tuple[object, object]:
         help="resume a workdir even when the config changes the experiment (graph, seeds, model, "
         "optimiser, batch, data); the changed keys are listed and recorded in config.<n>.json",
     )
-    return cli.parse_args(parser, argv, DEFAULT_CONFIG)
+    args, config = cli.parse_args(parser, argv, DEFAULT_CONFIG)
+    saved = os.path.join(args.workdir or "", "config.json")
+    if args.config is None and args.workdir and os.path.isfile(saved):
+        config = saved_run_config(saved, argv)
+    return args, config
 
 
 def check_workdir(workdir: str) -> None:
@@ -72,6 +78,17 @@ def initialize_distributed(dist) -> None:
         jax.distributed.initialize(dist.coordinator, dist.num_processes, dist.process_id)
     elif under_slurm_multitask():
         jax.distributed.initialize()
+
+
+def saved_run_config(path: str, argv: list[str]):
+    """A workdir's own `config.json` with the command line's --config.KEY=VALUE overrides on top."""
+    try:
+        config = config_lib.config_from_json(path)
+        for key, text in cli.split_overrides(argv)[1]:
+            cli.apply_override(config, key, text)
+    except (OSError, ValueError) as e:
+        cli.exit_with_error(e)
+    return config
 
 
 def main(argv: list[str]) -> int:

@@ -3,8 +3,9 @@
 Each family is built from the default config with the benchmark's shared shape (emb_dim, layers,
 dtype; the transformer also takes heads and hidden_dim) and its own section's defaults, and timed
 at each of --seq-lens (default 256 and 2048) in the same process, in interleaved rounds so all see
-the same machine load. The tokens per step stay batch x (first length - 1): a longer length runs
-proportionally fewer sequences, so a model whose cost is linear in the length keeps its tokens/s.
+the same machine load. The tokens per step stay about batch x the first length: a longer length
+runs proportionally fewer sequences (16 x 256 -> 2 x 2048), so a model whose cost is linear in the
+length keeps its tokens/s.
 
 One JSON line per family: parameter count and FLOPs per token (the model's own analytic counts),
 and per length the batch, median step time, tokens/s and model TFLOP/s; `scaling` is tokens/s at
@@ -56,12 +57,12 @@ def main(args: argparse.Namespace, kept: bool) -> int:
         return 2
     base = bench_config(args.shape, args.attention, args.overrides)
     vocab = graph_of(base).vocab_size
-    tokens_per_step = base.data.batch_size * (lengths[0] - 1)
+    tokens_per_step = base.data.batch_size * lengths[0]
     runs = {}
     try:
         for family in names:
             for length in lengths:
-                c = with_batch(base, max(1, tokens_per_step // (length - 1)))
+                c = with_batch(base, max(1, round(tokens_per_step / length)))
                 c.model.family, c.data.seq_len = family, length
                 validate(c)
                 mesh = parallel.make_mesh(c.mesh)

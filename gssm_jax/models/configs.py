@@ -14,6 +14,8 @@ import dataclasses
 import math
 from typing import ClassVar
 
+from gssm_jax.models import kron
+
 ATTENTION_CHOICES = ("auto", "blocked", "xla", "cudnn")  # see layers.resolve_attention
 KERNEL_CHOICES = ("auto", "custom", "autodiff")  # see layers.resolve_kernels
 DTYPE_CHOICES = ("float32", "bfloat16")
@@ -115,6 +117,9 @@ class TransformerConfig(Shared):
     hidden_dim: int = 256
     rope_theta: float = 10_000.0
     attention: str = "auto"
+    mlp: str = "dense"  # or "kronecker": gssm_jax.models.kron_mlp
+    kron_terms: int = 1
+    kron_factor: str = ""  # second factor "m2xn2" of the D x F gate/up matrices; "": balanced
 
     family: ClassVar[str] = "transformer"
 
@@ -170,16 +175,51 @@ class TransformerConfig(Shared):
                 self.attention,
                 "is a custom-gradient kernel: it needs model.kernels 'custom' or 'auto'",
             )
+        self._check_kron()
+
+    def _check_kron(self) -> None:
+        _require(
+            self.mlp in ("dense", "kronecker"), "mlp", self.mlp, "must be 'dense' or 'kronecker'"
+        )
+        if self.mlp != "kronecker":
+            return
+        _positive(self, "kron_terms")
+        try:
+            shapes = kron.mlp_shapes(
+                self.emb_dim, self.hidden_dim, kron.mlp_b_shape(self.kron_factor)
+            )
+        except kron.KronShapeError as e:
+            raise FieldError(
+                "kron_factor",
+                self.kron_factor,
+                f"{e} (emb_dim={self.emb_dim} x hidden_dim={self.hidden_dim})",
+            ) from None
+        try:
+            kron.check_terms(self.kron_terms, *shapes["gate_up"])
+        except kron.KronRankError as e:
+            raise FieldError("kron_terms", self.kron_terms, str(e)) from None
+
+    def mlp_params(self) -> int:
+        if self.mlp == "kronecker":
+            D, F, r, f = self.emb_dim, self.hidden_dim, self.kron_terms, self.kron_factor
+            return kron.mlp_param_count(D, F, r, f)["kronecker"]
+        return _swiglu_params(self.emb_dim, self.hidden_dim)
+
+    def mlp_flops(self) -> int:
+        if self.mlp == "kronecker":
+            D, F, r, f = self.emb_dim, self.hidden_dim, self.kron_terms, self.kron_factor
+            return kron.mlp_flops_per_token(D, F, r, f)
+        return 2 * 3 * self.emb_dim * self.hidden_dim
 
     def layer_params(self) -> int:
         D = self.emb_dim
-        return 4 * D * D + _swiglu_params(D, self.hidden_dim) + 2 * D
+        return 4 * D * D + self.mlp_params() + 2 * D
 
     def layer_flops(self, seq_len: int) -> int:
-        """QKV, output and SwiGLU matmuls, and QK^T and AV over the full length (XLA computes
-        the masked half too)."""
+        """QKV, output and SwiGLU matmuls (`kron.apply_flops` for Kronecker ones), and QK^T and
+        AV over the full length (XLA computes the masked half too)."""
         D = self.emb_dim
-        return 2 * (4 * D * D + 3 * D * self.hidden_dim) + 2 * 2 * seq_len * D
+        return 2 * 4 * D * D + self.mlp_flops() + 2 * 2 * seq_len * D
 
     def axis_sizes(self) -> list[tuple[str, str, int]]:
         return [
@@ -187,6 +227,18 @@ class TransformerConfig(Shared):
             ("heads", "nb_heads", self.nb_heads),
             ("kv", "emb_dim / nb_heads", self.head_dim),
             ("mlp", "hidden_dim", self.hidden_dim),
+            *self._kron_axis_sizes(),
+        ]
+
+    def _kron_axis_sizes(self) -> list[tuple[str, str, int]]:
+        """The Kronecker factors shard their first factor's axes (D1 as embed, F1 as mlp)."""
+        if self.mlp != "kronecker":
+            return []
+        shapes = kron.mlp_shapes(self.emb_dim, self.hidden_dim, kron.mlp_b_shape(self.kron_factor))
+        (d1, f1), _ = shapes["gate_up"]
+        return [
+            ("embed", "emb_dim / kron_factor", d1),
+            ("mlp", "hidden_dim / kron_factor", f1),
         ]
 
 

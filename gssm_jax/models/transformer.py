@@ -23,7 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gssm_jax.models import layers, lm
+from gssm_jax.models import kron_mlp, layers, lm
 from gssm_jax.models.configs import TransformerConfig
 from gssm_jax.models.lm import EMBED_AXES, RMSNorm
 
@@ -121,7 +121,10 @@ class Block(nn.Module):
         y, cache = Attention(cfg, name="attn")(h, cache, start_B)
         x_BxLxD = lm.constrain(x_BxLxD + y, EMBED_AXES)
         h = RMSNorm(cfg.norm_eps, lm.compute_dtype(cfg), name="mlp_norm")(x_BxLxD)
-        y = lm.Mlp(cfg, cfg.hidden_dim, name="mlp")(h)
+        if cfg.mlp == "kronecker":
+            y = kron_mlp.KronMlp(cfg, name="mlp")(h)
+        else:
+            y = lm.Mlp(cfg, cfg.hidden_dim, name="mlp")(h)
         return lm.constrain(x_BxLxD + y, EMBED_AXES), cache
 
 

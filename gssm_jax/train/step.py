@@ -19,6 +19,7 @@ from jax.sharding import PartitionSpec as P
 
 from gssm_jax import parallel
 from gssm_jax.models.registry import Model
+from gssm_jax.train import distill
 from gssm_jax.train.optim import make_optimizer, schedule
 from gssm_jax.train.state import TrainState, model_from_config
 
@@ -60,18 +61,28 @@ def make_train_step(
     With optim.accum_steps = A the batch is split into A micro-batches (row j goes to micro-batch
     j mod A, so every device keeps its own rows), their gradients are averaged in a loop, then
     clipped and applied once. grad_norm is the global norm before clipping; lr is the rate of
-    this update.
+    this update. With optim.distill.teacher set, the gradient is that of the cross-entropy plus
+    weight * KL(teacher || model) (`gssm_jax.train.distill`); `loss` stays the cross-entropy.
     """
     tx = make_optimizer(config.optim)
+    teacher = distill.load_teacher(config, mesh)
     lr_at = schedule(config.optim)
     accum = config.optim.accum_steps
     batch_sharding = NamedSharding(mesh, parallel.batch_spec(config))
     micro_spec = P(None, *parallel.batch_spec(config))
 
     def loss_fn(params, tokens_BxT):
-        return sequence_nll(model, params, tokens_BxT).mean()
+        """(the loss differentiated, the cross-entropy reported as `loss`)."""
+        if teacher is None:
+            ce = sequence_nll(model, params, tokens_BxT).mean()
+            return ce, ce
+        return distill.distilled_loss(model, params, teacher, tokens_BxT)
 
-    grad_fn = jax.value_and_grad(loss_fn)
+    value_and_grad = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def grad_fn(params, tokens_BxT):
+        (_, ce), grads = value_and_grad(params, tokens_BxT)
+        return ce, grads
 
     def gradients(params, tokens_BxT):
         if accum == 1:

@@ -68,7 +68,7 @@ def test_prefill_then_decode_gives_the_logits_of_apply_at_every_position(family)
     np.testing.assert_array_equal(cache["lengths"], pos)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ["transformer", "mamba"])  # the others share Mamba's dense
 def test_custom_and_autodiff_kernels_agree_and_jvp_runs_through_autodiff(family):
     custom = tiny_model(family, kernels="custom")
     autodiff = tiny_model(family, kernels="autodiff")

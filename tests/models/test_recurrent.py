@@ -149,12 +149,14 @@ def test_parallel_form_matches_the_step_by_step_recurrence(family, length):
 def test_linear_scan_and_conv_continue_a_state():
     """Splitting a sequence in two and carrying (state, window) gives the unsplit result."""
     rng = np.random.default_rng(0)
-    a, b = rng.uniform(0.5, 1.0, (2, 9, 3)), rng.standard_normal((2, 9, 3))
+    a = rng.uniform(0.5, 1.0, (2, 9, 3)).astype(np.float32)
+    b = rng.standard_normal((2, 9, 3)).astype(np.float32)
     whole = recurrent.linear_scan(a, b)
     first = recurrent.linear_scan(a[:, :4], b[:, :4])
     second = recurrent.linear_scan(a[:, 4:], b[:, 4:], first[:, -1])
     np.testing.assert_allclose(np.concatenate([first, second], 1), whole, rtol=1e-6)
-    x, w, bias = rng.standard_normal((2, 9, 3)), rng.standard_normal((3, 3)), np.ones(3)
+    x, w = rng.standard_normal((2, 9, 3)), rng.standard_normal((3, 3))
+    x, w, bias = x.astype(np.float32), w.astype(np.float32), np.ones(3, np.float32)
     whole, _ = recurrent.causal_conv(x, w, bias)
     first, window = recurrent.causal_conv(x[:, :4], w, bias, None, np.array([4, 4]))
     second, _ = recurrent.causal_conv(x[:, 4:], w, bias, window)

@@ -1,0 +1,60 @@
+"""The transformer's SwiGLU MLP with each matrix a sum of Kronecker products (`model.mlp=kronecker`).
+
+The factors and their shapes follow `gssm_jax.models.kron`; the matrices are never formed: every
+product goes through `kron.kron_apply` (a reshape and two contractions), differentiated by JAX.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from gssm_jax.models import kron, lm
+from gssm_jax.models.configs import TransformerConfig
+
+
+def _init(std: float, terms: int, names: tuple[str | None, ...]):
+    init = nn.initializers.truncated_normal(stddev=kron.factor_std(std, terms))
+    return nn.with_logical_partitioning(init, names)
+
+
+class KronMlp(nn.Module):
+    """SwiGLU silu(x W_gate) * (x W_up) W_down with each W a sum of `kron_terms` Kronecker products.
+
+    Parameters (r = kron_terms; gate and up stacked on the first axis):
+    gate_up_a (2, r, D1, F1), gate_up_b (2, r, D2, F2), down_a (r, F1, D1), down_b (r, F2, D2). The
+    large factors shard their D1 and F1 axes as `embed` and `mlp` (hidden index f = f1 F2 + f2, so
+    F1 is the hidden axis' major part); the small second factors are replicated.
+    """
+
+    cfg: TransformerConfig
+
+    @nn.compact
+    def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
+        cfg, dtype = self.cfg, lm.compute_dtype(self.cfg)
+        B, L, D = x_BxLxD.shape
+        F, r = cfg.hidden_dim, cfg.kron_terms
+        shapes = kron.mlp_shapes(D, F, kron.mlp_b_shape(cfg.kron_factor))
+        (d1, f1), (d2, f2) = shapes["gate_up"]
+        std, out_std = cfg.init_std, lm.out_std(cfg)
+        gu_a = self.param(
+            "gate_up_a", _init(std, r, (None, None, "embed", "mlp")), (2, r, d1, f1), jnp.float32
+        )
+        gu_b = self.param(
+            "gate_up_b", _init(std, r, (None, None, None, None)), (2, r, d2, f2), jnp.float32
+        )
+        down_a = self.param(
+            "down_a", _init(out_std, r, (None, "mlp", "embed")), (r, f1, d1), jnp.float32
+        )
+        down_b = self.param(
+            "down_b", _init(out_std, r, (None, None, None)), (r, f2, d2), jnp.float32
+        )
+        x_NxD = x_BxLxD.reshape(B * L, D)
+        g_NxF = kron.kron_apply(x_NxD, gu_a[0].astype(dtype), gu_b[0].astype(dtype))
+        u_NxF = kron.kron_apply(x_NxD, gu_a[1].astype(dtype), gu_b[1].astype(dtype))
+        g_NxF = lm.constrain(g_NxF, ("batch", "mlp"))
+        g, u = g_NxF.astype(jnp.float32), u_NxF.astype(jnp.float32)
+        a_NxF = (g * jax.nn.sigmoid(g) * u).astype(dtype)
+        y_NxD = kron.kron_apply(a_NxF, down_a.astype(dtype), down_b.astype(dtype))
+        return y_NxD.reshape(B, L, D)
