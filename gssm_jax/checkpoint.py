@@ -167,15 +167,20 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any) -> Resto
     none restores.
     """
     skipped: list[tuple[int, str]] = []
-    for step in sorted(manager.all_steps(), reverse=True):
-        try:
-            state = restore(manager, step, abstract_state)
-        except CheckpointMismatchError:
-            raise
-        except Exception as e:  # noqa: BLE001 - any read failure: try the next older checkpoint
-            skipped.append((step, _reason(e)))
-            continue
-        return Restored(step, state, skipped)
+    verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.FATAL)  # Orbax logs each failed read's traceback
+    try:
+        for step in sorted(manager.all_steps(), reverse=True):
+            try:
+                state = restore(manager, step, abstract_state)
+            except CheckpointMismatchError:
+                raise
+            except Exception as e:  # noqa: BLE001 - any read failure: try the next older one
+                skipped.append((step, _reason(e)))
+                continue
+            return Restored(step, state, skipped)
+    finally:
+        absl_logging.set_verbosity(verbosity)
     if not skipped:
         return None
     listed = "; ".join(f"step {s}: {why}" for s, why in skipped)

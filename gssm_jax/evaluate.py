@@ -74,10 +74,10 @@ def held_out_batches(run: Run, data: str, batches: int) -> tuple[list[np.ndarray
             rows,
             batches,
         )
-        return [source[k] for k in range(batches)], f"stream eval.seed={c.eval.seed}"
+        return [source[k]["tokens"] for k in range(batches)], f"stream eval.seed={c.eval.seed}"
     fs = files.open_checked(data, run.graph, run.tables, c.data)
     local = files.eval_batches(fs, c.data.batch_size, rows, batches)
-    return [tokens for tokens, _ in local], fs.path
+    return [element["tokens"] for element in local], fs.path
 
 
 def exact_per_position(run: Run, tokens_BxT: np.ndarray) -> np.ndarray:

@@ -1,11 +1,10 @@
 """Parameter counts of the runs' models: logged by the run when it did, else from its config by
-`jax.eval_shape` of the model's init (shapes only, no memory, no compile)."""
+the model family's own analytic count (`param_count`, no JAX needed)."""
 
 from __future__ import annotations
 
 import functools
 import json
-import math
 from typing import Any
 
 PARAM_KEYS = ("params", "num_params", "param_count", "n_params")
@@ -38,21 +37,10 @@ def _merged_config(config: dict) -> Any:
 
 @functools.cache
 def _count(config_json: str) -> int:
-    import jax
-    import jax.numpy as jnp
-
-    from gssm_jax.config import resolved_graph_spec
-    from gssm_jax.gssm.graph import parse_graph
-    from gssm_jax.train.state import model_from_config
+    from gssm_jax.config import family_config, graph_of
 
     c = _merged_config(json.loads(config_json))
-    if "attention" in c.model:  # the kernel does not change the parameters; cudnn needs a GPU
-        c.model.attention = "auto"
-    vocab = parse_graph(resolved_graph_spec(c)).vocab_size
-    model = model_from_config(c, vocab)
-    tokens_1xL = jnp.zeros((1, c.data.seq_len - 1), jnp.int32)
-    shapes = jax.eval_shape(model.init, jax.random.key(0), tokens_1xL)["params"]
-    return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(shapes))
+    return family_config(c.model, graph_of(c).vocab_size).param_count()
 
 
 def count_params(config: dict | None) -> int | None:

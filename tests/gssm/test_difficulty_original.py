@@ -5,6 +5,7 @@ import zlib
 import numpy as np
 import pytest
 
+from gssm_jax import difficulty as difficulty_cli
 from gssm_jax.gssm import difficulty, kernels, sample
 from gssm_jax.gssm.graph import parse_graph
 
@@ -46,7 +47,7 @@ def test_original_flag_sets_the_original_setup(capsys, tmp_path):
         "from gssm_jax.config import default_config\n"
         f"def get_config():\n    c = default_config()\n    c.data.graph = {SMALL!r}\n    return c\n"
     )
-    code = difficulty.main(
+    code = difficulty_cli.main(
         ["--config", str(config), "--original", "--batch", "4", "--measures", "zlib_int64_bytes"]
     )
     out = capsys.readouterr().out
