@@ -86,13 +86,14 @@ def set_aside(directory: str, step: int) -> str:
     return target
 
 
-def save(manager: ocp.CheckpointManager, step: int, state: Any, iterator: Any) -> None:
+def save(manager: ocp.CheckpointManager, step: int, state: Any, iterator: Any | None) -> None:
     """Starts saving (asynchronously when the manager is async; the iterator's state is taken
-    before this returns); `force` ignores save intervals."""
-    args = ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(iterator)
-    )
-    manager.save(step, args=args, force=True)
+    before this returns); `force` ignores save intervals. `iterator=None` saves the train state
+    alone (a tool that writes a checkpoint and copies the data state from another run's)."""
+    items = {"state": ocp.args.StandardSave(state)}
+    if iterator is not None:
+        items["data"] = grain.checkpoint.CheckpointSave(iterator)
+    manager.save(step, args=ocp.args.Composite(**items), force=True)
 
 
 def _key_name(entry: Any) -> str:

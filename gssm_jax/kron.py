@@ -24,8 +24,6 @@ from typing import Any
 
 import numpy as np
 from absl import app, flags, logging
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 from ml_collections import config_flags
 
 from gssm_jax import config as config_lib
@@ -172,21 +170,11 @@ def _local_mesh_config(config):
 
 def _heldout(trainer, models: list, params_list: list) -> list[dict]:
     """Held-out loss, entropy and kl_gap of each (model, params) on `trainer`'s eval set."""
-    import jax
-
-    from gssm_jax.gssm.entropy import make_entropy_fn
-    from gssm_jax.gssm.kernels import as_device_tables
     from gssm_jax.train.state import state_shardings
     from gssm_jax.train.step import make_eval_step
 
     c, mesh = trainer.config, trainer.mesh
-    tables = jax.device_put(as_device_tables(trainer.tables_np), trainer.replicated)
-    entropy_fn = jax.jit(
-        make_entropy_fn(trainer.graph, c.data.seq_len),
-        in_shardings=(trainer.replicated, trainer.batch_sharding),
-        out_shardings=NamedSharding(mesh, P(trainer.batch_sharding.spec[0])),
-    )
-    eval_set = trainer._eval_set(tables, entropy_fn)
+    eval_set = trainer._eval_set(trainer.tables, trainer.entropy_fn)
     results = []
     for model, params in zip(models, params_list):
         shardings = state_shardings(c, mesh, model)
@@ -216,7 +204,7 @@ def surgery(
     from gssm_jax.train import state as train_state
     from gssm_jax.train.optim import make_optimizer
 
-    manager = checkpoint.make_manager(ckpt_dir, None, False) if os.path.isdir(ckpt_dir) else None
+    manager = checkpoint.open_read_only(ckpt_dir)
     available = list(manager.all_steps()) if manager else []
     if not available:
         raise SurgeryError(f"--from {run!r}: no checkpoint in {ckpt_dir}")
@@ -227,10 +215,10 @@ def surgery(
 
     src_local, new_local = _local_mesh_config(src_config), _local_mesh_config(config)
     mesh = parallel.make_mesh(src_local.mesh)
-    vocab = parallel.parse_graph(config_lib.resolved_graph_spec(src_config)).vocab_size
+    vocab = config_lib.graph_of(src_config).vocab_size
     src_model = train_state.model_from_config(src_local, vocab)
     abstract, _ = train_state.abstract_train_state(src_local, mesh, src_model)
-    src_state, loader_state = checkpoint.restore(manager, step, abstract)
+    src_state = checkpoint.restore(manager, step, abstract)
     manager.close()
     src_params = jax.tree.map(np.asarray, jax.device_get(src_state.params))
 
@@ -260,13 +248,16 @@ def surgery(
     new_manager = checkpoint.make_manager(
         os.path.join(out, "checkpoints"), config.checkpoint.keep, False
     )
-    checkpoint.save(new_manager, step, state, loader_state)
+    checkpoint.save(new_manager, step, state, None)
     new_manager.wait_until_finished()
     new_manager.close()
+    # the data loader continues where RUN's stopped: its Grain state at `step`, as saved
+    shutil.copytree(
+        os.path.join(ckpt_dir, str(step), "data"), os.path.join(out, "checkpoints", str(step), "data")
+    )
 
     trainer = loop.Trainer(new_local, out)
     heldout = _heldout(trainer, [src_model, model], [src_state.params, params])
-    trainer.metrics.close()
     report = {
         "from": os.path.abspath(run),
         "step": step,
@@ -297,11 +288,11 @@ def run_params(run: str) -> tuple[Any, dict]:
 
     config = _local_mesh_config(config_lib.config_from_json(os.path.join(run, "config.json")))
     mesh = parallel.make_mesh(config.mesh)
-    vocab = parallel.parse_graph(config_lib.resolved_graph_spec(config)).vocab_size
+    vocab = config_lib.graph_of(config).vocab_size
     model = train_state.model_from_config(config, vocab)
     abstract, _ = train_state.abstract_train_state(config, mesh, model)
-    manager = checkpoint.make_manager(os.path.join(run, "checkpoints"), None, False)
-    state, _ = checkpoint.restore(manager, manager.latest_step(), abstract)
+    manager = checkpoint.open_read_only(os.path.join(run, "checkpoints"))
+    state = checkpoint.restore(manager, manager.latest_step(), abstract)
     manager.close()
     return config, jax.tree.map(np.asarray, jax.device_get(state.params))
 

@@ -17,8 +17,7 @@ import optax
 from jax.sharding import Mesh
 
 from gssm_jax import checkpoint
-from gssm_jax.config import ConfigError, config_from_json, resolved_graph_spec
-from gssm_jax.gssm.graph import parse_graph
+from gssm_jax.config import ConfigError, config_from_json, graph_of, resolved_graph_spec
 from gssm_jax.models.registry import Model
 from gssm_jax.train import state as train_state
 
@@ -66,14 +65,13 @@ def load_teacher(config: ml_collections.ConfigDict, mesh: Mesh) -> Teacher | Non
     with t_config.unlocked():
         t_config.mesh = config.mesh  # the student's devices and rules
         t_config.data.seq_len = config.data.seq_len
-    vocab = parse_graph(resolved_graph_spec(config)).vocab_size
+    vocab = graph_of(config).vocab_size
     model = train_state.model_from_config(t_config, vocab)
-    # keep=None: this manager never deletes anything (it only restores).
-    manager = checkpoint.make_manager(os.path.join(teacher_dir, "checkpoints"), None, False)
-    step = manager.latest_step()
+    manager = checkpoint.open_read_only(os.path.join(teacher_dir, "checkpoints"))
+    step = None if manager is None else manager.latest_step()
     if step is None:
         raise ConfigError(f"{key}: the run has no checkpoint")
     abstract, _ = train_state.abstract_train_state(t_config, mesh, model)
-    state, _ = checkpoint.restore(manager, step, abstract)
+    state = checkpoint.restore(manager, step, abstract)
     manager.close()
     return Teacher(model, state.params, float(config.optim.distill.weight))
