@@ -16,6 +16,8 @@ from gssm_jax.gssm.graph import parse_graph
 
 # model.attention values; see gssm_jax.models.layers.resolve_attention
 ATTENTION_CHOICES = ("auto", "blocked", "xla", "cudnn")
+# model.init values; see gssm_jax.models.init
+INIT_CHOICES = ("fan_in", "fixed")
 
 
 def cudnn_supports(dtype: str, head_dim: int) -> bool:
@@ -61,7 +63,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.rope_theta = 10_000.0
     c.model.norm_eps = 1e-5
     c.model.weight_tying = False
-    c.model.init_std = 0.02
+    # weight init: fan_in (std fan_in^-0.5, cut at +-3 std: the earlier PyTorch system's) or fixed
+    # (std init_std, residual output projections init_std / sqrt(2 nb_layers))
+    c.model.init = "fan_in"
+    c.model.init_std = 0.02  # used by init="fixed"
     c.model.dtype = "float32"  # compute dtype; parameters stay float32
     c.model.remat = False
     # attention kernel: auto (blocked on CPU, cudnn on GPU in bfloat16, else xla), blocked, xla, cudnn
@@ -257,6 +262,12 @@ def validate(c: ml_collections.ConfigDict) -> None:
             f"needs a head dimension (emb_dim/nb_heads) that is a multiple of 8 and <= 128, "
             f"got {head_dim}",
         )
+    _require(
+        c.model.init in INIT_CHOICES,
+        "model.init",
+        c.model.init,
+        f"must be one of {', '.join(INIT_CHOICES)}",
+    )
     _require(
         c.runtime.keep_freed_memory in ("auto", "on", "off"),
         "runtime.keep_freed_memory",

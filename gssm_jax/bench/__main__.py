@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ("gssm", "train", "data")
+BENCHES = ("gssm", "train", "data", "learn")
 
 
 def main(argv: list[str]) -> int:

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from gssm_jax.models import layers
+from gssm_jax.models.init import weight_init
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 ATTENTION_BLOCK_LEN = 64  # query rows per causal block in `layers.causal_attention`
@@ -38,6 +39,7 @@ class ModelConfig:
     rope_theta: float = 10_000.0
     norm_eps: float = 1e-5
     weight_tying: bool = False
+    init: str = "fan_in"
     init_std: float = 0.02
     dtype: str = "float32"
     remat: bool = False
@@ -57,8 +59,10 @@ class ModelConfig:
         return DTYPES[self.dtype]
 
 
-def _init(std: float, names: tuple[str | None, ...]):
-    return nn.with_logical_partitioning(nn.initializers.truncated_normal(stddev=std), names)
+def _init(cfg: ModelConfig, fan_in: int, names: tuple[str | None, ...], residual_out=False):
+    """The `cfg.init` scheme's initializer (`gssm_jax.models.init`) with logical axis names."""
+    init = weight_init(cfg.init, fan_in, cfg.init_std, cfg.nb_layers, residual_out)
+    return nn.with_logical_partitioning(init, names)
 
 
 def _constrain(x: jax.Array, names: tuple[str | None, ...]) -> jax.Array:
@@ -115,10 +119,10 @@ class Attention(nn.Module):
         B, L, D = x_BxLxD.shape
         H, K = cfg.nb_heads, cfg.head_dim
         w_qkv = self.param(
-            "qkv", _init(cfg.init_std, ("embed", None, "heads", "kv")), (D, 3, H, K), jnp.float32
+            "qkv", _init(cfg, D, ("embed", None, "heads", "kv")), (D, 3, H, K), jnp.float32
         )
-        out_std = cfg.init_std / math.sqrt(2 * cfg.nb_layers)
-        w_out = self.param("out", _init(out_std, ("heads", "kv", "embed")), (H, K, D), jnp.float32)
+        out_init = _init(cfg, H * K, ("heads", "kv", "embed"), residual_out=True)
+        w_out = self.param("out", out_init, (H, K, D), jnp.float32)
         qkv_BxLx3xHxK = layers.dense(x_BxLxD.reshape(B * L, D), w_qkv.astype(dtype)).reshape(
             B, L, 3, H, K
         )
@@ -147,10 +151,10 @@ class Mlp(nn.Module):
         B, L, D = x_BxLxD.shape
         F = cfg.hidden_dim
         w_gate_up = self.param(
-            "gate_up", _init(cfg.init_std, ("embed", None, "mlp")), (D, 2, F), jnp.float32
+            "gate_up", _init(cfg, D, ("embed", None, "mlp")), (D, 2, F), jnp.float32
         )
-        out_std = cfg.init_std / math.sqrt(2 * cfg.nb_layers)
-        w_down = self.param("down", _init(out_std, ("mlp", "embed")), (F, D), jnp.float32)
+        down_init = _init(cfg, F, ("mlp", "embed"), residual_out=True)
+        w_down = self.param("down", down_init, (F, D), jnp.float32)
         y_NxD = layers.swiglu(
             x_BxLxD.reshape(B * L, D),
             w_gate_up.astype(dtype),
@@ -184,9 +188,7 @@ class Transformer(nn.Module):
         cfg, dtype = self.cfg, self.cfg.compute_dtype
         B, L = tokens_BxL.shape
         V, D = cfg.vocab_size, cfg.emb_dim
-        embedding_VxD = self.param(
-            "embed", _init(cfg.init_std, ("vocab", "embed")), (V, D), jnp.float32
-        )
+        embedding_VxD = self.param("embed", _init(cfg, D, ("vocab", "embed")), (V, D), jnp.float32)
         x_BxLxD = _constrain(jnp.take(embedding_VxD, tokens_BxL, axis=0).astype(dtype), EMBED_AXES)
         block = nn.remat(Block) if cfg.remat else Block
         for i in range(cfg.nb_layers):
@@ -195,8 +197,6 @@ class Transformer(nn.Module):
         if cfg.weight_tying:
             w_head_DxV = embedding_VxD.T
         else:
-            w_head_DxV = self.param(
-                "head", _init(cfg.init_std, ("embed", "vocab")), (D, V), jnp.float32
-            )
+            w_head_DxV = self.param("head", _init(cfg, D, ("embed", "vocab")), (D, V), jnp.float32)
         logits_NxV = layers.dense(x_NxD, w_head_DxV.astype(dtype)).astype(jnp.float32)
         return _constrain(logits_NxV.reshape(B, L, V), ("batch", "length", "vocab"))
