@@ -154,6 +154,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         "--inits", default="", help="model.init of the JAX rows, comma-separated (default: config)"
     )
     parser.add_argument("--no-torch", action="store_true", help="train the JAX rows only")
+    parser.add_argument("--no-jax", action="store_true", help="train the torch row only")
     parser.add_argument(
         "--torch-threads",
         type=int,
@@ -195,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         base = learn_config(seed, inits[0], args.steps, args.shape)
         batches, entropies, vocab = stream_batches(base, args.steps)
-        runs = [(f"jax (init={i})", i) for i in inits] + ([("torch", None)] if use_torch else [])
+        runs = [] if args.no_jax else [(f"jax (init={i})", i) for i in inits]
+        runs += [("torch", None)] if use_torch else []
         for name, init in runs:
             if init is None:
                 update = torch_trainer(base, vocab, base.seed, args.torch_threads)
