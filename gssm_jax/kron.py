@@ -227,7 +227,7 @@ def surgery(
 
     src_local, new_local = _local_mesh_config(src_config), _local_mesh_config(config)
     mesh = parallel.make_mesh(src_local.mesh)
-    vocab = parallel.parse_graph(config_lib.resolved_graph_spec(src_config)).vocab_size
+    vocab = config_lib.graph_of(src_config).vocab_size
     src_model = train_state.model_from_config(src_local, vocab)
     abstract, _ = train_state.abstract_train_state(src_local, mesh, src_model)
     src_state, loader_state = checkpoint.restore(manager, step, abstract)
@@ -297,7 +297,7 @@ def run_params(run: str) -> tuple[Any, dict]:
 
     config = _local_mesh_config(config_lib.config_from_json(os.path.join(run, "config.json")))
     mesh = parallel.make_mesh(config.mesh)
-    vocab = parallel.parse_graph(config_lib.resolved_graph_spec(config)).vocab_size
+    vocab = config_lib.graph_of(config).vocab_size
     model = train_state.model_from_config(config, vocab)
     abstract, _ = train_state.abstract_train_state(config, mesh, model)
     manager = checkpoint.make_manager(os.path.join(run, "checkpoints"), None, False)
