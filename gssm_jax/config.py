@@ -17,9 +17,10 @@ import traceback
 import ml_collections
 
 from gssm_jax.gssm.graph import Graph, parse_graph, with_alphas
-from gssm_jax.models.configs import (  # noqa: F401 - ATTENTION_CHOICES, cudnn_supports re-exported
+from gssm_jax.models.configs import (  # noqa: F401 - ATTENTION_CHOICES, INIT_CHOICES, cudnn_supports re-exported
     ATTENTION_CHOICES,
     FAMILY_CONFIGS,
+    INIT_CHOICES,
     KERNEL_CHOICES,
     FieldError,
     Shared,
@@ -64,7 +65,7 @@ def default_config() -> ml_collections.ConfigDict:
 
     c.model = ml_collections.ConfigDict()
     # transformer, or a recurrent family (mamba, hawk, mingru, minlstm) with its own section below;
-    # the keys up to `attention` are shared, except nb_heads, hidden_dim, rope_theta and attention,
+    # the keys up to `attention` are shared, except nb_heads, hidden_dim, rope_theta, init and attention,
     # which are the transformer's (gssm_jax/models/configs.py has every family's fields)
     c.model.family = "transformer"
     c.model.emb_dim = 64
@@ -74,7 +75,11 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.rope_theta = 10_000.0
     c.model.norm_eps = 1e-5
     c.model.weight_tying = False
-    c.model.init_std = 0.02
+    # the transformer's weight init: fan_in (std fan_in^-0.5, cut at +-3 std: the earlier PyTorch
+    # system's) or fixed (std init_std, residual output projections init_std / sqrt(2 nb_layers));
+    # the recurrent families use fixed (gssm_jax/models/init.py)
+    c.model.init = "fan_in"
+    c.model.init_std = 0.02  # used by init="fixed"
     c.model.dtype = "float32"  # compute dtype; parameters stay float32
     c.model.remat = False
     # attention kernel: auto (blocked on CPU, cudnn on GPU in bfloat16, else xla), blocked, xla, cudnn

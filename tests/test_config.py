@@ -32,6 +32,7 @@ def test_default_validates():
         ("mesh.model", 0, "mesh.model"),
         ("checkpoint.keep", 0, "checkpoint.keep"),
         ("model.attention", "flash", "model.attention"),
+        ("model.init", "xavier", "model.init"),
         ("runtime.keep_freed_memory", "yes", "runtime.keep_freed_memory"),
         ("model.attention", "cudnn", "model.attention"),  # needs bfloat16
         ("model.family", "rnn", "model.family"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ("gssm", "train", "data", "generate")
+BENCHES = ("gssm", "train", "data", "generate", "learn")
 
 
 USAGE = (

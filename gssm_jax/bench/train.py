@@ -13,12 +13,15 @@ that both see the same machine load:
 - optimized: gssm_jax.models.transformer.Transformer (custom-VJP layers; attention per
   `--attention`, default auto: the blocked kernel on CPU, cuDNN flash attention on GPU in bf16);
 - plain: gssm_jax.models.reference.PlainTransformer, the same function and parameters written with
-  einsums and jax.nn.dot_product_attention (XLA) and differentiated by JAX.
+  einsums and jax.nn.dot_product_attention (XLA) and differentiated by JAX;
+- torch: the same transformer in PyTorch eager (`gssm_jax.bench.torch_ref`, the earlier system's
+  way: autograd, clip_grad_norm_, torch.optim.AdamW) with 2 threads, on the same batches. torch is
+  optional (`pip install -e ".[bench]"`); without it the bench says so on stderr and skips the row.
 
 Prints one JSON line per model (median, min and p90 step time; tokens/s from the median; tokens
 counted as batch x (seq_len - 1), the predicted positions, as the training loop counts them; model
 FLOP/s from `gssm_jax.profile.flops_per_token`; MFU against the device's peak, null where the peak
-is unknown, as on every CPU), then one line with the speedup.
+is unknown, as on every CPU), then one line with the speedups over plain and over torch.
 
 --max-batch first searches the largest global batch whose compiled optimized train step fits the
 device memory (the allocator's bytes_limit; on CPU give --memory-limit-gib), using XLA's memory
@@ -38,6 +41,7 @@ import time
 from typing import TYPE_CHECKING
 
 from gssm_jax import cli
+from gssm_jax.bench import torch_ref
 from gssm_jax.bench.batchfit import with_batch
 from gssm_jax.bench.machine import machine
 from gssm_jax.config import ATTENTION_CHOICES, graph_of
@@ -51,6 +55,9 @@ if TYPE_CHECKING:  # JAX is imported lazily: `keep_freed_memory` must run before
 
     from gssm_jax.models.registry import Model
 
+
+MODELS = ("optimized", "plain", "torch")
+TORCH_THREADS = 2  # the earlier system's CPU runs; this project's CPU machines have 2 cores
 
 PRESETS = {
     "cpu": dict(
@@ -154,6 +161,38 @@ class Timed:
             self.losses.append(self.last_loss)
 
 
+class TorchTimed(Timed):
+    """The PyTorch eager reference's train step (`torch_ref.TrainStep`), timed like `Timed`."""
+
+    def __init__(
+        self, name: str, model: None, c: ml_collections.ConfigDict, mesh: Mesh, batches: list
+    ) -> None:
+        m, o = c.model, c.optim
+        vocab = graph_of(c).vocab_size
+        shape = torch_ref.TorchShape(
+            vocab, m.emb_dim, m.nb_layers, m.nb_heads, m.hidden_dim, m.rope_theta, m.norm_eps
+        )
+        self.name, self.batches, self.k = name, batches, 0
+        self.step_fn = torch_ref.TrainStep(
+            torch_ref.build(shape, threads=TORCH_THREADS), o.lr, o.b1, o.b2, o.eps, 0.0, o.clip_norm
+        )
+        t0 = time.perf_counter()
+        self.run_step()
+        self.compile_s = time.perf_counter() - t0
+        self.wall, self.cpu, self.faults, self.losses = [], [], [], []
+
+    def run_step(self) -> tuple[float, float, int]:
+        t0, c0 = time.perf_counter(), time.process_time()
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        self.last_loss = self.step_fn(self.batches[self.k % len(self.batches)])
+        self.k += 1
+        return (
+            time.perf_counter() - t0,
+            time.process_time() - c0,
+            resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0,
+        )
+
+
 def _percentile(values: list[float], q: float) -> float:
     import numpy as np
 
@@ -183,7 +222,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--attention", default="auto", choices=ATTENTION_CHOICES, help="model.attention"
     )
-    parser.add_argument("--models", default="optimized,plain", help="optimized and/or plain")
+    parser.add_argument(
+        "--models", default=",".join(MODELS), help="any of optimized, plain, torch (default: all)"
+    )
     parser.add_argument(
         "--tokens",
         default="real",
@@ -223,8 +264,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.overrides = overrides  # --config.KEY=VALUE, applied on top of the preset's config
     args.model_names = [m for m in args.models.split(",") if m]
-    if not args.model_names or any(m not in ("optimized", "plain") for m in args.model_names):
-        parser.error(f"--models: expected optimized and/or plain, got {args.models!r}")
+    if not args.model_names or any(m not in MODELS for m in args.model_names):
+        parser.error(f"--models: expected some of {','.join(MODELS)}, got {args.models!r}")
     if args.rounds < 1 or args.steps < 1 or args.warmup < 0:
         parser.error("--rounds and --steps must be >= 1, --warmup >= 0")
     if args.memory_limit_gib is not None and not args.memory_limit_gib > 0:
@@ -234,6 +275,10 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         for k, v in PRESETS[args.preset].items()
     }
     return args
+
+
+def _ratio(rates: dict, other: str) -> float | None:
+    return round(rates["optimized"] / rates[other], 3) if other in rates else None
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -307,7 +352,8 @@ def start_model(
     while True:
         try:
             batches = real_tokens(c, 4) if tokens == "real" else random_tokens(c, 4, vocab)
-            t = Timed(name, build(c), c, mesh, batches)
+            timed_class = TorchTimed if name == "torch" else Timed
+            t = timed_class(name, build(c), c, mesh, batches)
             for _ in range(warmup):
                 t.run_step()
             t.peak_bytes = profile.peak_device_bytes()  # before the next model allocates
@@ -364,7 +410,14 @@ def main(argv: list[str] | None = None) -> int:
         "plain": lambda c: registry.build(
             family_config(c.model, vocab), PlainTransformer(family_config(c.model, vocab))
         ),
+        "torch": lambda c: None,  # TorchTimed builds it
     }
+    if "torch" in args.model_names and not torch_ref.available():
+        print(f"bench train: {torch_ref.MISSING}", file=sys.stderr, flush=True)
+        args.model_names.remove("torch")
+    if limit is not None and "torch" in args.model_names:
+        print("bench train: --max-batch times the JAX models only", file=sys.stderr, flush=True)
+        args.model_names.remove("torch")
     multiple = parallel.data_parallel_size(c, mesh) * c.optim.accum_steps
     step_down = multiple if args.max_batch else 0
     timed, searches = [], {}
@@ -399,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
             m.attention, m.dtype, jax.default_backend(), m.emb_dim // m.nb_heads, m.kernels
         ),
         "plain": "xla",
+        "torch": "torch.nn.functional.scaled_dot_product_attention",
     }
     info = machine()
     rates = {}
@@ -439,14 +493,16 @@ def main(argv: list[str] | None = None) -> int:
         if t.name in searches:
             row["max_batch_search"] = searches[t.name]
         print(json.dumps(row), flush=True)
-    if len(timed) == 2:  # each model at its own batch under --max-batch
+    if "optimized" in rates and len(rates) > 1:  # each model at its own batch under --max-batch
         summary = {
             "bench": "train",
             "model": description,
             "preset": args.preset,
             "batch": {t.name: t.config.data.batch_size for t in timed},
             "seq_len": c.data.seq_len,
-            "speedup_optimized_over_plain": round(rates["optimized"] / rates["plain"], 3),
+            "speedup_optimized_over_plain": _ratio(rates, "plain"),
+            "speedup_optimized_over_torch": _ratio(rates, "torch"),
+            "torch_threads": TORCH_THREADS if "torch" in rates else None,
             "tokens_per_s": {k: round(v, 1) for k, v in rates.items()},
             "step_time_s": {t.name: round(_percentile(t.wall, 50), 6) for t in timed},
             "machine": info,

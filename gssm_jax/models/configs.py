@@ -19,6 +19,7 @@ from gssm_jax.models import kron
 ATTENTION_CHOICES = ("auto", "blocked", "xla", "cudnn")  # see layers.resolve_attention
 KERNEL_CHOICES = ("auto", "custom", "autodiff")  # see layers.resolve_kernels
 DTYPE_CHOICES = ("float32", "bfloat16")
+INIT_CHOICES = ("fan_in", "fixed")  # weight init schemes, see gssm_jax.models.init
 
 
 def cudnn_supports(dtype: str, head_dim: int) -> bool:
@@ -77,6 +78,12 @@ class Shared:
             v = getattr(self, f)
             _require(math.isfinite(v) and v > 0, f, v, "must be a finite number > 0")
 
+    @property
+    def init_scheme(self) -> str:
+        """The weight matrices' init scheme (`gssm_jax.models.init`): "fixed" (std init_std) for a
+        family without an `init` field."""
+        return "fixed"
+
     def embedding_params(self) -> int:
         """Token embedding, final norm and (untied) output head."""
         V, D = self.vocab_size, self.emb_dim
@@ -117,6 +124,7 @@ class TransformerConfig(Shared):
     hidden_dim: int = 256
     rope_theta: float = 10_000.0
     attention: str = "auto"
+    init: str = "fan_in"  # or "fixed"; see gssm_jax.models.init
     mlp: str = "dense"  # or "kronecker": gssm_jax.models.kron_mlp
     kron_terms: int = 1
     kron_factor: str = ""  # second factor "m2xn2" of the D x F gate/up matrices; "": balanced
@@ -127,9 +135,19 @@ class TransformerConfig(Shared):
     def head_dim(self) -> int:
         return self.emb_dim // self.nb_heads
 
+    @property
+    def init_scheme(self) -> str:
+        return self.init
+
     def check(self) -> None:
         super().check()
         _positive(self, "nb_heads", "hidden_dim")
+        _require(
+            self.init in INIT_CHOICES,
+            "init",
+            self.init,
+            f"must be one of {', '.join(INIT_CHOICES)}",
+        )
         _require(
             self.emb_dim % self.nb_heads == 0,
             "nb_heads",

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 
 from gssm_jax.models import kron, lm
 from gssm_jax.models.configs import TransformerConfig
+from gssm_jax.models.init import matrix_std
 
 
 def _init(std: float, terms: int, names: tuple[str | None, ...]):
@@ -37,7 +38,9 @@ class KronMlp(nn.Module):
         F, r = cfg.hidden_dim, cfg.kron_terms
         shapes = kron.mlp_shapes(D, F, kron.mlp_b_shape(cfg.kron_factor))
         (d1, f1), (d2, f2) = shapes["gate_up"]
-        std, out_std = cfg.init_std, lm.out_std(cfg)
+        # the std `model.init` gives the dense matrix, shared out over the factors
+        scheme, s, n = cfg.init_scheme, cfg.init_std, cfg.nb_layers
+        std, out_std = matrix_std(scheme, D, s, n), matrix_std(scheme, F, s, n, residual_out=True)
         gu_a = self.param(
             "gate_up_a", _init(std, r, (None, None, "embed", "mlp")), (2, r, d1, f1), jnp.float32
         )

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from gssm_jax.models import layers
 from gssm_jax.models.configs import Shared
+from gssm_jax.models.init import weight_init
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 EMBED_AXES = ("batch", "length", "embed")
@@ -30,6 +31,14 @@ def kernels(cfg: Shared) -> str:
 
 def init(std: float, names: tuple[str | None, ...]):
     return nn.with_logical_partitioning(nn.initializers.truncated_normal(stddev=std), names)
+
+
+def weight(cfg: Shared, fan_in: int, names: tuple[str | None, ...], residual_out: bool = False):
+    """The initializer of a matrix contracting `fan_in` inputs under `cfg.init_scheme`
+    (`gssm_jax.models.init`; "fixed" is `init(cfg.init_std)`, `init(out_std(cfg))` when it writes
+    into the residual stream), with logical axis names."""
+    scheme = weight_init(cfg.init_scheme, fan_in, cfg.init_std, cfg.nb_layers, residual_out)
+    return nn.with_logical_partitioning(scheme, names)
 
 
 def constant_init(value: float, names: tuple[str | None, ...]):
@@ -93,9 +102,10 @@ class Mlp(nn.Module):
         B, L, D = x_BxLxD.shape
         F = self.hidden_dim
         w_gate_up = self.param(
-            "gate_up", init(cfg.init_std, ("embed", None, "mlp")), (D, 2, F), jnp.float32
+            "gate_up", weight(cfg, D, ("embed", None, "mlp")), (D, 2, F), jnp.float32
         )
-        w_down = self.param("down", init(out_std(cfg), ("mlp", "embed")), (F, D), jnp.float32)
+        down_init = weight(cfg, F, ("mlp", "embed"), residual_out=True)
+        w_down = self.param("down", down_init, (F, D), jnp.float32)
         _, swiglu = layers.kernel_set(kernels(cfg))
         y_NxD = swiglu(
             x_BxLxD.reshape(B * L, D),
@@ -110,12 +120,11 @@ def embedding_params(module: nn.Module, cfg: Shared) -> tuple[jax.Array, jax.Arr
     """(embedding_VxD, head_DxV) declared on `module` as "embed" and "head" (the transposed
     embedding when the weights are tied)."""
     V, D = cfg.vocab_size, cfg.emb_dim
-    embedding_VxD = module.param(
-        "embed", init(cfg.init_std, ("vocab", "embed")), (V, D), jnp.float32
-    )
+    # fan_in of the (V, D) table: D, as PyTorch counts it
+    embedding_VxD = module.param("embed", weight(cfg, D, ("vocab", "embed")), (V, D), jnp.float32)
     if cfg.weight_tying:
         return embedding_VxD, embedding_VxD.T
-    head_DxV = module.param("head", init(cfg.init_std, ("embed", "vocab")), (D, V), jnp.float32)
+    head_DxV = module.param("head", weight(cfg, D, ("embed", "vocab")), (D, V), jnp.float32)
     return embedding_VxD, head_DxV
 
 

@@ -7,20 +7,20 @@ tests compare the two on the same parameters and the train benchmark times both 
 
 from __future__ import annotations
 
-import math
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gssm_jax.models.init import weight_init
 from gssm_jax.models.layers import rope, rope_tables
 from gssm_jax.models.lm import compute_dtype
 from gssm_jax.models.transformer import EMBED_AXES, ModelConfig, RMSNorm
 
 
-def _param(module: nn.Module, name: str, shape: tuple, std: float, axes: tuple) -> jax.Array:
-    init = nn.with_logical_partitioning(nn.initializers.truncated_normal(stddev=std), axes)
-    return module.param(name, init, shape, jnp.float32)
+def _param(module: nn.Module, name: str, shape: tuple, fan_in: int, axes: tuple, out=False):
+    c = module.cfg
+    init = weight_init(c.init, fan_in, c.init_std, c.nb_layers, residual_out=out)
+    return module.param(name, nn.with_logical_partitioning(init, axes), shape, jnp.float32)
 
 
 class PlainAttention(nn.Module):
@@ -31,9 +31,8 @@ class PlainAttention(nn.Module):
         c, dtype = self.cfg, compute_dtype(self.cfg)
         L, D = x_BxLxD.shape[1:]
         H, K = c.nb_heads, c.head_dim
-        out_std = c.init_std / math.sqrt(2 * c.nb_layers)
-        w_qkv = _param(self, "qkv", (D, 3, H, K), c.init_std, ("embed", None, "heads", "kv"))
-        w_out = _param(self, "out", (H, K, D), out_std, ("heads", "kv", "embed"))
+        w_qkv = _param(self, "qkv", (D, 3, H, K), D, ("embed", None, "heads", "kv"))
+        w_out = _param(self, "out", (H, K, D), H * K, ("heads", "kv", "embed"), out=True)
         q, k, v = jnp.einsum("bld,dthk->tblhk", x_BxLxD, w_qkv.astype(dtype))
         sin, cos = rope_tables(L, K, c.rope_theta)
         q, k = rope(q, sin, cos).astype(dtype), rope(k, sin, cos).astype(dtype)
@@ -48,9 +47,8 @@ class PlainMlp(nn.Module):
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
         c, dtype = self.cfg, compute_dtype(self.cfg)
         D, F = c.emb_dim, c.hidden_dim
-        out_std = c.init_std / math.sqrt(2 * c.nb_layers)
-        w_gate_up = _param(self, "gate_up", (D, 2, F), c.init_std, ("embed", None, "mlp"))
-        w_down = _param(self, "down", (F, D), out_std, ("mlp", "embed"))
+        w_gate_up = _param(self, "gate_up", (D, 2, F), D, ("embed", None, "mlp"))
+        w_down = _param(self, "down", (F, D), F, ("mlp", "embed"), out=True)
         gate_BxLxF, up_BxLxF = jnp.einsum("bld,dtf->tblf", x_BxLxD, w_gate_up.astype(dtype))
         return jnp.einsum("blf,fd->bld", nn.silu(gate_BxLxF) * up_BxLxF, w_down.astype(dtype))
 
@@ -75,7 +73,7 @@ class PlainTransformer(nn.Module):
     @nn.compact
     def __call__(self, tokens_BxL: jax.Array) -> jax.Array:
         c, dtype = self.cfg, compute_dtype(self.cfg)
-        embed_VxD = _param(self, "embed", (c.vocab_size, c.emb_dim), c.init_std, ("vocab", "embed"))
+        embed_VxD = _param(self, "embed", (c.vocab_size, c.emb_dim), c.emb_dim, ("vocab", "embed"))
         x_BxLxD = jnp.take(embed_VxD, tokens_BxL, axis=0).astype(dtype)
         block = nn.remat(PlainBlock) if c.remat else PlainBlock
         for i in range(c.nb_layers):
@@ -85,7 +83,7 @@ class PlainTransformer(nn.Module):
             head_DxV = embed_VxD.T
         else:
             head_DxV = _param(
-                self, "head", (c.emb_dim, c.vocab_size), c.init_std, ("embed", "vocab")
+                self, "head", (c.emb_dim, c.vocab_size), c.emb_dim, ("embed", "vocab")
             )
         logits_BxLxV = jnp.einsum("bld,dv->blv", x_BxLxD, head_DxV.astype(dtype))
         return logits_BxLxV.astype(jnp.float32)

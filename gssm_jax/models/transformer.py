@@ -78,10 +78,13 @@ class Attention(nn.Module):
         kernels = lm.kernels(cfg)
         dense, _ = layers.kernel_set(kernels)
         w_qkv = self.param(
-            "qkv", lm.init(cfg.init_std, ("embed", None, "heads", "kv")), (D, 3, H, K), jnp.float32
+            "qkv", lm.weight(cfg, D, ("embed", None, "heads", "kv")), (D, 3, H, K), jnp.float32
         )
         w_out = self.param(
-            "out", lm.init(lm.out_std(cfg), ("heads", "kv", "embed")), (H, K, D), jnp.float32
+            "out",
+            lm.weight(cfg, H * K, ("heads", "kv", "embed"), residual_out=True),
+            (H, K, D),
+            jnp.float32,
         )
         qkv_BxLx3xHxK = dense(x_BxLxD.reshape(B * L, D), w_qkv.astype(dtype)).reshape(B, L, 3, H, K)
         qkv_BxLx3xHxK = lm.constrain(qkv_BxLx3xHxK, ("batch", "length", None, "heads", "kv"))

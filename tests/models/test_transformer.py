@@ -138,7 +138,9 @@ def test_xla_attention_gives_the_same_loss_and_grads_as_the_blocked_kernel(param
 
 
 def test_init_is_truncated_normal_with_scaled_output_projections():
-    cfg = dataclasses.replace(CFG, emb_dim=64, hidden_dim=256, init_std=0.05, nb_layers=2)
+    cfg = dataclasses.replace(
+        CFG, emb_dim=64, hidden_dim=256, init="fixed", init_std=0.05, nb_layers=2
+    )
     p = _init(cfg)
     block = p["block_1"]
     out_std = 0.05 / np.sqrt(2 * 2)
