@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import logging
 import os
 import shutil
 from typing import Any
@@ -146,6 +147,8 @@ def restore_iterator(manager: ocp.CheckpointManager, step: int, iterator: Any) -
     manager.restore(
         step, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(iterator))
     )
+
+
 def _reason(error: BaseException) -> str:
     text = " ".join(str(error).split())
     return f"{type(error).__name__}: {text[:160]}{'...' if len(text) > 160 else ''}"
@@ -178,6 +181,10 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any) -> Resto
                 raise
             except Exception as e:  # noqa: BLE001 - any read failure: try the next older one
                 skipped.append((step, _reason(e)))
+                # The failed read leaves asyncio tasks whose exception nobody retrieves; asyncio
+                # logs each with its traceback when it is garbage-collected, at any later time.
+                # The reason is reported above, so those logs are silenced for this process.
+                logging.getLogger("asyncio").setLevel(logging.CRITICAL)
                 continue
             return Restored(step, state, skipped)
     finally:
