@@ -75,10 +75,11 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.rope_theta = 10_000.0
     c.model.norm_eps = 1e-5
     c.model.weight_tying = False
-    # the transformer's weight init: fan_in (std fan_in^-0.5, cut at +-3 std: the earlier PyTorch
-    # system's) or fixed (std init_std, residual output projections init_std / sqrt(2 nb_layers));
-    # the recurrent families use fixed (gssm_jax/models/init.py)
-    c.model.init = "fan_in"
+    # the transformer's weight init: fan_in_zero_out (fan_in, with the two residual output
+    # projections at zero), fan_in (std fan_in^-0.5, cut at +-3 std: the earlier PyTorch system's)
+    # or fixed (std init_std, residual output projections init_std / sqrt(2 nb_layers)); the
+    # recurrent families use fixed (gssm_jax/models/init.py)
+    c.model.init = "fan_in_zero_out"
     c.model.init_std = 0.02  # used by init="fixed"
     c.model.dtype = "float32"  # compute dtype; parameters stay float32
     c.model.remat = False
@@ -162,6 +163,10 @@ def default_config() -> ml_collections.ConfigDict:
     # glibc malloc keeps freed memory (faster XLA:CPU steps, RSS stays at its peak): auto = on
     # when JAX runs on the CPU; on; off. See gssm_jax/hostmem.py.
     c.runtime.keep_freed_memory = "auto"
+    # XLA CPU devices, one per core for data parallelism across cores: 0 = XLA's default (one
+    # device); N; -1 = one per core (the largest count dividing data.batch_size). Applied only
+    # when JAX runs on the CPU and XLA_FLAGS does not set the count. See gssm_jax/cpudevices.py.
+    c.runtime.cpu_devices = 0
 
     c.distributed = ml_collections.ConfigDict()
     c.distributed.coordinator = ""  # host:port; empty: auto-detect (Slurm) or single process
@@ -423,6 +428,14 @@ def validate(c: ml_collections.ConfigDict) -> None:
         "runtime.keep_freed_memory",
         c.runtime.keep_freed_memory,
         "must be 'auto', 'on' or 'off'",
+    )
+    cpu = c.runtime.cpu_devices
+    _require(cpu >= -1, "runtime.cpu_devices", cpu, "must be -1 (one per core), 0 or a count")
+    _require(
+        cpu <= 0 or c.data.batch_size % cpu == 0,
+        "runtime.cpu_devices",
+        cpu,
+        f"must divide data.batch_size={c.data.batch_size}",
     )
     for key in ("lr", "eps"):
         v = c.optim[key]

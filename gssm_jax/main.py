@@ -15,7 +15,7 @@ import os
 import sys
 import time
 
-from gssm_jax import cli, hostmem
+from gssm_jax import cli, cpudevices, hostmem
 from gssm_jax import config as config_lib
 from gssm_jax.exitcodes import EXIT_BAD_CONFIG, EXIT_OK, EXIT_PREEMPTED
 from gssm_jax.train.stopping import StopFlag
@@ -104,6 +104,7 @@ def main(argv: list[str]) -> int:
     stop = StopFlag()
     stop.install()
     kept = hostmem.apply(config.runtime.keep_freed_memory)  # before JAX starts its threads
+    cpudevices.apply(config.runtime.cpu_devices, config.data.batch_size)  # before JAX's client
     try:
         from absl import logging
 

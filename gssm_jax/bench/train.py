@@ -40,7 +40,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from gssm_jax import cli
+from gssm_jax import cli, cpudevices
 from gssm_jax.bench import torch_ref
 from gssm_jax.bench.batchfit import with_batch
 from gssm_jax.bench.machine import machine
@@ -82,6 +82,7 @@ def bench_config(
     m.emb_dim, m.nb_layers, m.nb_heads = shape["emb_dim"], shape["layers"], shape["heads"]
     m.hidden_dim, m.dtype, m.attention = shape["hidden_dim"], shape["dtype"], attention
     c.optim.steps = 10_000
+    c.runtime.cpu_devices = -1  # on CPU, one XLA device per core (gssm_jax.cpudevices)
     for key, text in overrides:
         cli.apply_override(c, key, text)
     validate(c)
@@ -377,6 +378,14 @@ def main(argv: list[str] | None = None) -> int:
         argv.pop(0)
     args = _parse(argv)
     kept = False if args.no_keep_memory else keep_freed_memory()
+    from gssm_jax.config import ConfigError
+
+    try:  # the CPU device split goes into XLA_FLAGS before JAX starts its client
+        c = bench_config(args.shape, args.attention, args.overrides)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    cpudevices.apply(c.runtime.cpu_devices, c.data.batch_size)
     if args.family is not None:
         from gssm_jax.bench import families
 
@@ -385,13 +394,12 @@ def main(argv: list[str] | None = None) -> int:
     import jax
 
     from gssm_jax import parallel, profile
-    from gssm_jax.config import ConfigError, family_config
+    from gssm_jax.config import family_config
     from gssm_jax.models import layers, registry
     from gssm_jax.models.reference import PlainTransformer
     from gssm_jax.train import state as train_state
 
     try:
-        c = bench_config(args.shape, args.attention, args.overrides)
         vocab = graph_of(c).vocab_size
         mesh = parallel.make_mesh(c.mesh)
         parallel.check_divisibility(c, mesh)

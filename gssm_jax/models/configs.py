@@ -19,7 +19,7 @@ from gssm_jax.models import kron
 ATTENTION_CHOICES = ("auto", "blocked", "xla", "cudnn")  # see layers.resolve_attention
 KERNEL_CHOICES = ("auto", "custom", "autodiff")  # see layers.resolve_kernels
 DTYPE_CHOICES = ("float32", "bfloat16")
-INIT_CHOICES = ("fan_in", "fixed")  # weight init schemes, see gssm_jax.models.init
+INIT_CHOICES = ("fan_in_zero_out", "fan_in", "fixed")  # weight init schemes, see gssm_jax.models.init
 
 
 def cudnn_supports(dtype: str, head_dim: int) -> bool:
@@ -124,7 +124,7 @@ class TransformerConfig(Shared):
     hidden_dim: int = 256
     rope_theta: float = 10_000.0
     attention: str = "auto"
-    init: str = "fan_in"  # or "fixed"; see gssm_jax.models.init
+    init: str = "fan_in"  # the run config defaults to "fan_in_zero_out"; see gssm_jax.models.init
     mlp: str = "dense"  # or "kronecker": gssm_jax.models.kron_mlp
     kron_terms: int = 1
     kron_factor: str = ""  # second factor "m2xn2" of the D x F gate/up matrices; "": balanced

@@ -10,6 +10,13 @@
   for the two residual output projections (attention out, SwiGLU down), from a normal with that
   std cut at +-2 std (`flax.linen.initializers.truncated_normal`: not rescaled, sample std 0.88
   std). This was the only scheme before `model.init` existed.
+- "fan_in_zero_out": "fan_in" for every matrix but the two projections that write into the
+  residual stream (attention out, SwiGLU down), which start at zero, so every block starts as the
+  identity and the first updates grow the branches from there (the "zero-init the last layer of
+  each residual branch" practice). It learns faster per token than "fan_in" on the debug task and
+  in `python -m gssm_jax.bench learn` (README, "Parity with PyTorch"), and is the default.
+  Gradients still reach every matrix from the second update on: the zero projections get nonzero
+  gradients at once.
 """
 
 from __future__ import annotations
@@ -40,8 +47,10 @@ def matrix_std(
     scheme: str, fan_in: int, init_std: float, nb_layers: int, residual_out: bool = False
 ) -> float:
     """The std of one matrix's normal (before its cut) under `scheme` (arguments as `weight_init`)."""
-    if scheme == "fan_in":
+    if scheme == "fan_in" or (scheme == "fan_in_zero_out" and not residual_out):
         return fan_in**-0.5
+    if scheme == "fan_in_zero_out":
+        return 0.0
     if scheme == "fixed":
         return init_std / math.sqrt(2 * nb_layers) if residual_out else init_std
     raise ValueError(f"model.init must be one of {INIT_SCHEMES}, got {scheme!r}")
@@ -56,6 +65,8 @@ def weight_init(
     output projection into the residual stream (scaled down by sqrt(2 x nb_layers) under "fixed").
     """
     std = matrix_std(scheme, fan_in, init_std, nb_layers, residual_out)
-    if scheme == "fan_in":
+    if std == 0.0:
+        return nn.initializers.zeros
+    if scheme in ("fan_in", "fan_in_zero_out"):
         return fan_in_normal(fan_in)
     return nn.initializers.truncated_normal(stddev=std)

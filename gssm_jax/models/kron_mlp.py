@@ -41,6 +41,9 @@ class KronMlp(nn.Module):
         # the std `model.init` gives the dense matrix, shared out over the factors
         scheme, s, n = cfg.init_scheme, cfg.init_std, cfg.nb_layers
         std, out_std = matrix_std(scheme, D, s, n), matrix_std(scheme, F, s, n, residual_out=True)
+        # a zero projection (fan_in_zero_out) starts with down_a at zero and down_b at fan-in
+        # scale: with both factors zero neither would ever get a gradient
+        down_b_std = out_std or matrix_std("fan_in", F, s, n)
         gu_a = self.param(
             "gate_up_a", _init(std, r, (None, None, "embed", "mlp")), (2, r, d1, f1), jnp.float32
         )
@@ -51,7 +54,7 @@ class KronMlp(nn.Module):
             "down_a", _init(out_std, r, (None, "mlp", "embed")), (r, f1, d1), jnp.float32
         )
         down_b = self.param(
-            "down_b", _init(out_std, r, (None, None, None)), (r, f2, d2), jnp.float32
+            "down_b", _init(down_b_std, r, (None, None, None)), (r, f2, d2), jnp.float32
         )
         x_NxD = x_BxLxD.reshape(B * L, D)
         g_NxF = kron.kron_apply(x_NxD, gu_a[0].astype(dtype), gu_b[0].astype(dtype))

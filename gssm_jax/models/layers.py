@@ -23,6 +23,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.sharding import PartitionSpec
 
@@ -130,7 +131,7 @@ def _swiglu_bwd(hidden_spec, res, dy_NxD):
     dw_gate_up = _dot(_swap_last(x_NxD), dgu_Nx2xF, ((1,), (0,)), w_gate_up_Dx2xF.dtype)
     w_gate_up_2xFxD = _transposed(w_gate_up_Dx2xF, (1, 2, 0))
     dx_NxD = _dot(dgu_Nx2xF, w_gate_up_2xFxD, ((1, 2), (0, 1)), dtype)
-    return dx_NxD, dw_gate_up, dw_down_DxF.T
+    return dx_NxD, dw_gate_up, lax.optimization_barrier(dw_down_DxF).T
 
 
 swiglu.defvjp(_swiglu_fwd, _swiglu_bwd)
@@ -139,9 +140,15 @@ swiglu.defvjp(_swiglu_fwd, _swiglu_bwd)
 # --- rotary embeddings -----------------------------------------------------------------------
 
 
-def rope_tables(length: int, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
-    """sin and cos of position x frequency for positions 0..length-1, each (length, head_dim // 2)."""
-    return rope_at(jnp.arange(length), head_dim, theta)
+def rope_tables(length: int, head_dim: int, theta: float) -> tuple[np.ndarray, np.ndarray]:
+    """sin and cos of position x frequency for positions 0..length-1, each (length, head_dim // 2),
+    float32, computed on the host: they enter the jitted step as constants, where XLA would
+    otherwise recompute sin and cos inside every fusion that reads them (once per element)."""
+    freq = np.float32(theta) ** (
+        -np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim)
+    )
+    angle = np.arange(length, dtype=np.float32)[:, None] * freq.astype(np.float32)
+    return np.sin(angle), np.cos(angle)
 
 
 def rope_at(positions: jax.Array, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
