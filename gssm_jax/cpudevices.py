@@ -16,6 +16,7 @@ heavy; where XLA_FLAGS already sets the count (tests, a user's own flags), that 
 from __future__ import annotations
 
 import os
+import sys
 
 from gssm_jax.hostmem import cpu_only
 
@@ -47,12 +48,25 @@ def flagged_count() -> int | None:
     return None
 
 
+def _jax_started() -> bool:
+    """True once JAX has created its clients (XLA_FLAGS is read then, so a change comes too late)."""
+    if "jax" not in sys.modules:
+        return False
+    from jax._src import xla_bridge
+
+    return xla_bridge.backends_are_initialized()
+
+
 def apply(setting: int, batch_size: int) -> int:
-    """Puts the count `setting` asks for into XLA_FLAGS when JAX runs on the CPU; returns the CPU
-    device count in force (1 when XLA's default stays)."""
+    """Puts the count `setting` asks for into XLA_FLAGS when JAX runs on the CPU and has not
+    started yet; returns the CPU device count in force (1 when XLA's default stays)."""
     flagged = flagged_count()
     if flagged is not None:
         return flagged
+    if _jax_started():  # e.g. a CLI's main() called in a process that already uses JAX
+        import jax
+
+        return len(jax.devices("cpu"))
     count = count_for(setting, batch_size)
     if count <= 1 or not cpu_only():
         return 1

@@ -12,6 +12,9 @@ the exact entropy of the same batch's sequences, `gssm_jax.gssm.entropy`), in na
 JSON line per (graph seed, model) with the KL at the `--at` steps and the training throughput (wall
 clock, shared machines make it noisy), then one line with the means over the graph seeds. torch is
 optional: without it the bench says so on stderr and trains the JAX rows only.
+
+`--torch-from-jax INIT` adds a control row: the torch reference started from the very parameters of
+the JAX row with model.init=INIT, so that the two differ by implementation (and float rounding) only.
 """
 
 from __future__ import annotations
@@ -88,7 +91,8 @@ def stream_batches(c, count: int) -> tuple[list[np.ndarray], np.ndarray, int]:
 
 
 def jax_trainer(c):
-    """update(tokens) -> the batch's loss before the update, for the optimized model of c."""
+    """(update, params): update(tokens) -> the batch's loss before the update, for the optimized
+    model of c; params: its initial parameters (NumPy copies, before any update)."""
     import jax
     from jax.sharding import NamedSharding
 
@@ -104,21 +108,26 @@ def jax_trainer(c):
     state, shardings = train_state.create_train_state(c, mesh, model, jax.random.key(c.seed))
     step_fn = train_step.make_train_step(c, model, mesh, shardings)
     batch_sharding = NamedSharding(mesh, parallel.batch_spec(c))
+    params = jax.tree.map(np.array, state.params)  # the step donates the state
     holder = {"state": state}
 
     def update(tokens: np.ndarray) -> float:
         holder["state"], metrics = step_fn(holder["state"], jax.device_put(tokens, batch_sharding))
         return float(metrics["loss"])
 
-    return update
+    return update, params
 
 
-def torch_trainer(c, vocab: int, seed: int, threads: int):
+def torch_trainer(c, vocab: int, seed: int, threads: int, params: dict | None = None):
+    """The reference's update, from its own fan-in draw (torch seed `seed`) or from `params`, a
+    JAX transformer's parameters."""
     m, o = c.model, c.optim
     shape = torch_ref.TorchShape(
         vocab, m.emb_dim, m.nb_layers, m.nb_heads, m.hidden_dim, m.rope_theta, m.norm_eps
     )
     model = torch_ref.build(shape, seed=seed, threads=threads)
+    if params is not None:
+        torch_ref.load_jax_params(model, params)
     return torch_ref.TrainStep(model, o.lr, o.b1, o.b2, o.eps, o.weight_decay, o.clip_norm)
 
 
@@ -153,6 +162,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--inits", default="", help="model.init of the JAX rows, comma-separated (default: config)"
     )
+    parser.add_argument(
+        "--torch-from-jax",
+        default="",
+        help="also train the torch reference from the JAX row's initial parameters under this "
+        "model.init (a control: the same start, so the two rows differ by implementation only)",
+    )
     parser.add_argument("--no-torch", action="store_true", help="train the JAX rows only")
     parser.add_argument("--no-jax", action="store_true", help="train the torch row only")
     parser.add_argument(
@@ -171,7 +186,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     except ValueError as e:
         parser.error(f"--at/--graph-seeds: expected comma-separated integers ({e})")
     args.init_list = [i for i in args.inits.split(",") if i]
-    bad = [i for i in args.init_list if i not in INIT_CHOICES]
+    bad = [i for i in [*args.init_list, args.torch_from_jax] if i and i not in INIT_CHOICES]
     if bad:
         parser.error(f"--inits: expected some of {','.join(INIT_CHOICES)}, got {bad[0]!r}")
     if args.steps < 1 or not args.seeds or any(not 1 <= s <= args.steps for s in args.at_steps):
@@ -196,13 +211,18 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         base = learn_config(seed, inits[0], args.steps, args.shape)
         batches, entropies, vocab = stream_batches(base, args.steps)
-        runs = [] if args.no_jax else [(f"jax (init={i})", i) for i in inits]
-        runs += [("torch", None)] if use_torch else []
-        for name, init in runs:
-            if init is None:
-                update = torch_trainer(base, vocab, base.seed, args.torch_threads)
+        runs = [] if args.no_jax else [(f"jax (init={i})", i, "jax") for i in inits]
+        runs += [("torch", None, "torch")] if use_torch else []
+        if use_torch and args.torch_from_jax:
+            i = args.torch_from_jax
+            runs += [(f"torch (params of jax init={i})", i, "torch")]
+        for name, init, library in runs:
+            config = learn_config(seed, init or inits[0], args.steps, args.shape)
+            if library == "jax":
+                update, _ = jax_trainer(config)
             else:
-                update = jax_trainer(learn_config(seed, init, args.steps, args.shape))
+                start = None if init is None else jax_trainer(config)[1]
+                update = torch_trainer(base, vocab, base.seed, args.torch_threads, start)
             losses, rate = train(update, batches)
             row = {
                 "bench": "learn",
@@ -229,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         summary["jax_at_most_torch"] = {
             name: all(kl[str(s)] <= means["torch"][str(s)] for s in args.at_steps)
             for name, kl in means.items()
-            if name != "torch"
+            if name.startswith("jax")
         }
     summary["machine"] = info
     print(json.dumps(summary), flush=True)

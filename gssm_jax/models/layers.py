@@ -227,7 +227,9 @@ def _group_bwd(q_CxLxHxK, k_CxLxHxK, v_CxLxHxK, o_CxLxHxK, lse_CxHxL, do_CxLxHxK
     delta_CxHxL = jnp.sum(do * o_CxLxHxK.astype(F32), axis=-1).transpose(0, 2, 1)
     do = _transposed(do, (0, 2, 1, 3))
     vT, k, qT, doT = _swap_last(v), _swap_last(kT), _swap_last(q), _swap_last(do)
-    dqs, dkT, dvT = [], None, None
+    dqs = []
+    dkT = jnp.zeros(kT.shape, F32)
+    dvT = jnp.zeros(vT.shape, F32)
     for start, end in _query_blocks(length, block_len):
         p = jnp.exp(
             _masked_scores(q[:, :, start:end], kT[..., :end], start)
@@ -237,11 +239,8 @@ def _group_bwd(q_CxLxHxK, k_CxLxHxK, v_CxLxHxK, o_CxLxHxK, lse_CxHxL, do_CxLxHxK
         dp = jnp.einsum("chqk,chks->chqs", do_i, vT[..., :end])
         ds = p * (dp - delta_CxHxL[:, :, start:end, None])
         dqs.append(jnp.einsum("chqs,chsk->chqk", ds, k[:, :, :end]))
-        pad = ((0, 0), (0, 0), (0, 0), (0, length - end))
-        dkT_i = jnp.pad(jnp.einsum("chkq,chqs->chks", qT[..., start:end], ds), pad)
-        dvT_i = jnp.pad(jnp.einsum("chkq,chqs->chks", doT[..., start:end], p), pad)
-        dkT = dkT_i if dkT is None else dkT + dkT_i
-        dvT = dvT_i if dvT is None else dvT + dvT_i
+        dkT = dkT.at[..., :end].add(jnp.einsum("chkq,chqs->chks", qT[..., start:end], ds))
+        dvT = dvT.at[..., :end].add(jnp.einsum("chkq,chqs->chks", doT[..., start:end], p))
     dtype = q_CxLxHxK.dtype
     dq = (jnp.concatenate(dqs, axis=2).transpose(0, 2, 1, 3) * (head_dim**-0.5)).astype(dtype)
     return dq, dkT.transpose(0, 3, 1, 2).astype(dtype), dvT.transpose(0, 3, 1, 2).astype(dtype)

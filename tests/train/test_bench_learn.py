@@ -10,6 +10,7 @@ import pytest
 from gssm_jax.bench import learn as bench_learn
 from gssm_jax.bench import torch_ref
 from gssm_jax.bench import train as bench_train
+from gssm_jax.config import default_config
 
 TINY = ["--steps=12", "--at=6,12", "--graph-seeds=0", "--batch=2", "--seq-len=17", "--layers=1"]
 
@@ -20,12 +21,13 @@ def test_learn_without_torch_says_so_and_reports_the_jax_rows(capsys, monkeypatc
     captured = capsys.readouterr()
     assert "torch is not installed" in captured.err
     *rows, summary = [json.loads(line) for line in captured.out.splitlines()]
-    assert [r["model"] for r in rows] == ["jax (init=fan_in)"]
+    default = f"jax (init={default_config().model.init})"
+    assert [r["model"] for r in rows] == [default]
     (row,) = rows
     assert set(row["kl_gap"]) == {"6", "12"} and row["graph_seed"] == 0 and row["steps"] == 12
     assert all(np.isfinite(v) and v > -0.05 for v in row["kl_gap"].values())
     assert row["kl_gap"]["12"] < row["kl_gap"]["6"]  # it learns
-    assert summary["mean_kl_gap"] == {"jax (init=fan_in)": row["kl_gap"]}
+    assert summary["mean_kl_gap"] == {default: row["kl_gap"]}
     assert "jax_at_most_torch" not in summary
     assert row["settings"]["lr"] == 1e-3 and row["settings"]["clip_norm"] == 1.0
 
@@ -60,3 +62,17 @@ def test_train_bench_without_torch_says_so_and_skips_the_row(capsys, monkeypatch
     assert "torch is not installed" in captured.err
     (row,) = [json.loads(line) for line in captured.out.splitlines()]
     assert row["variant"] == "optimized"
+
+
+def test_torch_from_jax_params_starts_at_the_jax_rows_loss(capsys):
+    pytest.importorskip("torch")
+    argv = [*TINY, "--inits=fan_in", "--torch-from-jax=fan_in", "--steps=2", "--at=1,2"]
+    assert bench_learn.main(argv) == 0
+    *rows, summary = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    by_name = {r["model"]: r for r in rows}
+    assert set(by_name) == {"jax (init=fan_in)", "torch", "torch (params of jax init=fan_in)"}
+    jax_row, control = by_name["jax (init=fan_in)"], by_name["torch (params of jax init=fan_in)"]
+    # the first window is the loss before any update: the same parameters, the same batch
+    assert control["kl_gap"]["1"] == pytest.approx(jax_row["kl_gap"]["1"], abs=2e-5)
+    assert by_name["torch"]["kl_gap"]["1"] != pytest.approx(jax_row["kl_gap"]["1"], abs=2e-5)
+    assert set(summary["jax_at_most_torch"]) == {"jax (init=fan_in)"}
