@@ -16,11 +16,14 @@ from typing import Any
 
 import grain
 import numpy as np
+from array_record.python.array_record_module import ArrayRecordReader
 
 from gssm_jax.config import ConfigError
 from gssm_jax.data import layout
 from gssm_jax.gssm.graph import Graph
 from gssm_jax.gssm.kernels import Tables, kernels_hash
+
+READ_BUFFER_BYTES = 32 << 10  # the reader's file buffer: records are small and read at random
 
 
 class DatasetError(ConfigError):
@@ -101,10 +104,17 @@ class FileSet:
         if layout.ENTROPY_STDERR in meta["files"]:
             self.stderr_N = self._per_sequence(layout.ENTROPY_STDERR)
         with _named(tokens_path):
-            self.source = grain.sources.ArrayRecordDataSource(tokens_path)
-        if len(self.source) != self.num_sequences:
+            self.reader = ArrayRecordReader(
+                tokens_path, layout.READER_OPTIONS, file_reader_buffer_size=READ_BUFFER_BYTES
+            )
+        if not self.reader.ok():
             raise DatasetError(
-                f"data file {tokens_path}: {len(self.source)} records, metadata "
+                f"data file {tokens_path}: corrupted (not a readable ArrayRecord file); delete "
+                "the set and re-write it"
+            )
+        if self.reader.num_records() != self.num_sequences:
+            raise DatasetError(
+                f"data file {tokens_path}: {self.reader.num_records()} records, metadata "
                 f"says {self.num_sequences}"
             )
 
@@ -130,17 +140,26 @@ class FileSet:
         return values_N
 
     def read(self, seq_idx_B: np.ndarray) -> np.ndarray:
-        """Tokens tokens_BxT (int32, as the sampler returns them) of sequences `seq_idx_B`."""
+        """Tokens tokens_BxT (int32, as the sampler returns them) of sequences `seq_idx_B`.
+
+        One batched read in file order (the reader is shared by the loader's threads; Grain's
+        ArrayRecordDataSource would start a thread pool for every batch), put back in batch order.
+        """
+        order_B = np.argsort(seq_idx_B, kind="stable")
         with _named(os.path.join(self.path, layout.TOKENS)):
-            records = self.source.__getitems__(seq_idx_B.tolist())
+            records = self.reader.read(seq_idx_B[order_B].tolist())
         data = b"".join(records)
         if len(data) != len(records) * self.record_bytes:
-            bad = next(int(i) for i, r in zip(seq_idx_B, records) if len(r) != self.record_bytes)
+            bad = next(
+                int(i) for i, r in zip(seq_idx_B[order_B], records) if len(r) != self.record_bytes
+            )
             raise DatasetError(
                 f"data file {os.path.join(self.path, layout.TOKENS)}: record {bad} "
                 f"is not {self.seq_len} tokens of {self.dtype.name}"
             )
-        return np.frombuffer(data, self.dtype).reshape(len(records), self.seq_len).astype(np.int32)
+        tokens_BxT = np.empty((len(records), self.seq_len), np.int32)
+        tokens_BxT[order_B] = np.frombuffer(data, self.dtype).reshape(len(records), self.seq_len)
+        return tokens_BxT
 
     def batch(self, seq_idx_B: np.ndarray, rows: tuple[int, int]) -> dict[str, np.ndarray]:
         """A loader element: the tokens of this process's `rows=(lo, hi)` of the batch of sequences

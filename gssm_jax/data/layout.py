@@ -30,6 +30,7 @@ METADATA = "metadata.json"
 DONE = "DONE"
 INDEX = "index.json"
 WRITER_OPTIONS = "group_size:1"  # one record per chunk: what random access (and Grain) needs
+READER_OPTIONS = "readahead_buffer_size:0"  # random access: no read-ahead
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
