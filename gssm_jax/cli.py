@@ -5,7 +5,8 @@
 A value is parsed by the type of the field it replaces (int, float, bool, str; a Python literal for
 tuples, lists and sections). An unknown key or a value of the wrong type is a `CliError` naming the
 flag and the key; `parse_args` turns it (and any ConfigError raised while loading) into one line on
-stderr and exit code 2, before any work starts.
+stderr and exit code 2, before any work starts. The plain-flag CLIs (evaluate, generate) parse
+with `OneLineParser` and report their user errors with `report_error`, the same way.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import argparse
 import ast
 import difflib
 import sys
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NoReturn
 
 import ml_collections
 
@@ -206,3 +207,36 @@ def config_parser(
 def _usage_error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(EXIT_BAD_CONFIG)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line on stderr and exit code 2 (no usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {self.prog}: {message}", file=sys.stderr)
+        sys.exit(EXIT_BAD_CONFIG)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return value
+
+
+def non_negative(cast: Callable) -> Callable:
+    """A flag type: `cast(text)`, which must be >= 0."""
+
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value >= 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+        return value
+
+    return parse

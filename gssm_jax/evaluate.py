@@ -34,25 +34,24 @@ import optax
 from absl import logging
 from jax.sharding import NamedSharding
 
-from gssm_jax import parallel
-from gssm_jax.cliargs import USER_ERRORS, OneLineParser, positive_int
+from gssm_jax import cli, parallel
 from gssm_jax.data import files
 from gssm_jax.data.stream import StreamSource, cpu_tables, process_rows
-from gssm_jax.exitcodes import EXIT_BAD_CONFIG, EXIT_OK
+from gssm_jax.exitcodes import EXIT_OK
 from gssm_jax.gssm.entropy import sequence_entropy
-from gssm_jax.rundir import Run, RunError, open_run
+from gssm_jax.rundir import USER_ERRORS, Run, open_run
 
 EVALS = "evals"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = OneLineParser(prog="gssm_jax.evaluate", description=__doc__.split("\n\n")[0])
+    p = cli.OneLineParser(prog="gssm_jax.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", required=True, help="run directory (holds config.json)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
     which.add_argument("--all", action="store_true", help="every kept checkpoint")
     p.add_argument("--data", default="stream", help="'stream' (held-out stream) or a set's path")
-    p.add_argument("--batches", type=positive_int, help="batches (default: the run's eval.batches)")
+    p.add_argument("--batches", type=cli.positive_int, help="default: the run's eval.batches")
     return p.parse_args(argv)
 
 
@@ -160,9 +159,8 @@ def summary_line(record: dict, path: str) -> str:
 
 def run_evaluation(args: argparse.Namespace) -> int:
     run = open_run(args.workdir)
-    steps = run.steps if args.all else [run.step_or_latest(args.step)]
-    if not steps:
-        raise RunError(f"run {run.workdir} has no checkpoint in {run.manager.directory}")
+    latest = run.step_or_latest(None if args.all else args.step)  # a RunError when there is none
+    steps = run.steps if args.all else [latest]
     for step in steps:
         run.check_compatible(step)
     batches = args.batches or run.config.eval.batches
@@ -189,8 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run_evaluation(args)
     except USER_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_CONFIG
+        return cli.report_error(e)
 
 
 if __name__ == "__main__":

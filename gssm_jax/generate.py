@@ -38,14 +38,13 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from gssm_jax import decoding, parallel
-from gssm_jax.cliargs import USER_ERRORS, OneLineParser, non_negative, positive_int
+from gssm_jax import cli, decoding, parallel
 from gssm_jax.config import ConfigError
-from gssm_jax.exitcodes import EXIT_BAD_CONFIG, EXIT_OK
+from gssm_jax.exitcodes import EXIT_OK
 from gssm_jax.gssm import scoring
 from gssm_jax.gssm.kernels import as_device_tables
 from gssm_jax.gssm.sample import sample_tokens
-from gssm_jax.rundir import Run, open_run
+from gssm_jax.rundir import USER_ERRORS, Run, open_run
 
 SAMPLES = "samples"
 
@@ -55,17 +54,17 @@ class PromptError(ConfigError):
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = OneLineParser(prog="gssm_jax.generate", description=__doc__.split("\n\n")[0])
+    p = cli.OneLineParser(prog="gssm_jax.generate", description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", required=True, help="run directory (holds config.json)")
     p.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
-    p.add_argument("--num", type=positive_int, default=64, help="prompts from the stream")
+    p.add_argument("--num", type=cli.positive_int, default=64, help="prompts from the stream")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--prompt-len", type=positive_int, help="every stream prompt this long")
+    src.add_argument("--prompt-len", type=cli.positive_int, help="every stream prompt this long")
     src.add_argument("--prompts", help="JSON or JSONL file of token lists")
-    p.add_argument("--max-new-tokens", type=positive_int, required=True)
-    p.add_argument("--temperature", type=non_negative(float), default=1.0, help="0: greedy")
-    p.add_argument("--top-k", type=non_negative(int), default=0, help="0: no top-k cut")
-    p.add_argument("--seed", type=non_negative(int), default=0)
+    p.add_argument("--max-new-tokens", type=cli.positive_int, required=True)
+    p.add_argument("--temperature", type=cli.non_negative(float), default=1.0, help="0: greedy")
+    p.add_argument("--top-k", type=cli.non_negative(int), default=0, help="0: no top-k cut")
+    p.add_argument("--seed", type=cli.non_negative(int), default=0)
     p.add_argument("--out", help="JSONL output (default RUN/samples/<step>-seed<s>.jsonl)")
     return p.parse_args(argv)
 
@@ -265,8 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run_generation(args)
     except USER_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_CONFIG
+        return cli.report_error(e)
 
 
 if __name__ == "__main__":

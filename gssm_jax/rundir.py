@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -23,7 +22,7 @@ import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding
 
 from gssm_jax import checkpoint, parallel
-from gssm_jax.config import ConfigError, default_config, graph_of, validate
+from gssm_jax.config import ConfigError, config_from_json, graph_of, validate
 from gssm_jax.gssm.graph import Graph
 from gssm_jax.gssm.kernels import Tables, draw_kernels
 from gssm_jax.models.registry import Model
@@ -37,28 +36,26 @@ class RunError(ConfigError):
     """A run directory that cannot be read: no config, no checkpoint, a missing step."""
 
 
-def _merged(defaults: dict, saved: dict) -> dict:
-    """`saved` over `defaults`, section by section; `data.graph` is taken whole from `saved`."""
-    out = dict(defaults)
-    for key, value in saved.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "graph":
-            out[key] = _merged(out[key], value)
-        else:
-            out[key] = value
-    return out
+# What the run-reading CLIs report as `error: ...` and exit 2 (run-directory, data-set and prompt
+# errors are ConfigErrors).
+USER_ERRORS = (ConfigError, checkpoint.CheckpointMismatchError)
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-    """The run's resolved config from `workdir/config.json`, keys it lacks from today's defaults."""
+    """The run's resolved config from `workdir/config.json` (keys it lacks from today's defaults),
+    set up for reading on this host: one process, every local device on the data axis, `auto`
+    attention (a run trained on 4 GPUs is read back on whatever this host has)."""
     path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.isfile(path):
         raise RunError(f"--workdir {workdir}: no {CONFIG_FILE} (not a gssm_jax run directory)")
     try:
-        with open(path) as f:
-            saved = json.load(f)
-    except (OSError, ValueError) as e:
+        c = config_from_json(path)
+    except (OSError, ValueError, KeyError, TypeError) as e:
         raise RunError(f"run config {path}: unreadable ({e})") from e
-    c = ml_collections.ConfigDict(_merged(default_config().to_dict(), saved))
+    with c.unlocked():
+        c.mesh.data, c.mesh.model = -1, 1
+        c.model.attention = "auto"
+        c.distributed.coordinator = ""
     try:
         validate(c)
     except ValueError as e:
@@ -76,13 +73,15 @@ class Run:
     tables: Tables  # float64 NumPy, as training drew them
     mesh: Mesh
     model: Model
-    manager: ocp.CheckpointManager
+    manager: ocp.CheckpointManager | None  # None: no checkpoints/ directory (nothing trained yet)
 
     @property
     def steps(self) -> list[int]:
-        return sorted(self.manager.all_steps())
+        return sorted(self.manager.all_steps()) if self.manager else []
 
     def step_or_latest(self, step: int | None) -> int:
+        if self.manager is None:
+            raise RunError(f"run {self.workdir} has no {CHECKPOINTS}/ directory (nothing trained yet)")
         steps = self.steps
         if not steps:
             raise RunError(f"run {self.workdir} has no checkpoint in {self.manager.directory}")
@@ -110,6 +109,11 @@ class Run:
         """The params at `step`, placed per the run's mesh rules (checked against the model)."""
         return checkpoint.restore(self.manager, step, self._abstract_state[0]).params
 
+    def init_params(self) -> Any:
+        """A fresh initialisation of the model from the run's seed (what step 0 trained from)."""
+        key = jax.random.key(self.config.seed)
+        return train_state.create_train_state(self.config, self.mesh, self.model, key)[0].params
+
     def in_mesh(self, fn: Callable) -> Callable:
         """`fn` called (and so traced) with the run's mesh and logical-axis rules in context."""
 
@@ -126,16 +130,15 @@ class Run:
 
 
 def open_run(workdir: str) -> Run:
-    """Opens `workdir` read-only: config, graph, tables, mesh, model, checkpoint manager."""
+    """Opens `workdir` read-only: config, graph, tables, mesh, model, checkpoint manager (None
+    without a checkpoints/ directory: asking it for a step is then a RunError)."""
     workdir = os.path.abspath(workdir)
     if not os.path.isdir(workdir):
         raise RunError(f"--workdir {workdir}: no such directory")
     c = load_config(workdir)
     graph = graph_of(c)
-    ckpt_dir = os.path.join(workdir, CHECKPOINTS)
-    if not os.path.isdir(ckpt_dir):
-        raise RunError(f"run {workdir} has no {CHECKPOINTS}/ directory (nothing trained yet)")
     mesh = parallel.make_mesh(c.mesh)
     model = train_state.model_from_config(c, graph.vocab_size)
     tables = draw_kernels(graph, c.data.graph_seed)
-    return Run(workdir, c, graph, tables, mesh, model, checkpoint.open_read_only(ckpt_dir))
+    manager = checkpoint.open_read_only(os.path.join(workdir, CHECKPOINTS))
+    return Run(workdir, c, graph, tables, mesh, model, manager)

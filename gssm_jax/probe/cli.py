@@ -20,7 +20,6 @@ import argparse
 import dataclasses
 import json
 import os
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -32,12 +31,13 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from gssm_jax.checkpoint import CheckpointMismatchError
-from gssm_jax.exitcodes import EXIT_BAD_CONFIG, EXIT_OK
+from gssm_jax import cli
+from gssm_jax.exitcodes import EXIT_OK
 from gssm_jax.gssm import posterior, sample
 from gssm_jax.gssm.graph import Graph
 from gssm_jax.gssm.kernels import Tables, as_device_tables
-from gssm_jax.probe import capture, fit, report, rundir
+from gssm_jax.probe import capture, fit, report
+from gssm_jax.rundir import open_run
 
 FIRST_INDEX = 2**31  # held-out sequences: indices [2**31, 2**31 + n) of the chosen stream
 
@@ -96,17 +96,15 @@ class _Setup(NamedTuple):
 
 def _setup(args: argparse.Namespace) -> _Setup:
     """Reads the run and checks every user input, before any real work."""
-    workdir = os.path.abspath(args.workdir)
-    config = rundir.load_config(workdir)
-    graph, tables = rundir.graph_and_kernels(config)
+    run = open_run(args.workdir)
+    config, graph = run.config, run.graph
     if graph.has_context:
         names = [n.name for n in graph.nodes if n.mode == "context"]
         raise posterior.ContextPosteriorError(
-            f"graph of {workdir!r} has context nodes {names}: their state includes the kernels "
+            f"graph of {run.workdir!r} has context nodes {names}: their state includes the kernels "
             "drawn for each sequence, which these probes do not target (no exact posterior)"
         )
-    if not args.init and not rundir.checkpoint_steps(workdir):
-        raise rundir.RunDirError(f"--workdir {workdir!r}: no checkpoint under checkpoints/")
+    step = "init" if args.init else run.step_or_latest(args.step)
     length = config.data.seq_len - 1  # the model reads tokens 0..T-2, as in training
     positions = parse_positions(args.positions, length)
     n_test = round(args.sequences * args.test_fraction)
@@ -115,18 +113,14 @@ def _setup(args: argparse.Namespace) -> _Setup:
             f"--sequences {args.sequences} --test-fraction {args.test_fraction}: "
             "both splits need at least one sequence"
         )
-    model = rundir.make_model(config, graph.vocab_size)
-    if args.init:
-        params, step = rundir.init_params(config, model), "init"
-    else:
-        params, step = rundir.restore_params(workdir, config, model, args.step)
-    module = rundir.flax_module(model)
+    params = run.init_params() if args.init else run.restore_params(step)
+    module = run.model.module
     available = capture.available_layers(module, params, jnp.zeros((1, length), jnp.int32))
     layers = tuple(args.layers) if args.layers else available
     if not args.layers and not args.parts:
         layers = capture.residual_layers(available)
     capture.check_layers(layers, available)
-    return _Setup(workdir, config, graph, tables, module, params, step, layers, positions)
+    return _Setup(run.workdir, config, graph, run.tables, module, params, step, layers, positions)
 
 
 def _rows(a_NxPx: np.ndarray) -> np.ndarray:
@@ -284,9 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         result = run_probe(args)
-    except (ValueError, CheckpointMismatchError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_CONFIG
+    except ValueError as e:  # ConfigError, CheckpointMismatchError and the probe's own checks
+        return cli.report_error(e)
     result["timings"]["total_s"] = time.perf_counter() - t0
     out = args.out or os.path.join(result["workdir"], "probe")
     os.makedirs(out, exist_ok=True)
