@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import sys
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -168,19 +167,21 @@ def _local_mesh_config(config):
     return local
 
 
-def _heldout(trainer, models: list, params_list: list) -> list[dict]:
-    """Held-out loss, entropy and kl_gap of each (model, params) on `trainer`'s eval set."""
-    from gssm_jax.train.state import state_shardings
-    from gssm_jax.train.step import make_eval_step
+def _heldout(runs: list, step: int) -> list[dict]:
+    """Held-out loss, entropy and kl_gap of each run's checkpoint `step`, all on the first run's
+    eval set (`gssm_jax.evaluate`: the eval stream, or the test set of a files run)."""
+    from gssm_jax import evaluate
+    from gssm_jax.data import files
 
-    c, mesh = trainer.config, trainer.mesh
-    eval_set = trainer._eval_set(trainer.tables, trainer.entropy_fn)
-    results = []
-    for model, params in zip(models, params_list):
-        shardings = state_shardings(c, mesh, model)
-        eval_step = make_eval_step(c, model, mesh, shardings)
-        results.append(trainer._evaluate(SimpleNamespace(params=params), eval_step, eval_set))
-    return results
+    c = runs[0].config
+    data = files.eval_set_path(c.data) if c.data.source == "files" else "stream"
+    batches, _ = evaluate.held_out_batches(runs[0], data, c.eval.batches)
+    h_list = [evaluate.exact_per_position(runs[0], tokens) for tokens in batches]
+    out = []
+    for r in runs:
+        record = evaluate.evaluate_step(r, step, evaluate.make_nll_fn(r)[0], batches, h_list)
+        out.append({k: record[k] for k in ("loss", "entropy", "kl_gap")})
+    return out
 
 
 def surgery(
@@ -200,7 +201,7 @@ def surgery(
     import jax.numpy as jnp
 
     from gssm_jax import checkpoint, metrics, parallel
-    from gssm_jax.train import loop
+    from gssm_jax.rundir import open_run
     from gssm_jax.train import state as train_state
     from gssm_jax.train.optim import make_optimizer
 
@@ -256,8 +257,7 @@ def surgery(
         os.path.join(ckpt_dir, str(step), "data"), os.path.join(out, "checkpoints", str(step), "data")
     )
 
-    trainer = loop.Trainer(new_local, out)
-    heldout = _heldout(trainer, [src_model, model], [src_state.params, params])
+    heldout = _heldout([open_run(run), open_run(out)], step)
     report = {
         "from": os.path.abspath(run),
         "step": step,
