@@ -283,18 +283,11 @@ def run_params(run: str) -> tuple[Any, dict]:
     """(config, params as NumPy) of a run directory's latest checkpoint."""
     import jax
 
-    from gssm_jax import checkpoint, parallel
-    from gssm_jax.train import state as train_state
+    from gssm_jax.rundir import open_run
 
-    config = _local_mesh_config(config_lib.config_from_json(os.path.join(run, "config.json")))
-    mesh = parallel.make_mesh(config.mesh)
-    vocab = config_lib.graph_of(config).vocab_size
-    model = train_state.model_from_config(config, vocab)
-    abstract, _ = train_state.abstract_train_state(config, mesh, model)
-    manager = checkpoint.open_read_only(os.path.join(run, "checkpoints"))
-    state = checkpoint.restore(manager, manager.latest_step(), abstract)
-    manager.close()
-    return config, jax.tree.map(np.asarray, jax.device_get(state.params))
+    source = open_run(run)
+    params = source.restore_params(source.step_or_latest(None))
+    return source.config, jax.tree.map(np.asarray, jax.device_get(params))
 
 
 def distance_to_dense(dense_params: dict, kron_params: dict) -> list[float]:
