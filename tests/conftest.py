@@ -65,7 +65,9 @@ def run_cmd(cmd: list[str], cwd: Path | None = None, timeout: float = 300) -> tu
     return proc.returncode, proc.stdout, proc.stderr
 
 
-def start_cmd(cmd: list[str], cwd: Path, merge_stderr: bool = True) -> subprocess.Popen:
+def start_cmd(
+    cmd: list[str], cwd: Path | None = None, merge_stderr: bool = True
+) -> subprocess.Popen:
     """Starts a command line in the test environment, its output piped (stderr into stdout)."""
     return subprocess.Popen(
         cmd,
