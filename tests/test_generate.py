@@ -20,6 +20,18 @@ from gssm_jax.models import registry
 from gssm_jax.rundir import open_run
 
 
+def cached_equals_recompute(model, kw: dict, *args) -> decoding.Completions:
+    """Asserts that generate_cached and generate_recompute (jitted, logits kept) give the same
+    tokens and logits, logits that move over the steps; returns the cached completions."""
+    kw = dict(kw, keep_logits=True)
+    cached = jax.jit(functools.partial(decoding.generate_cached, model, **kw))(*args)
+    full = jax.jit(functools.partial(decoding.generate_recompute, model, **kw))(*args)
+    np.testing.assert_array_equal(np.asarray(cached.tokens), np.asarray(full.tokens))
+    np.testing.assert_allclose(np.asarray(cached.logits), np.asarray(full.logits), atol=1e-5)
+    assert np.abs(np.diff(np.asarray(full.logits), axis=1)).max() > 1.0  # logits that move
+    return cached
+
+
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
 def test_transformer_cached_equals_recompute(tiny_run, temperature):
     """The trained TINY run's transformer (2 layers here would be the same code per layer)."""
@@ -33,17 +45,9 @@ def test_transformer_cached_equals_recompute(tiny_run, temperature):
     prompts[:, 0] = 0
     prompts = jnp.asarray(prompts, jnp.int32)
     keys = decoding.row_keys(3, jnp.arange(6))
-    kw = dict(max_new=20, temperature=temperature, keep_logits=True)
-    cached = jax.jit(functools.partial(decoding.generate_cached, run.model, **kw))(
-        params, prompts, lengths, keys
-    )
-    full = jax.jit(functools.partial(decoding.generate_recompute, run.model, **kw))(
-        params, prompts, lengths, keys
-    )
-    np.testing.assert_array_equal(np.asarray(cached.tokens), np.asarray(full.tokens))
-    np.testing.assert_allclose(np.asarray(cached.logits), np.asarray(full.logits), atol=1e-5)
+    kw = dict(max_new=20, temperature=temperature)
+    cached = cached_equals_recompute(run.model, kw, params, prompts, lengths, keys)
     assert np.ptp(np.asarray(cached.tokens)) > 0  # not a constant sequence
-    assert np.abs(np.diff(np.asarray(full.logits), axis=1)).max() > 1.0  # logits that move
 
 
 @pytest.mark.parametrize("family", sorted(registry.FAMILIES))
@@ -61,13 +65,8 @@ def test_every_family_cached_equals_recompute(family):
         np.arange(12) < np.asarray(lengths)[:, None], rng.integers(0, 16, (6, 12)), 0
     )
     keys = decoding.row_keys(0, jnp.arange(6))
-    kw = dict(max_new=16, temperature=0.0, keep_logits=True)
-    args = (params, jnp.asarray(prompts, jnp.int32), lengths, keys)
-    cached = jax.jit(functools.partial(decoding.generate_cached, model, **kw))(*args)
-    full = jax.jit(functools.partial(decoding.generate_recompute, model, **kw))(*args)
-    np.testing.assert_array_equal(np.asarray(cached.tokens), np.asarray(full.tokens))
-    np.testing.assert_allclose(np.asarray(cached.logits), np.asarray(full.logits), atol=1e-5)
-    assert np.abs(np.diff(np.asarray(full.logits), axis=1)).max() > 1.0
+    kw = dict(max_new=16, temperature=0.0)
+    cached_equals_recompute(model, kw, params, jnp.asarray(prompts, jnp.int32), lengths, keys)
 
 
 def read_rows(path) -> list[dict]:
