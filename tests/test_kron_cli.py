@@ -34,9 +34,11 @@ def source_run(tmp_path_factory):
     return workdir
 
 
-def _kron(cwd, *args: str) -> tuple[int, str]:
-    code, out, err = run_cmd([sys.executable, "-m", "gssm_jax.kron", *args], cwd)
-    return code, out + err
+def _kron(source, out, *args: str) -> tuple[int, str]:
+    """`python -m gssm_jax.kron --from=SOURCE --out=OUT ARGS` in OUT's folder: (code, output)."""
+    cmd = [sys.executable, "-m", "gssm_jax.kron", f"--from={source}", f"--out={out}", *args]
+    code, stdout, stderr = run_cmd(cmd, out.parent)
+    return code, stdout + stderr
 
 
 def _main(workdir, *args: str) -> list[str]:
@@ -47,15 +49,7 @@ def _main(workdir, *args: str) -> list[str]:
 def test_exact_prune_keeps_the_model_and_continues_training(source_run, tmp_path):
     """prune with r = m2 n2 terms is W itself: errors 0, the same held-out loss, and main trains on."""
     out = tmp_path / "pruned"
-    code, log = _kron(
-        tmp_path,
-        f"--from={source_run}",
-        f"--out={out}",
-        "--init=prune",
-        "--terms=2",
-        "--factor=2x1",
-        "--steps=4",
-    )
+    code, log = _kron(source_run, out, "--init=prune", "--terms=2", "--factor=2x1", "--steps=4")
     assert code == 0, log
     report = json.loads((out / "kron.json").read_text())
     assert [m["relative_error"] for m in report["matrices"]] == [0.0, 0.0, 0.0]
@@ -82,9 +76,8 @@ def test_exact_prune_keeps_the_model_and_continues_training(source_run, tmp_path
 def test_factorised_run_with_freezing_and_distillation_resumes_exactly(source_run, tmp_path):
     straight = tmp_path / "straight"
     code, log = _kron(
-        tmp_path,
-        f"--from={source_run}",
-        f"--out={straight}",
+        source_run,
+        straight,
         "--init=vanloan",
         "--terms=2",
         "--steps=30",
@@ -113,7 +106,7 @@ def test_factorised_run_with_freezing_and_distillation_resumes_exactly(source_ru
 
 def test_bad_input_is_a_named_error_before_anything_is_written(source_run, tmp_path):
     out = tmp_path / "out"
-    code, log = _kron(tmp_path, f"--from={source_run}", f"--out={out}", "--factor=3x1")
+    code, log = _kron(source_run, out, "--factor=3x1")
     assert code == EXIT_BAD_CONFIG, log
     assert "error: config model.kron_factor='3x1'" in log and "Traceback" not in log, log
     assert not out.exists()
