@@ -31,7 +31,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from absl import logging
 from jax.sharding import NamedSharding
 
 from gssm_jax import cli, parallel
@@ -39,7 +38,7 @@ from gssm_jax.data import files
 from gssm_jax.data.stream import StreamSource, cpu_tables, process_rows
 from gssm_jax.exitcodes import EXIT_OK
 from gssm_jax.gssm.entropy import sequence_entropy
-from gssm_jax.rundir import USER_ERRORS, Run, open_run
+from gssm_jax.rundir import Run, open_run, run_cli
 
 EVALS = "evals"
 
@@ -182,12 +181,7 @@ def run_evaluation(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.set_verbosity(logging.ERROR)  # Orbax warns that a read-only manager is read-only
-    try:
-        return run_evaluation(args)
-    except USER_ERRORS as e:
-        return cli.report_error(e)
+    return run_cli(run_evaluation, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -36,7 +36,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import logging
 
 from gssm_jax import cli, decoding, parallel
 from gssm_jax.config import ConfigError
@@ -44,7 +43,7 @@ from gssm_jax.exitcodes import EXIT_OK
 from gssm_jax.gssm import scoring
 from gssm_jax.gssm.kernels import as_device_tables
 from gssm_jax.gssm.sample import sample_tokens
-from gssm_jax.rundir import USER_ERRORS, Run, open_run
+from gssm_jax.rundir import Run, open_run, run_cli
 
 SAMPLES = "samples"
 
@@ -259,12 +258,7 @@ def run_generation(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.set_verbosity(logging.ERROR)  # Orbax warns that a read-only manager is read-only
-    try:
-        return run_generation(args)
-    except USER_ERRORS as e:
-        return cli.report_error(e)
+    return run_cli(run_generation, parse_args(argv))
 
 
 if __name__ == "__main__":

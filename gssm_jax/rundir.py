@@ -19,9 +19,10 @@ import flax.linen as nn
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from absl import logging
 from jax.sharding import Mesh, NamedSharding
 
-from gssm_jax import checkpoint, parallel
+from gssm_jax import checkpoint, cli, parallel
 from gssm_jax.config import ConfigError, config_from_json, graph_of, validate
 from gssm_jax.gssm.graph import Graph
 from gssm_jax.gssm.kernels import Tables, draw_kernels
@@ -39,6 +40,16 @@ class RunError(ConfigError):
 # What the run-reading CLIs report as `error: ...` and exit 2 (run-directory, data-set and prompt
 # errors are ConfigErrors).
 USER_ERRORS = (ConfigError, checkpoint.CheckpointMismatchError)
+
+
+def run_cli(command: Callable[[Any], int], args: Any) -> int:
+    """`command(args)` of a run-reading CLI, with Orbax's warning that a read-only manager is
+    read-only muted; a USER_ERRORS error is one line on stderr and EXIT_BAD_CONFIG."""
+    logging.set_verbosity(logging.ERROR)
+    try:
+        return command(args)
+    except USER_ERRORS as e:
+        return cli.report_error(e)
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:

@@ -1,14 +1,20 @@
-"""Shared test helpers: running `python -m gssm_jax.main` in a subprocess on a tiny config."""
+"""Shared test helpers: running `python -m gssm_jax.main` in a subprocess on a tiny config, a
+finished tiny run to read, and the checks of a run-reading CLI (one-line errors, a run left as it was)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+from gssm_jax.exitcodes import EXIT_BAD_CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,7 +57,7 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_cmd(cmd: list[str], cwd: Path, timeout: float = 300) -> tuple[int, str, str]:
+def run_cmd(cmd: list[str], cwd: Path | None = None, timeout: float = 300) -> tuple[int, str, str]:
     """Runs a command line to its end in the test environment: (returncode, stdout, stderr)."""
     proc = subprocess.run(
         cmd, cwd=cwd, env=subprocess_env(), capture_output=True, text=True, timeout=timeout
@@ -59,7 +65,9 @@ def run_cmd(cmd: list[str], cwd: Path, timeout: float = 300) -> tuple[int, str, 
     return proc.returncode, proc.stdout, proc.stderr
 
 
-def start_cmd(cmd: list[str], cwd: Path, merge_stderr: bool = True) -> subprocess.Popen:
+def start_cmd(
+    cmd: list[str], cwd: Path | None = None, merge_stderr: bool = True
+) -> subprocess.Popen:
     """Starts a command line in the test environment, its output piped (stderr into stdout)."""
     return subprocess.Popen(
         cmd,
@@ -74,6 +82,22 @@ def start_cmd(cmd: list[str], cwd: Path, merge_stderr: bool = True) -> subproces
 def read_jsonl(path: Path) -> list[dict]:
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def signal_at_step(
+    proc: subprocess.Popen, workdir: Path, sig: int, min_step: int, timeout: float = 240
+) -> tuple[int, str]:
+    """Sends `sig` to a started run once its train.jsonl has reached `min_step` (unless it ends
+    first), then waits for it: (returncode, output)."""
+    metrics = workdir / "metrics" / "train.jsonl"
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists() and any(r["step"] >= min_step for r in read_jsonl(metrics)):
+            proc.send_signal(sig)
+            break
+        time.sleep(0.05)
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
 
 
 # A 40-step run that logs, evaluates and checkpoints often enough to stop and resume mid-way.
@@ -96,15 +120,8 @@ def run_main(tmp_path):
     """Runs gssm_jax.main to completion; returns (returncode, output)."""
 
     def run(workdir: Path, *overrides: str, timeout: float = 300, config: str = "configs/debug.py"):
-        proc = subprocess.run(
-            main_cmd(workdir, *overrides, config=config),
-            cwd=tmp_path,
-            env=subprocess_env(),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        return proc.returncode, proc.stdout + proc.stderr
+        code, out, err = run_cmd(main_cmd(workdir, *overrides, config=config), tmp_path, timeout)
+        return code, out + err
 
     return run
 
@@ -116,13 +133,35 @@ def tiny_run(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("tiny_run") / "run"
     steps = ["--config.optim.steps=20", "--config.optim.warmup=2", "--config.log.period=10"]
     steps += ["--config.eval.period=10", "--config.checkpoint.period=10"]
-    proc = subprocess.run(
-        main_cmd(workdir, *steps),
-        cwd=workdir.parent,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    code, out, err = run_cmd(main_cmd(workdir, *steps), workdir.parent)
+    assert code == 0, out + err
     return workdir
+
+
+@pytest.fixture
+def run_copy(tiny_run, tmp_path):
+    """A copy of `tiny_run` for a test to write into."""
+    dst = tmp_path / "run"
+    shutil.copytree(tiny_run, dst)
+    return dst
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """relative path -> sha256 of every file below `root` outside `evals/`."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "evals" not in p.relative_to(root).parts
+    }
+
+
+def one_line_error(main, argv: list[str], capsys) -> str:
+    """The stderr of a CLI `main(argv)` that must fail with EXIT_BAD_CONFIG and one line."""
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse
+        code = e.code
+    assert code == EXIT_BAD_CONFIG
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err

@@ -3,38 +3,19 @@ and a run directory left byte-identical."""
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import io
 import json
-import shutil
-import subprocess
 import sys
 
 import numpy as np
-import pytest
-from conftest import read_jsonl, subprocess_env
+from conftest import one_line_error, read_jsonl, run_cmd, tree_digest
 
 from gssm_jax import evaluate
 from gssm_jax.config import four_graph
 from gssm_jax.data import write
-from gssm_jax.exitcodes import EXIT_BAD_CONFIG
 from gssm_jax.gssm.graph import parse_graph
 from gssm_jax.gssm.kernels import draw_kernels
-
-
-def tree_digest(root) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and "evals" not in p.relative_to(root).parts
-    }
-
-
-@pytest.fixture
-def run_copy(tiny_run, tmp_path):
-    dst = tmp_path / "run"
-    shutil.copytree(tiny_run, dst)
-    return dst
 
 
 def write_set(path, graph_spec: dict, n: int = 16, seq_len: int = 32) -> str:
@@ -50,17 +31,13 @@ def write_set(path, graph_spec: dict, n: int = 16, seq_len: int = 32) -> str:
 
 def test_cli_all_reproduces_the_loop_eval_and_leaves_the_run_unchanged(run_copy):
     before = tree_digest(run_copy)
-    proc = subprocess.run(
-        [sys.executable, "-m", "gssm_jax.evaluate", f"--workdir={run_copy}", "--all"],
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    code, out, err = run_cmd(
+        [sys.executable, "-m", "gssm_jax.evaluate", f"--workdir={run_copy}", "--all"]
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert code == 0, out + err
     assert tree_digest(run_copy) == before
     assert sorted(p.name for p in (run_copy / "evals").iterdir()) == ["10.json", "20.json"]
-    lines = proc.stdout.strip().splitlines()
+    lines = out.strip().splitlines()
     assert [line.split(" | ")[0] for line in lines] == ["eval step 10", "eval step 20"]
     loop = {r["step"]: r for r in read_jsonl(run_copy / "metrics" / "eval.jsonl")}
     for step in (10, 20):
@@ -84,15 +61,7 @@ def test_step_batches_and_data_path(run_copy, tmp_path, capsys):
     assert "wrote " + str(run_copy / "evals" / "10.json") in capsys.readouterr().out
 
 
-def _error(argv, capsys) -> str:
-    try:
-        code = evaluate.main(argv)
-    except SystemExit as e:  # argparse
-        code = e.code
-    assert code == EXIT_BAD_CONFIG
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    return err
+_error = functools.partial(one_line_error, evaluate.main)
 
 
 def test_errors_are_one_line_exit_2(run_copy, tmp_path, capsys):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import shutil
-import subprocess
 import sys
 
 import flax.linen as nn
@@ -14,14 +12,24 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
-from conftest import subprocess_env
-from test_evaluate import tree_digest
+from conftest import one_line_error, run_cmd, tree_digest
 
 from gssm_jax import decoding, generate
 from gssm_jax.config import default_config, family_config
-from gssm_jax.exitcodes import EXIT_BAD_CONFIG
 from gssm_jax.models import registry
 from gssm_jax.rundir import open_run
+
+
+def cached_equals_recompute(model, kw: dict, *args) -> decoding.Completions:
+    """Asserts that generate_cached and generate_recompute (jitted, logits kept) give the same
+    tokens and logits, logits that move over the steps; returns the cached completions."""
+    kw = dict(kw, keep_logits=True)
+    cached = jax.jit(functools.partial(decoding.generate_cached, model, **kw))(*args)
+    full = jax.jit(functools.partial(decoding.generate_recompute, model, **kw))(*args)
+    np.testing.assert_array_equal(np.asarray(cached.tokens), np.asarray(full.tokens))
+    np.testing.assert_allclose(np.asarray(cached.logits), np.asarray(full.logits), atol=1e-5)
+    assert np.abs(np.diff(np.asarray(full.logits), axis=1)).max() > 1.0  # logits that move
+    return cached
 
 
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
@@ -37,17 +45,9 @@ def test_transformer_cached_equals_recompute(tiny_run, temperature):
     prompts[:, 0] = 0
     prompts = jnp.asarray(prompts, jnp.int32)
     keys = decoding.row_keys(3, jnp.arange(6))
-    kw = dict(max_new=20, temperature=temperature, keep_logits=True)
-    cached = jax.jit(functools.partial(decoding.generate_cached, run.model, **kw))(
-        params, prompts, lengths, keys
-    )
-    full = jax.jit(functools.partial(decoding.generate_recompute, run.model, **kw))(
-        params, prompts, lengths, keys
-    )
-    np.testing.assert_array_equal(np.asarray(cached.tokens), np.asarray(full.tokens))
-    np.testing.assert_allclose(np.asarray(cached.logits), np.asarray(full.logits), atol=1e-5)
+    kw = dict(max_new=20, temperature=temperature)
+    cached = cached_equals_recompute(run.model, kw, params, prompts, lengths, keys)
     assert np.ptp(np.asarray(cached.tokens)) > 0  # not a constant sequence
-    assert np.abs(np.diff(np.asarray(full.logits), axis=1)).max() > 1.0  # logits that move
 
 
 @pytest.mark.parametrize("family", sorted(registry.FAMILIES))
@@ -65,20 +65,8 @@ def test_every_family_cached_equals_recompute(family):
         np.arange(12) < np.asarray(lengths)[:, None], rng.integers(0, 16, (6, 12)), 0
     )
     keys = decoding.row_keys(0, jnp.arange(6))
-    kw = dict(max_new=16, temperature=0.0, keep_logits=True)
-    args = (params, jnp.asarray(prompts, jnp.int32), lengths, keys)
-    cached = jax.jit(functools.partial(decoding.generate_cached, model, **kw))(*args)
-    full = jax.jit(functools.partial(decoding.generate_recompute, model, **kw))(*args)
-    np.testing.assert_array_equal(np.asarray(cached.tokens), np.asarray(full.tokens))
-    np.testing.assert_allclose(np.asarray(cached.logits), np.asarray(full.logits), atol=1e-5)
-    assert np.abs(np.diff(np.asarray(full.logits), axis=1)).max() > 1.0
-
-
-@pytest.fixture
-def run_copy(tiny_run, tmp_path):
-    dst = tmp_path / "run"
-    shutil.copytree(tiny_run, dst)
-    return dst
+    kw = dict(max_new=16, temperature=0.0)
+    cached_equals_recompute(model, kw, params, jnp.asarray(prompts, jnp.int32), lengths, keys)
 
 
 def read_rows(path) -> list[dict]:
@@ -89,10 +77,10 @@ def test_cli_writes_scored_completions_and_leaves_the_run_unchanged(run_copy, tm
     before = tree_digest(run_copy)
     cmd = [sys.executable, "-m", "gssm_jax.generate", f"--workdir={run_copy}", "--num=6"]
     cmd += ["--max-new-tokens=8", "--seed=4"]
-    proc = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    code, stdout, stderr = run_cmd(cmd)
+    assert code == 0, stdout + stderr
     out = run_copy / "samples" / "20-seed4.jsonl"
-    assert proc.stdout.strip().endswith(f"wrote {out}")
+    assert stdout.strip().endswith(f"wrote {out}")
     assert {k: v for k, v in tree_digest(run_copy).items() if not k.startswith("samples")} == before
     rows = read_rows(out)
     assert [r["index"] for r in rows] == list(range(6))
@@ -127,15 +115,7 @@ def test_prompts_file_greedy_equals_top_1(run_copy, tmp_path):
     assert [r["completion"] for r in outs[0]] == [r["completion"] for r in outs[1]]
 
 
-def _error(argv, capsys) -> str:
-    try:
-        code = generate.main(argv)
-    except SystemExit as e:
-        code = e.code
-    assert code == EXIT_BAD_CONFIG
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    return err
+_error = functools.partial(one_line_error, generate.main)
 
 
 def test_errors_are_one_line_exit_2(run_copy, tmp_path, capsys):

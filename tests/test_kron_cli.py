@@ -6,13 +6,11 @@ import json
 import re
 import shutil
 import signal
-import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
-from conftest import main_cmd, read_jsonl, subprocess_env, train_losses
+from conftest import main_cmd, read_jsonl, run_cmd, signal_at_step, start_cmd, train_losses
 
 from gssm_jax.exitcodes import EXIT_BAD_CONFIG, EXIT_PREEMPTED
 from gssm_jax.kron import SurgeryError, surgery
@@ -31,28 +29,16 @@ def source_run(tmp_path_factory):
     """A finished 10-step dense run of the tiny model (checkpoint at step 10)."""
     root = tmp_path_factory.mktemp("kron")
     workdir = root / "dense"
-    proc = subprocess.run(
-        main_cmd(workdir, *SOURCE_STEPS),
-        cwd=root,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    code, out, err = run_cmd(main_cmd(workdir, *SOURCE_STEPS), root)
+    assert code == 0, out + err
     return workdir
 
 
-def _kron(cwd, *args: str, timeout: float = 300):
-    proc = subprocess.run(
-        [sys.executable, "-m", "gssm_jax.kron", *args],
-        cwd=cwd,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    return proc.returncode, proc.stdout + proc.stderr
+def _kron(source, out, *args: str) -> tuple[int, str]:
+    """`python -m gssm_jax.kron --from=SOURCE --out=OUT ARGS` in OUT's folder: (code, output)."""
+    cmd = [sys.executable, "-m", "gssm_jax.kron", f"--from={source}", f"--out={out}", *args]
+    code, stdout, stderr = run_cmd(cmd, out.parent)
+    return code, stdout + stderr
 
 
 def _main(workdir, *args: str) -> list[str]:
@@ -63,15 +49,7 @@ def _main(workdir, *args: str) -> list[str]:
 def test_exact_prune_keeps_the_model_and_continues_training(source_run, tmp_path):
     """prune with r = m2 n2 terms is W itself: errors 0, the same held-out loss, and main trains on."""
     out = tmp_path / "pruned"
-    code, log = _kron(
-        tmp_path,
-        f"--from={source_run}",
-        f"--out={out}",
-        "--init=prune",
-        "--terms=2",
-        "--factor=2x1",
-        "--steps=4",
-    )
+    code, log = _kron(source_run, out, "--init=prune", "--terms=2", "--factor=2x1", "--steps=4")
     assert code == 0, log
     report = json.loads((out / "kron.json").read_text())
     assert [m["relative_error"] for m in report["matrices"]] == [0.0, 0.0, 0.0]
@@ -87,46 +65,19 @@ def test_exact_prune_keeps_the_model_and_continues_training(source_run, tmp_path
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["10"]
     assert not (out / "final.json").exists()
     assert max(train_losses(out)) == 10  # the source's metrics up to the checkpoint
-    proc = subprocess.run(  # the run's own config.json, with an override on top
-        _main(out, "--config.log.period=1"),
-        cwd=tmp_path,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "resumed from" in proc.stdout
+    # the run's own config.json, with an override on top
+    code, stdout, stderr = run_cmd(_main(out, "--config.log.period=1"), tmp_path)
+    assert code == 0, stdout + stderr
+    assert "resumed from" in stdout
     assert sorted(train_losses(out))[-5:] == [10, 11, 12, 13, 14]
     assert json.loads((out / "final.json").read_text())["step"] == 14
-
-
-def _signalled(workdir, cwd, min_step: int):
-    proc = subprocess.Popen(
-        _main(workdir),
-        cwd=cwd,
-        env=subprocess_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    metrics = workdir / "metrics" / "train.jsonl"
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if metrics.exists() and any(r["step"] >= min_step for r in read_jsonl(metrics)):
-            proc.send_signal(signal.SIGTERM)
-            break
-        time.sleep(0.05)
-    out, _ = proc.communicate(timeout=240)
-    return proc.returncode, out
 
 
 def test_factorised_run_with_freezing_and_distillation_resumes_exactly(source_run, tmp_path):
     straight = tmp_path / "straight"
     code, log = _kron(
-        tmp_path,
-        f"--from={source_run}",
-        f"--out={straight}",
+        source_run,
+        straight,
         "--init=vanloan",
         "--terms=2",
         "--steps=30",
@@ -138,22 +89,13 @@ def test_factorised_run_with_freezing_and_distillation_resumes_exactly(source_ru
     assert code == 0, log
     resumed = tmp_path / "resumed"
     shutil.copytree(straight, resumed)
-    proc = subprocess.run(
-        _main(straight),
-        cwd=tmp_path,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    code, out = _signalled(resumed, tmp_path, 24)
+    code, out, err = run_cmd(_main(straight), tmp_path)
+    assert code == 0, out + err
+    code, out = signal_at_step(start_cmd(_main(resumed), tmp_path), resumed, signal.SIGTERM, 24)
     assert code == EXIT_PREEMPTED, out
     assert max(train_losses(resumed)) < 40
-    proc = subprocess.run(
-        _main(resumed), cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    code, out, err = run_cmd(_main(resumed), tmp_path)
+    assert code == 0, out + err
     a, b = train_losses(straight), train_losses(resumed)
     assert sorted(a) == sorted(b) and max(a) == 40
     assert max(abs(a[s] - b[s]) for s in a) <= 1e-6
@@ -164,7 +106,7 @@ def test_factorised_run_with_freezing_and_distillation_resumes_exactly(source_ru
 
 def test_bad_input_is_a_named_error_before_anything_is_written(source_run, tmp_path):
     out = tmp_path / "out"
-    code, log = _kron(tmp_path, f"--from={source_run}", f"--out={out}", "--factor=3x1")
+    code, log = _kron(source_run, out, "--factor=3x1")
     assert code == EXIT_BAD_CONFIG, log
     assert "error: config model.kron_factor='3x1'" in log and "Traceback" not in log, log
     assert not out.exists()

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, main_cmd, subprocess_env
+from conftest import ROOT, main_cmd, run_cmd
 
 from gssm_jax.config import default_config
 from gssm_jax.exitcodes import EXIT_BAD_CONFIG
@@ -30,14 +29,8 @@ SMALL = ["--sequences=48", "--steps=60", "--batch=24"]
 def run_dir(tmp_path_factory) -> Path:
     """A 20-step TINY run (checkpoints at 10 and 20)."""
     workdir = tmp_path_factory.mktemp("probe") / "run"
-    proc = subprocess.run(
-        main_cmd(workdir, *STEPS),
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    code, out, err = run_cmd(main_cmd(workdir, *STEPS))
+    assert code == 0, out + err
     return workdir
 
 
@@ -111,16 +104,11 @@ def test_user_errors_exit_2_with_one_line(run_dir, tmp_path, capsys):
 
 def test_module_entry_point(tmp_path):
     """`python -m gssm_jax.probe` runs main and returns its exit code."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "gssm_jax.probe", "--workdir", str(tmp_path)],
-        cwd=ROOT,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
+    code, _, err = run_cmd(
+        [sys.executable, "-m", "gssm_jax.probe", "--workdir", str(tmp_path)], ROOT, timeout=120
     )
-    assert proc.returncode == EXIT_BAD_CONFIG
-    assert proc.stderr.strip().splitlines() == [
+    assert code == EXIT_BAD_CONFIG
+    assert err.strip().splitlines() == [
         f"error: --workdir {tmp_path}: no config.json (not a gssm_jax run directory)"
     ]
 

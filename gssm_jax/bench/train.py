@@ -38,7 +38,7 @@ import json
 import resource
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gssm_jax import cli, cpudevices
 from gssm_jax.bench import torch_ref
@@ -126,31 +126,39 @@ class Timed:
         from gssm_jax.train import state as train_state
         from gssm_jax.train import step as train_step
 
-        self.name, self.model = name, model
+        self.model = model
         sharding = NamedSharding(mesh, parallel.batch_spec(c))
-        self.batches = [jax.device_put(b, sharding) for b in batches]
+        batches = [jax.device_put(b, sharding) for b in batches]
         self.state, shardings = train_state.create_train_state(c, mesh, model, jax.random.key(0))
         self.step_fn = train_step.make_train_step(c, model, mesh, shardings)
-        self.k = 0
+        self._first_step(name, batches)
+
+    def _first_step(self, name: str, batches: list) -> None:
+        """Runs (and so compiles) the first step, timed as compile_s; no timed steps yet."""
+        self.name, self.batches, self.k = name, batches, 0
         t0 = time.perf_counter()
         self.run_step()
         self.compile_s = time.perf_counter() - t0
         self.wall, self.cpu, self.faults, self.losses = [], [], [], []
 
-    def run_step(self) -> tuple[float, float, int]:
+    def _step(self, batch) -> Any:
+        """One train step, waited for; its loss (read after the timing)."""
         import jax
 
+        self.state, metrics = self.step_fn(self.state, batch)
+        return jax.block_until_ready(metrics)["loss"]
+
+    def run_step(self) -> tuple[float, float, int]:
         t0, c0 = time.perf_counter(), time.process_time()
         f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        self.state, metrics = self.step_fn(self.state, self.batches[self.k % len(self.batches)])
-        jax.block_until_ready(metrics)
+        loss = self._step(self.batches[self.k % len(self.batches)])
         times = (
             time.perf_counter() - t0,
             time.process_time() - c0,
             resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0,
         )
         self.k += 1
-        self.last_loss = float(metrics["loss"])
+        self.last_loss = float(loss)
         return times
 
     def timed_steps(self, n: int) -> None:
@@ -173,25 +181,13 @@ class TorchTimed(Timed):
         shape = torch_ref.TorchShape(
             vocab, m.emb_dim, m.nb_layers, m.nb_heads, m.hidden_dim, m.rope_theta, m.norm_eps
         )
-        self.name, self.batches, self.k = name, batches, 0
         self.step_fn = torch_ref.TrainStep(
             torch_ref.build(shape, threads=TORCH_THREADS), o.lr, o.b1, o.b2, o.eps, 0.0, o.clip_norm
         )
-        t0 = time.perf_counter()
-        self.run_step()
-        self.compile_s = time.perf_counter() - t0
-        self.wall, self.cpu, self.faults, self.losses = [], [], [], []
+        self._first_step(name, batches)
 
-    def run_step(self) -> tuple[float, float, int]:
-        t0, c0 = time.perf_counter(), time.process_time()
-        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        self.last_loss = self.step_fn(self.batches[self.k % len(self.batches)])
-        self.k += 1
-        return (
-            time.perf_counter() - t0,
-            time.process_time() - c0,
-            resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0,
-        )
+    def _step(self, batch) -> float:
+        return self.step_fn(batch)
 
 
 def _percentile(values: list[float], q: float) -> float:

@@ -55,17 +55,26 @@ def make_optimizer(optim: ml_collections.ConfigDict) -> optax.GradientTransforma
     parts = []
     if optim.clip_norm > 0:
         parts.append(optax.clip_by_global_norm(optim.clip_norm))
-    parts.append(
-        optax.adamw(
-            schedule(optim),
-            b1=optim.b1,
-            b2=optim.b2,
-            eps=optim.eps,
-            weight_decay=optim.weight_decay,
-            mask=decay_mask,
-        )
-    )
+    parts.append(_adamw(optim))
     return optax.chain(*parts)
+
+
+def _adamw(
+    optim: ml_collections.ConfigDict, lr: float | None = None
+) -> optax.GradientTransformation:
+    """optax.adamw with optim's moments and eps on the schedule peaking at `lr` (default optim.lr),
+    weight decay on `decay_mask`."""
+    if lr is not None:
+        optim = ml_collections.ConfigDict(optim.to_dict())
+        optim.lr = lr
+    return optax.adamw(
+        schedule(optim),
+        b1=optim.b1,
+        b2=optim.b2,
+        eps=optim.eps,
+        weight_decay=optim.weight_decay,
+        mask=decay_mask,
+    )
 
 
 def kron_labels(params: Any) -> Any:
@@ -98,16 +107,7 @@ def kron_optimizer(optim: ml_collections.ConfigDict) -> optax.GradientTransforma
         if label in frozen:
             groups[label] = optax.set_to_zero()
             continue
-        group_optim = ml_collections.ConfigDict(optim.to_dict())
-        group_optim.lr = lr
-        groups[label] = optax.adamw(
-            schedule(group_optim),
-            b1=optim.b1,
-            b2=optim.b2,
-            eps=optim.eps,
-            weight_decay=optim.weight_decay,
-            mask=decay_mask,
-        )
+        groups[label] = _adamw(optim, lr)
     parts = []
     if frozen:
         gates = {

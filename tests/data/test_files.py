@@ -5,12 +5,18 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
-import time
 
 import numpy as np
 import pytest
-from conftest import RESUME_STEPS, ROOT, main_cmd, read_jsonl, subprocess_env, train_losses
+from conftest import (
+    RESUME_STEPS,
+    ROOT,
+    main_cmd,
+    read_jsonl,
+    signal_at_step,
+    start_cmd,
+    train_losses,
+)
 
 from gssm_jax import checkpoint
 from gssm_jax.config import ConfigError, default_config, validate
@@ -172,26 +178,13 @@ def test_training_on_files_resumes_mid_epoch_exactly(dataset, tmp_path, run_main
     flags = [*RESUME_STEPS, f"--config.data.path={path}"]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     procs = [  # side by side: compilation is mostly single-threaded
-        subprocess.Popen(
-            main_cmd(workdir, *flags, config=TRAIN_CONFIG),
-            cwd=tmp_path,
-            env=subprocess_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        start_cmd(main_cmd(workdir, *flags, config=TRAIN_CONFIG), tmp_path)
         for workdir in (straight, resumed)
     ]
-    metrics = resumed / "metrics" / "train.jsonl"
-    deadline = time.time() + 240
-    while time.time() < deadline and procs[1].poll() is None:
-        if metrics.exists() and any(r["step"] >= 18 for r in read_jsonl(metrics)):
-            procs[1].send_signal(signal.SIGTERM)
-            break
-        time.sleep(0.05)
-    outs = [p.communicate(timeout=240)[0] for p in procs]
-    assert procs[0].returncode == 0, outs[0]
-    assert procs[1].returncode == EXIT_PREEMPTED, outs[1]
+    code, out = signal_at_step(procs[1], resumed, signal.SIGTERM, 18)
+    straight_out = procs[0].communicate(timeout=240)[0]
+    assert procs[0].returncode == 0, straight_out
+    assert code == EXIT_PREEMPTED, out
     stopped_at = max(train_losses(resumed))
     assert 15 < stopped_at < 40, "the run finished before the signal reached it"
     code, out = run_main(resumed, *flags, timeout=240, config=TRAIN_CONFIG)
@@ -229,7 +222,7 @@ def test_mismatched_config_missing_and_corrupted_sets_are_clear_errors(dataset, 
         ([f"--config.data.path={tokens.parent}"], f"data file {tokens}: corrupted"),
     ]
     procs = [
-        subprocess.Popen(
+        start_cmd(
             main_cmd(
                 tmp_path / f"run{i}",
                 "--config.optim.steps=2",
@@ -237,11 +230,7 @@ def test_mismatched_config_missing_and_corrupted_sets_are_clear_errors(dataset, 
                 *overrides,
                 config=TRAIN_CONFIG,
             ),
-            cwd=tmp_path,
-            env=subprocess_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+            tmp_path,
         )
         for i, (overrides, _) in enumerate(cases)
     ]

@@ -6,13 +6,12 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
-from conftest import ROOT, subprocess_env
+from conftest import ROOT, start_cmd
 
 from gssm_jax.data import files, grid, layout, write
 from gssm_jax.gssm.entropy import sequence_entropy
@@ -187,9 +186,7 @@ def test_killed_writer_leaves_no_finished_looking_set(tmp_path, capsys):
     )
     root = tmp_path / "root"
     cmd = [sys.executable, "-m", "gssm_jax.data.write", f"--config={config}", f"--root={root}"]
-    proc = subprocess.Popen(
-        cmd, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    proc = start_cmd(cmd)
     deadline = time.time() + 120
     killed_mid_write = False
     while time.time() < deadline and proc.poll() is None:

@@ -70,29 +70,41 @@ def structure(kind: str, mode: str, kernel_type: str) -> Graph:
     return parse_graph(spec)
 
 
-def brute_force_probs(graph: Graph, tables, tokens_NxT: np.ndarray) -> np.ndarray:
-    """p(x(1..T-1) | x(0)) per sequence: the sum over every hidden path of p(path) p(tokens | path).
+def hidden_paths(graph: Graph, seq_len: int) -> np.ndarray:
+    """Every hidden path from the all-zero start, (S^(T-1), T, hidden nodes)."""
+    states = list(itertools.product(*[range(d) for d in graph.hidden_dims]))
+    paths = np.array(list(itertools.product(states, repeat=seq_len - 1)), np.int64)
+    return np.concatenate([np.zeros_like(paths[:, :1]), paths], axis=1)
 
-    Paths are enumerated explicitly (all S^(T-1) of them) and each factor of SPEC section 2 is
-    looked up in the node tables; numpy only vectorises over paths and sequences.
+
+def path_joints(graph: Graph, tables, paths_PxTxN: np.ndarray, tokens_NxT: np.ndarray):
+    """Yields p(path(0..t), x(1..t) | x(0)) of every path and sequence, (P, N), for t = 0..T-1.
+
+    Each factor of SPEC section 2 is looked up in the node tables; numpy only vectorises over
+    paths and sequences.
     """
     index = {n.name: i for i, n in enumerate(graph.hidden)}
     x_name = graph.observed.name
-    seq_len = tokens_NxT.shape[1]
-    states = list(itertools.product(*[range(d) for d in graph.hidden_dims]))
-    paths = np.array(list(itertools.product(states, repeat=seq_len - 1)), np.int64)
-    paths_PxTxN = np.concatenate([np.zeros_like(paths[:, :1]), paths], axis=1)
     tokens = tokens_NxT[None]
-    prob_PxN = np.ones((len(paths), len(tokens_NxT)))
-    for t in range(1, seq_len):
+    prob_PxN = np.ones((len(paths_PxTxN), len(tokens_NxT)))
+    yield prob_PxN
+    for t in range(1, tokens_NxT.shape[1]):
         z_old, z_new = paths_PxTxN[:, t - 1, :, None], paths_PxTxN[:, t, :, None]
         for i, node in enumerate(graph.hidden):
             inputs = [
                 tokens[:, :, t - 1] if q == x_name else z_new[:, index[q]] for q in node.parents
             ]
-            prob_PxN *= np.asarray(tables[i])[(z_old[:, i], *inputs, z_new[:, i])]
+            prob_PxN = prob_PxN * np.asarray(tables[i])[(z_old[:, i], *inputs, z_new[:, i])]
         inputs = [z_new[:, index[q]] for q in graph.observed.parents]
-        prob_PxN *= np.asarray(tables[-1])[(*inputs, tokens[:, :, t])]
+        prob_PxN = prob_PxN * np.asarray(tables[-1])[(*inputs, tokens[:, :, t])]
+        yield prob_PxN
+
+
+def brute_force_probs(graph: Graph, tables, tokens_NxT: np.ndarray) -> np.ndarray:
+    """p(x(1..T-1) | x(0)) per sequence: the sum over every hidden path (all S^(T-1) of them,
+    enumerated explicitly) of p(path) p(tokens | path)."""
+    paths_PxTxN = hidden_paths(graph, tokens_NxT.shape[1])
+    *_, prob_PxN = path_joints(graph, tables, paths_PxTxN, tokens_NxT)
     return prob_PxN.sum(0)
 
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_entropy import all_sequences, structure
+from test_entropy import all_sequences, hidden_paths, path_joints, structure
 
 from gssm_jax.gssm import posterior, sample
 from gssm_jax.gssm.graph import Graph, parse_graph
@@ -25,14 +23,8 @@ def brute_force_marginals(graph: Graph, tables, tokens_NxT: np.ndarray):
     """(filtering, smoothing): per hidden node an (N, T, d) array, from p(path, tokens) of every
     hidden path. Filtering at t sums the joint of the first t steps over all paths (each prefix is
     counted once per suffix, the same number of times for all, so normalising removes it)."""
-    index = {n.name: i for i, n in enumerate(graph.hidden)}
-    x_name = graph.observed.name
     seq_len = tokens_NxT.shape[1]
-    states = list(itertools.product(*[range(d) for d in graph.hidden_dims]))
-    paths = np.array(list(itertools.product(states, repeat=seq_len - 1)), np.int64)
-    paths_PxTxN = np.concatenate([np.zeros_like(paths[:, :1]), paths], axis=1)
-    tokens = tokens_NxT[None]
-    prob_PxN = np.ones((len(paths), len(tokens_NxT)))
+    paths_PxTxN = hidden_paths(graph, seq_len)
     filtering = [np.zeros((len(tokens_NxT), seq_len, d)) for d in graph.hidden_dims]
 
     def marginal(weights_PxN, t, i, d):
@@ -40,17 +32,7 @@ def brute_force_marginals(graph: Graph, tables, tokens_NxT: np.ndarray):
         m_NxD = weights_PxN.T @ onehot_PxD
         return m_NxD / m_NxD.sum(-1, keepdims=True)
 
-    for i, d in enumerate(graph.hidden_dims):
-        filtering[i][:, 0] = marginal(prob_PxN, 0, i, d)
-    for t in range(1, seq_len):
-        z_old, z_new = paths_PxTxN[:, t - 1, :, None], paths_PxTxN[:, t, :, None]
-        for i, node in enumerate(graph.hidden):
-            inputs = [
-                tokens[:, :, t - 1] if q == x_name else z_new[:, index[q]] for q in node.parents
-            ]
-            prob_PxN = prob_PxN * np.asarray(tables[i])[(z_old[:, i], *inputs, z_new[:, i])]
-        inputs = [z_new[:, index[q]] for q in graph.observed.parents]
-        prob_PxN = prob_PxN * np.asarray(tables[-1])[(*inputs, tokens[:, :, t])]
+    for t, prob_PxN in enumerate(path_joints(graph, tables, paths_PxTxN, tokens_NxT)):
         for i, d in enumerate(graph.hidden_dims):
             filtering[i][:, t] = marginal(prob_PxN, t, i, d)
     smoothing = [

@@ -4,10 +4,8 @@ test_loop.py), and a family's bad field exits 2 naming its key."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import time
 
-from conftest import RESUME_STEPS, main_cmd, read_jsonl, subprocess_env, train_losses
+from conftest import RESUME_STEPS, main_cmd, read_jsonl, signal_at_step, start_cmd, train_losses
 
 from gssm_jax.exitcodes import EXIT_BAD_CONFIG, EXIT_PREEMPTED
 
@@ -19,23 +17,9 @@ def test_a_recurrent_family_resumes_exactly_after_sigterm(tmp_path, run_main):
     code, out = run_main(straight, *RESUME_STEPS, *FAMILY, timeout=900)
     assert code == 0, out
     resumed = tmp_path / "resumed"
-    proc = subprocess.Popen(
-        main_cmd(resumed, *RESUME_STEPS, *FAMILY),
-        cwd=tmp_path,
-        env=subprocess_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    metrics = resumed / "metrics" / "train.jsonl"
-    deadline = time.time() + 900
-    while time.time() < deadline and proc.poll() is None:
-        if metrics.exists() and any(r["step"] >= 20 for r in read_jsonl(metrics)):
-            proc.send_signal(signal.SIGTERM)
-            break
-        time.sleep(0.05)
-    out, _ = proc.communicate(timeout=900)
-    assert proc.returncode == EXIT_PREEMPTED, out
+    proc = start_cmd(main_cmd(resumed, *RESUME_STEPS, *FAMILY), tmp_path)
+    code, out = signal_at_step(proc, resumed, signal.SIGTERM, 20, timeout=900)
+    assert code == EXIT_PREEMPTED, out
     assert max(train_losses(resumed)) < 40, "the run finished before the signal reached it"
     code, out = run_main(resumed, *RESUME_STEPS, *FAMILY, timeout=900)
     assert code == 0 and "resumed from" in out, out

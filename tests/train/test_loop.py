@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -14,8 +12,9 @@ from conftest import (
     RESUME_STEPS,
     main_cmd,
     read_jsonl,
+    run_cmd,
+    signal_at_step,
     start_cmd,
-    subprocess_env,
     train_losses,
 )
 
@@ -30,15 +29,7 @@ from gssm_jax.gssm.sample import sample_tokens
 def _run_until(workdir, tmp_path, sig, min_step: int, *extra: str):
     """Starts a run, sends `sig` once train.jsonl has reached `min_step`; returns (code, output)."""
     proc = start_cmd(main_cmd(workdir, *RESUME_STEPS, *extra), tmp_path)
-    metrics = workdir / "metrics" / "train.jsonl"
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if metrics.exists() and any(r["step"] >= min_step for r in read_jsonl(metrics)):
-            proc.send_signal(sig)
-            break
-        time.sleep(0.05)
-    out, _ = proc.communicate(timeout=240)
-    return proc.returncode, out
+    return signal_at_step(proc, workdir, sig, min_step)
 
 
 def test_resume_after_sigterm_matches_straight_run(tmp_path, run_main):
@@ -99,16 +90,9 @@ README_KL_GAP_THRESHOLD = 0.05  # README.md: the debug run ends below this eval 
 
 def test_default_run_learns_below_the_readme_threshold(tmp_path):
     """`python -m gssm_jax.main` with no flags, exactly as the README's first command runs it."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "gssm_jax.main"],
-        cwd=tmp_path,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out
+    code, out, err = run_cmd([sys.executable, "-m", "gssm_jax.main"], tmp_path, timeout=600)
+    out += err
+    assert code == 0, out
     runs = list((tmp_path / "runs").iterdir())
     assert len(runs) == 1 and f"writing to {runs[0]}" in out
     assert "(malloc keeps freed memory: True)" in out  # runtime.keep_freed_memory=auto on a CPU
