@@ -80,7 +80,11 @@ def test_probe_default_out_is_the_run_dir(run_dir):
 
 
 def _one_line_error(capsys, argv: list[str], match: str) -> None:
-    assert cli.main(argv) == EXIT_BAD_CONFIG
+    try:
+        code = cli.main(argv)
+    except SystemExit as e:  # a bad flag: the parser exits
+        code = e.code
+    assert code == EXIT_BAD_CONFIG
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and match in err, err
 
@@ -91,6 +95,8 @@ def test_user_errors_exit_2_with_one_line(run_dir, tmp_path, capsys):
     _one_line_error(capsys, ["--workdir", str(run_dir), *out, "--step", "15"], "--step 15")
     _one_line_error(capsys, ["--workdir", str(tmp_path), *out], "no config.json")
     _one_line_error(capsys, ["--workdir", str(run_dir), *out, "--positions", "40"], "positions")
+    _one_line_error(capsys, ["--workdir", str(run_dir), *out, "--sequences", "0"], "--sequences=0")
+    _one_line_error(capsys, ["--workdir", str(run_dir), "--no-such-flag"], "--no-such-flag")
     bare = tmp_path / "bare"
     bare.mkdir()
     shutil.copy(run_dir / "config.json", bare / "config.json")

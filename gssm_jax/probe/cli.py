@@ -232,7 +232,7 @@ def _best(nodes, results: list[dict]) -> dict:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = cli.OneLineParser(
         prog="python -m gssm_jax.probe",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
