@@ -160,13 +160,6 @@ def _count(tree) -> int:
     return int(sum(np.size(x) for x in jax.tree.leaves(tree)))
 
 
-def _local_mesh_config(config):
-    """The config with a mesh of this machine's devices (the surgery needs no parallelism)."""
-    local = config_lib.config_from_dict(json.loads(config.to_json_best_effort()))
-    local.mesh.data, local.mesh.model = -1, 1
-    return local
-
-
 def _heldout(runs: list, step: int) -> list[dict]:
     """Held-out loss, entropy and kl_gap of each run's checkpoint `step`, all on the first run's
     eval set (`gssm_jax.evaluate`: the eval stream, or the test set of a files run)."""
@@ -201,7 +194,7 @@ def surgery(
     import jax.numpy as jnp
 
     from gssm_jax import checkpoint, metrics, parallel
-    from gssm_jax.rundir import open_run
+    from gssm_jax.rundir import for_this_host, open_run
     from gssm_jax.train import state as train_state
     from gssm_jax.train.optim import make_optimizer
 
@@ -214,7 +207,7 @@ def surgery(
         raise SurgeryError(f"--step {step}: {run!r} has checkpoints at steps {sorted(available)}")
     config.optim.steps += step
 
-    src_local, new_local = _local_mesh_config(src_config), _local_mesh_config(config)
+    src_local, new_local = for_this_host(src_config), for_this_host(config)
     mesh = parallel.make_mesh(src_local.mesh)
     vocab = config_lib.graph_of(src_config).vocab_size
     src_model = train_state.model_from_config(src_local, vocab)
@@ -254,7 +247,8 @@ def surgery(
     new_manager.close()
     # the data loader continues where RUN's stopped: its Grain state at `step`, as saved
     shutil.copytree(
-        os.path.join(ckpt_dir, str(step), "data"), os.path.join(out, "checkpoints", str(step), "data")
+        os.path.join(ckpt_dir, str(step), "data"),
+        os.path.join(out, "checkpoints", str(step), "data"),
     )
 
     heldout = _heldout([open_run(run), open_run(out)], step)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -23,7 +24,7 @@ from absl import logging
 from jax.sharding import Mesh, NamedSharding
 
 from gssm_jax import checkpoint, cli, parallel
-from gssm_jax.config import ConfigError, config_from_json, graph_of, validate
+from gssm_jax.config import ConfigError, config_from_dict, config_from_json, graph_of, validate
 from gssm_jax.gssm.graph import Graph
 from gssm_jax.gssm.kernels import Tables, draw_kernels
 from gssm_jax.models.registry import Model
@@ -52,21 +53,27 @@ def run_cli(command: Callable[[Any], int], args: Any) -> int:
         return cli.report_error(e)
 
 
+def for_this_host(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A copy of run config `c` set up for reading on this host: one process, every local device
+    on the data axis, `auto` attention (a run trained on 4 GPUs is read back on whatever this host
+    has)."""
+    local = config_from_dict(json.loads(c.to_json_best_effort()))
+    local.mesh.data, local.mesh.model = -1, 1
+    local.model.attention = "auto"
+    local.distributed.coordinator = ""
+    return local
+
+
 def load_config(workdir: str) -> ml_collections.ConfigDict:
     """The run's resolved config from `workdir/config.json` (keys it lacks from today's defaults),
-    set up for reading on this host: one process, every local device on the data axis, `auto`
-    attention (a run trained on 4 GPUs is read back on whatever this host has)."""
+    `for_this_host`."""
     path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.isfile(path):
         raise RunError(f"--workdir {workdir}: no {CONFIG_FILE} (not a gssm_jax run directory)")
     try:
-        c = config_from_json(path)
+        c = for_this_host(config_from_json(path))
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise RunError(f"run config {path}: unreadable ({e})") from e
-    with c.unlocked():
-        c.mesh.data, c.mesh.model = -1, 1
-        c.model.attention = "auto"
-        c.distributed.coordinator = ""
     try:
         validate(c)
     except ValueError as e:
@@ -92,7 +99,9 @@ class Run:
 
     def step_or_latest(self, step: int | None) -> int:
         if self.manager is None:
-            raise RunError(f"run {self.workdir} has no {CHECKPOINTS}/ directory (nothing trained yet)")
+            raise RunError(
+                f"run {self.workdir} has no {CHECKPOINTS}/ directory (nothing trained yet)"
+            )
         steps = self.steps
         if not steps:
             raise RunError(f"run {self.workdir} has no checkpoint in {self.manager.directory}")

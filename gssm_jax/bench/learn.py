@@ -72,12 +72,11 @@ def stream_batches(c, count: int) -> tuple[list[np.ndarray], np.ndarray, int]:
     vocabulary size."""
     import jax
 
-    from gssm_jax.config import resolved_graph_spec
+    from gssm_jax.config import graph_of
     from gssm_jax.gssm import kernels, sample
     from gssm_jax.gssm.entropy import make_entropy_fn
-    from gssm_jax.gssm.graph import parse_graph
 
-    graph = parse_graph(resolved_graph_spec(c))
+    graph = graph_of(c)
     tables = kernels.as_device_tables(kernels.draw_kernels(graph, c.data.graph_seed))
     entropy_fn = jax.jit(make_entropy_fn(graph, c.data.seq_len))
     B, T = c.data.batch_size, c.data.seq_len
@@ -90,32 +89,45 @@ def stream_batches(c, count: int) -> tuple[list[np.ndarray], np.ndarray, int]:
     return batches, np.asarray(entropies), graph.vocab_size
 
 
+def _fresh_state(c):
+    """(mesh, model, state, shardings): the optimized model of c and its train state at init."""
+    import jax
+
+    from gssm_jax import parallel
+    from gssm_jax.config import graph_of
+    from gssm_jax.train import state as train_state
+
+    mesh = parallel.make_mesh(c.mesh)
+    model = train_state.model_from_config(c, graph_of(c).vocab_size)
+    state, shardings = train_state.create_train_state(c, mesh, model, jax.random.key(c.seed))
+    return mesh, model, state, shardings
+
+
+def jax_params(c) -> dict:
+    """The initial parameters of c's optimized model (NumPy), as `jax_trainer(c)` starts from."""
+    import jax
+
+    return jax.tree.map(np.array, _fresh_state(c)[2].params)
+
+
 def jax_trainer(c):
-    """(update, params): update(tokens) -> the batch's loss before the update, for the optimized
-    model of c; params: its initial parameters (NumPy copies, before any update)."""
+    """update(tokens) -> the batch's loss before the update, for the optimized model of c."""
     import jax
     from jax.sharding import NamedSharding
 
     from gssm_jax import parallel
-    from gssm_jax.config import resolved_graph_spec
-    from gssm_jax.gssm.graph import parse_graph
-    from gssm_jax.train import state as train_state
     from gssm_jax.train import step as train_step
 
-    vocab = parse_graph(resolved_graph_spec(c)).vocab_size
-    mesh = parallel.make_mesh(c.mesh)
-    model = train_state.model_from_config(c, vocab)
-    state, shardings = train_state.create_train_state(c, mesh, model, jax.random.key(c.seed))
+    mesh, model, state, shardings = _fresh_state(c)
     step_fn = train_step.make_train_step(c, model, mesh, shardings)
     batch_sharding = NamedSharding(mesh, parallel.batch_spec(c))
-    params = jax.tree.map(np.array, state.params)  # the step donates the state
     holder = {"state": state}
 
     def update(tokens: np.ndarray) -> float:
         holder["state"], metrics = step_fn(holder["state"], jax.device_put(tokens, batch_sharding))
         return float(metrics["loss"])
 
-    return update, params
+    return update
 
 
 def torch_trainer(c, vocab: int, seed: int, threads: int, params: dict | None = None):
@@ -217,11 +229,14 @@ def main(argv: list[str] | None = None) -> int:
             i = args.torch_from_jax
             runs += [(f"torch (params of jax init={i})", i, "torch")]
         for name, init, library in runs:
-            config = learn_config(seed, init or inits[0], args.steps, args.shape)
             if library == "jax":
-                update, _ = jax_trainer(config)
+                update = jax_trainer(learn_config(seed, init, args.steps, args.shape))
             else:
-                start = None if init is None else jax_trainer(config)[1]
+                start = (
+                    None
+                    if init is None
+                    else jax_params(learn_config(seed, init, args.steps, args.shape))
+                )
                 update = torch_trainer(base, vocab, base.seed, args.torch_threads, start)
             losses, rate = train(update, batches)
             row = {

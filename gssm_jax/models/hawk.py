@@ -103,12 +103,4 @@ class RGLRU(nn.Module):
         return y_NxD.reshape(B, L, D), new_state
 
 
-def Module(cfg: HawkConfig) -> recurrent.Stack:  # noqa: N802 - the family's module constructor
-    return recurrent.Stack(cfg, RGLRU)
-
-
-def init_cache(cfg: HawkConfig, batch: int, cache_len: int | None = None) -> dict[str, Any]:
-    return recurrent.init_cache(cfg, batch, RGLRU)
-
-
-cache_capacity = recurrent.cache_capacity
+Module, init_cache, cache_capacity = recurrent.family_api(RGLRU)

@@ -140,21 +140,23 @@ swiglu.defvjp(_swiglu_fwd, _swiglu_bwd)
 # --- rotary embeddings -----------------------------------------------------------------------
 
 
+def _rope_freqs(head_dim: int, theta: float) -> np.ndarray:
+    """theta^(-2i / head_dim) for i < head_dim / 2, float32 (static: a constant in the step)."""
+    exponent = -np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim)
+    return (np.float32(theta) ** exponent).astype(np.float32)
+
+
 def rope_tables(length: int, head_dim: int, theta: float) -> tuple[np.ndarray, np.ndarray]:
     """sin and cos of position x frequency for positions 0..length-1, each (length, head_dim // 2),
     float32, computed on the host: they enter the jitted step as constants, where XLA would
     otherwise recompute sin and cos inside every fusion that reads them (once per element)."""
-    freq = np.float32(theta) ** (
-        -np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim)
-    )
-    angle = np.arange(length, dtype=np.float32)[:, None] * freq.astype(np.float32)
+    angle = np.arange(length, dtype=np.float32)[:, None] * _rope_freqs(head_dim, theta)
     return np.sin(angle), np.cos(angle)
 
 
 def rope_at(positions: jax.Array, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
     """sin and cos of position x frequency, each positions.shape + (head_dim // 2,), float32."""
-    freq = theta ** (-jnp.arange(0, head_dim, 2, dtype=F32) / head_dim)
-    angle = positions.astype(F32)[..., None] * freq
+    angle = positions.astype(F32)[..., None] * _rope_freqs(head_dim, theta)
     return jnp.sin(angle), jnp.cos(angle)
 
 

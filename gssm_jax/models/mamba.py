@@ -196,12 +196,4 @@ class Mamba2(nn.Module):
         return y_NxD.reshape(B, L, D), new_state
 
 
-def Module(cfg: MambaConfig) -> recurrent.Stack:  # noqa: N802 - the family's module constructor
-    return recurrent.Stack(cfg, Mamba2)
-
-
-def init_cache(cfg: MambaConfig, batch: int, cache_len: int | None = None) -> dict[str, Any]:
-    return recurrent.init_cache(cfg, batch, Mamba2)
-
-
-cache_capacity = recurrent.cache_capacity
+Module, init_cache, cache_capacity = recurrent.family_api(Mamba2)

@@ -64,12 +64,4 @@ class MinGRU(nn.Module):
         return y_NxD.reshape(B, L, D), new_state
 
 
-def Module(cfg: MinGRUConfig) -> recurrent.Stack:  # noqa: N802 - the family's module constructor
-    return recurrent.Stack(cfg, MinGRU)
-
-
-def init_cache(cfg: MinGRUConfig, batch: int, cache_len: int | None = None) -> dict[str, Any]:
-    return recurrent.init_cache(cfg, batch, MinGRU)
-
-
-cache_capacity = recurrent.cache_capacity
+Module, init_cache, cache_capacity = recurrent.family_api(MinGRU)

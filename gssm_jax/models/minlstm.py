@@ -7,8 +7,6 @@ i' = i / (f + i), which keeps the state's scale independent of time.
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 
 from gssm_jax.models import recurrent
@@ -32,12 +30,4 @@ class MinLSTM(MinGRU):
         return f / total, i / total * candidate
 
 
-def Module(cfg: MinLSTMConfig) -> recurrent.Stack:  # noqa: N802 - the family's module constructor
-    return recurrent.Stack(cfg, MinLSTM)
-
-
-def init_cache(cfg: MinLSTMConfig, batch: int, cache_len: int | None = None) -> dict[str, Any]:
-    return recurrent.init_cache(cfg, batch, MinLSTM)
-
-
-cache_capacity = recurrent.cache_capacity
+Module, init_cache, cache_capacity = recurrent.family_api(MinLSTM)

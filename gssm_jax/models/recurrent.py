@@ -129,3 +129,16 @@ def init_cache(cfg: Any, batch: int, mixer: Any) -> dict[str, Any]:
 def cache_capacity(cache: dict[str, Any]) -> None:
     """A recurrent state holds any number of positions."""
     return None
+
+
+def family_api(mixer: Any) -> tuple[Callable, Callable, Callable]:
+    """(Module, init_cache, cache_capacity) of a recurrent family whose blocks mix with `mixer`:
+    what `gssm_jax.models.registry` asks of a family module."""
+
+    def module(cfg: Any) -> Stack:
+        return Stack(cfg, mixer)
+
+    def family_init_cache(cfg: Any, batch: int, cache_len: int | None = None) -> dict[str, Any]:
+        return init_cache(cfg, batch, mixer)
+
+    return module, family_init_cache, cache_capacity
