@@ -56,7 +56,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.data.test_path = ""  # with source="files": the eval set; empty: the `test` set beside `path`
     c.data.shuffle_seed = 0  # with source="files": seed of the per-epoch orders of the train set
     c.data.train_sequences = 0  # with source="files": train on the set's first N sequences (0: all)
-    c.data.worker_threads = 2  # Grain read threads producing batches in the background
+    # Grain threads sampling stream batches in the background (a files run reads in one thread:
+    # its work holds the GIL, so more threads would only contend for it)
+    c.data.worker_threads = 2
     c.data.prefetch = 4  # batches buffered ahead of the train step
     # Graphs with `context` nodes, stream: the Monte Carlo entropy baseline's kernel draws and their
     # seed, for train and eval alike (with source="files" the set's stored entropies are used).

@@ -4,7 +4,7 @@
 Writes a set matching the config (default: the debug config), then in the same process measures
 
 - read_tokens_per_s: tokens/s the Grain pipeline delivers from the files as the trainer consumes
-  them: `next(iterator)` on the shuffled epoch dataset and the global batch built on the mesh;
+  them: `next(iterator)` on `files.train_stream` and the global batch built on the mesh;
 - train_tokens_per_s: tokens/s of the config's jitted train step on batches of the same shape;
 
 and prints them as one JSON line with their ratio (tokens counted as the loop does: batch x
@@ -25,7 +25,6 @@ from jax.sharding import NamedSharding
 from gssm_jax import cli, parallel
 from gssm_jax.config import graph_of, validate
 from gssm_jax.data import files, write
-from gssm_jax.data.stream import threaded
 from gssm_jax.gssm.kernels import draw_kernels
 from gssm_jax.train import state as train_state
 from gssm_jax.train import step as train_step_lib
@@ -61,10 +60,11 @@ def read_rate(c, path: str, sharding: NamedSharding, num_batches: int) -> float:
     """Tokens/s out of `iterator -> global array`, the trainer's data_wait, over `num_batches`."""
     global_shape = (c.data.batch_size, c.data.seq_len)
     fs = files.FileSet(path)
-    dataset = files.train_dataset(
-        fs, c.data.batch_size, (0, c.data.batch_size), num_batches + 8, c.data.shuffle_seed
+    batch = c.data.batch_size
+    stream = files.train_stream(
+        fs, batch, (0, batch), num_batches + 8, c.data.shuffle_seed, prefetch=c.data.prefetch
     )
-    iterator = iter(threaded(dataset, c.data.worker_threads, c.data.prefetch))
+    iterator = iter(stream)  # as the trainer reads a files run
     for _ in range(8):  # thread start-up
         tokens = next(iterator)["tokens"]
         jax.block_until_ready(
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratio": round(read / train, 2),
         "batch_size": c.data.batch_size,
         "seq_len": c.data.seq_len,
-        "worker_threads": c.data.worker_threads,
+        "prefetch": c.data.prefetch,
         "write_sequences_per_s_incl_compile": round(write_rate, 1),
         "devices": jax.device_count(),
         "backend": jax.default_backend(),

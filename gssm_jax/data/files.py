@@ -220,6 +220,46 @@ def eval_set_path(data: Any) -> str:
     return os.path.join(os.path.dirname(os.path.abspath(data.path)), "test")
 
 
+class SequenceIndices(grain.MapDataset):
+    """The indices 0 .. n-1 of a set's sequences: what `train_dataset` shuffles.
+
+    `grain.MapDataset.range(n)` yields the same elements, but its `__getitem__` goes through
+    Grain's per-element stats and profiler-trace wrappers (live whenever JAX is imported), about
+    2 us for each of the batch's sequences on top of the shuffle's own cost; the walk reads this
+    once per sequence, so it is kept to a bare lookup.
+    """
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        return index % self._n
+
+    def __str__(self) -> str:
+        return f"SequenceIndices({self._n})"
+
+
+BURST_SEQUENCES = 1024  # sequence indices `train_stream` draws at a time (about 10 ms of shuffle)
+
+
+def _walk(fs: FileSet, shuffle_seed: int, num_sequences: int) -> grain.MapDataset:
+    """The endless walk through the set's first `num_sequences` sequences (0: all of them),
+    epoch after epoch, each epoch in its own order: Grain's shuffle, reseeded per epoch by
+    repeat."""
+    if not 0 <= num_sequences <= fs.num_sequences:
+        raise DatasetError(
+            f"config data.train_sequences={num_sequences}: must lie in [0, "
+            f"{fs.num_sequences}], the sequences of {fs.path} (0: all)"
+        )
+    return SequenceIndices(num_sequences or fs.num_sequences).shuffle(seed=shuffle_seed).repeat()
+
+
 def train_dataset(
     fs: FileSet,
     global_batch: int,
@@ -228,18 +268,40 @@ def train_dataset(
     shuffle_seed: int,
     num_sequences: int = 0,
 ) -> grain.MapDataset:
-    """Element k: `fs.batch` of global batch k. The global batches cut an endless walk through the
-    set's first `num_sequences` sequences (0: all of them, so one written set serves a sweep over
-    the number of training sequences), epoch after epoch, each epoch in its own order (Grain's
-    shuffle, reseeded per epoch by repeat), so a batch may straddle two epochs."""
-    if not 0 <= num_sequences <= fs.num_sequences:
-        raise DatasetError(
-            f"config data.train_sequences={num_sequences}: must lie in [0, "
-            f"{fs.num_sequences}], the sequences of {fs.path} (0: all)"
-        )
-    walk = grain.MapDataset.range(num_sequences or fs.num_sequences)
-    walk = walk.shuffle(seed=shuffle_seed).repeat()
-    return walk.batch(global_batch)[:num_batches].map(lambda seq_idx_B: fs.batch(seq_idx_B, rows))
+    """Element k: `fs.batch` of global batch k, the walk's sequences k * global_batch onwards
+    (so a batch may straddle two epochs). `num_sequences` < the set's lets one written set serve
+    a sweep over the number of training sequences."""
+    batches = _walk(fs, shuffle_seed, num_sequences).batch(global_batch, batch_fn=np.asarray)
+    return batches[:num_batches].map(lambda seq_idx_B: fs.batch(seq_idx_B, rows))
+
+
+def train_stream(
+    fs: FileSet,
+    global_batch: int,
+    rows: tuple[int, int],
+    num_batches: int,
+    shuffle_seed: int,
+    num_sequences: int = 0,
+    prefetch: int = 4,
+) -> grain.IterDataset:
+    """`train_dataset`'s elements in order, as the trainer reads them: read in one background
+    thread, `prefetch` elements ahead; its iterator state (Grain's) resumes mid-epoch.
+
+    Grain's shuffle releases and retakes the GIL once per sequence. Drawn one batch at a time,
+    each release hands the GIL to the train loop's own Python and back; drawn BURST_SEQUENCES at a
+    time (Grain's batch of the walk, split by its rebatch), the draws run while the loop waits.
+    """
+    per_burst = max(1, BURST_SEQUENCES // global_batch)  # whole batches, so no burst splits one
+    bursts = _walk(fs, shuffle_seed, num_sequences).batch(
+        per_burst * global_batch, batch_fn=np.asarray
+    )
+    stream = bursts.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
+    stream = grain.experimental.RebatchIterDataset(stream, batch_size=global_batch)
+    stream = grain.experimental.LimitIterDataset(stream, count=num_batches)
+    stream = stream.map(lambda seq_idx_B: fs.batch(seq_idx_B, rows))
+    return grain.experimental.ThreadPrefetchIterDataset(
+        stream, prefetch_buffer_size=max(prefetch, 1)
+    )
 
 
 def eval_batches(

@@ -74,8 +74,8 @@ def cpu_tables(tables: Tables) -> Tables:
 
 
 def threaded(dataset: grain.MapDataset, worker_threads: int, prefetch: int) -> grain.IterDataset:
-    """`dataset` (the stream's or `files.train_dataset`) read in `worker_threads` background
-    threads, `prefetch` elements ahead."""
+    """`dataset` (the stream's) read in `worker_threads` background threads, `prefetch` elements
+    ahead (a files run reads through `files.train_stream` instead)."""
     options = grain.ReadOptions(
         num_threads=max(worker_threads, 1), prefetch_buffer_size=max(prefetch, 1)
     )

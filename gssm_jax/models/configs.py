@@ -19,7 +19,8 @@ from gssm_jax.models import kron
 ATTENTION_CHOICES = ("auto", "blocked", "xla", "cudnn")  # see layers.resolve_attention
 KERNEL_CHOICES = ("auto", "custom", "autodiff")  # see layers.resolve_kernels
 DTYPE_CHOICES = ("float32", "bfloat16")
-INIT_CHOICES = ("fan_in_zero_out", "fan_in", "fixed")  # weight init schemes, see gssm_jax.models.init
+# weight init schemes, see gssm_jax.models.init
+INIT_CHOICES = ("fan_in_zero_out", "fan_in", "fixed")
 
 
 def cudnn_supports(dtype: str, head_dim: int) -> bool:

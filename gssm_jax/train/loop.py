@@ -360,21 +360,21 @@ class Trainer:
         return EXIT_OK
 
     # -- data -------------------------------------------------------------------------------
-    def _train_dataset(self):
+    def _train_dataset(self) -> grain.IterDataset:
         """Grain dataset whose element k is this process's rows of global batch k."""
         c = self.config
         if c.data.source == "files":
             train_set = files.open_checked(c.data.path, self.graph, self.tables_np, c.data)
-            dataset = files.train_dataset(
+            return files.train_stream(
                 train_set,
                 c.data.batch_size,
                 self.rows,
                 c.optim.steps,
                 c.data.shuffle_seed,
                 c.data.train_sequences,
+                c.data.prefetch,
             )
-        else:
-            dataset = grain.MapDataset.source(self._source(c.data.seed, c.optim.steps))
+        dataset = grain.MapDataset.source(self._source(c.data.seed, c.optim.steps))
         return threaded(dataset, c.data.worker_threads, c.data.prefetch)
 
     def _eval_set(self, tables: Any, entropy_fn: Any) -> list[tuple[jax.Array, dict]]:

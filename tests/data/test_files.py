@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 
+import grain
 import numpy as np
 import pytest
 from conftest import (
@@ -21,7 +22,6 @@ from conftest import (
 from gssm_jax import checkpoint
 from gssm_jax.config import ConfigError, default_config, validate
 from gssm_jax.data import files, grid, layout, write
-from gssm_jax.data.stream import threaded
 from gssm_jax.exitcodes import EXIT_BAD_CONFIG, EXIT_PREEMPTED
 from gssm_jax.gssm.graph import parse_graph
 from gssm_jax.gssm.kernels import draw_kernels
@@ -78,6 +78,16 @@ def test_epochs_visit_every_sequence_once_in_a_new_order():
     np.testing.assert_array_equal(np.concatenate(straddling), seq_idx[:280])
 
 
+def test_the_walk_is_grains_shuffle_of_the_sequence_range():
+    """`SequenceIndices` only stands in for `grain.MapDataset.range`: the order, epochs and
+    straddling batches are Grain's shuffle and repeat of the range, also over a subset."""
+    for n, batch, seed in ((N_TRAIN, 8, 3), (N_TRAIN, 7, 0), (37, 5, 11)):
+        walk = grain.MapDataset.range(n).shuffle(seed=seed).repeat()
+        want = np.array([walk[i] for i in range(batch * 30)]).reshape(30, batch)
+        got = files.train_dataset(_Indices(N_TRAIN), batch, (0, batch), 30, seed, n)
+        np.testing.assert_array_equal(np.stack(list(got)), want)
+
+
 def test_process_rows_tile_the_global_batch(dataset):
     _, fs, _ = _opened(dataset)
     whole = files.train_dataset(fs, 8, (0, 8), 30, shuffle_seed=0)
@@ -99,18 +109,33 @@ def test_reads_are_the_sampled_tokens_and_their_stored_entropies(dataset):
     np.testing.assert_array_equal(element["entropy"], fs.entropy_N[seq_idx_B])
 
 
+@pytest.mark.parametrize(
+    "batch, rows, num_sequences",
+    [(8, (0, 8), 0), (7, (2, 5), 0), (8, (0, 8), 24), (files.BURST_SEQUENCES + 8, (0, 9), 0)],
+)
+def test_the_trainers_stream_is_the_dataset_in_order(batch, rows, num_sequences):
+    """`train_stream` draws the walk in bursts and splits them; its elements are exactly
+    `train_dataset`'s, epochs straddled, subsets and process rows alike, and end at num_batches."""
+    fs = _Indices(max(N_TRAIN, batch))
+    want = list(files.train_dataset(fs, batch, rows, 40, 5, num_sequences))
+    got = list(files.train_stream(fs, batch, rows, 40, 5, num_sequences, prefetch=3))
+    assert len(got) == len(want) == 40
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_grain_iterator_resumes_mid_epoch_from_an_orbax_checkpoint(dataset, tmp_path):
     _, fs, _ = _opened(dataset)
-    dataset = files.train_dataset(fs, 8, (0, 8), 40, shuffle_seed=1)
-    straight = list(iter(threaded(dataset, worker_threads=2, prefetch=4)))
-    it = iter(threaded(dataset, worker_threads=2, prefetch=4))
-    for _ in range(22):  # into the second epoch
+    stream = files.train_stream(fs, 8, (0, 8), 40, shuffle_seed=1)
+    straight = list(stream)
+    it = iter(stream)
+    for _ in range(22):  # into the second epoch, mid-burst
         next(it)
     manager = checkpoint.make_manager(str(tmp_path), keep=1, async_save=False)
     checkpoint.save(manager, 22, {"w": np.zeros(2, np.float32)}, it)
     next(it)  # the saved state is the one at save time
     manager.wait_until_finished()
-    resumed = iter(threaded(dataset, worker_threads=2, prefetch=4))
+    resumed = iter(stream)
     checkpoint.restore_iterator(manager, 22, resumed)
     for k, element in enumerate(resumed, start=22):
         np.testing.assert_array_equal(element["tokens"], straight[k]["tokens"])
