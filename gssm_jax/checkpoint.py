@@ -143,10 +143,19 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> A
 
 
 def restore_iterator(manager: ocp.CheckpointManager, step: int, iterator: Any) -> None:
-    """Sets the Grain iterator to its state saved at `step`."""
-    manager.restore(
-        step, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(iterator))
-    )
+    """Sets the Grain iterator to its state saved at `step`. CheckpointMismatchError when that
+    state is not one this iterator's pipeline saves."""
+    try:
+        manager.restore(
+            step, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(iterator))
+        )
+    except (KeyError, TypeError) as e:  # Grain's set_state on a state of another pipeline
+        raise CheckpointMismatchError(
+            f"checkpoint {step} in {manager.directory}: its data iterator state does not fit this "
+            f"run's data pipeline ({_reason(e)}); it was saved by another one (files runs "
+            "checkpointed before files.train_stream, which read one batch at a time): resume it "
+            "with the gssm_jax that wrote it, or train into a new workdir"
+        ) from e
 
 
 def _reason(error: BaseException) -> str:

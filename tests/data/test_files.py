@@ -279,3 +279,23 @@ def test_files_config_keys_are_validated():
     assert files.eval_set_path(c.data) == "/sets/x/test"
     c.data.test_path = "/elsewhere/test"
     assert files.eval_set_path(c.data) == "/elsewhere/test"
+
+
+def test_an_iterator_state_of_another_pipeline_is_a_clear_error(dataset, tmp_path, run_main):
+    """A files checkpoint whose data state another pipeline saved (here the one-batch-at-a-time
+    loader's {"next_index": k}) stops the resume with one line and exit 2, not a KeyError."""
+    _, path = dataset
+    workdir = tmp_path / "run"
+    flags = [
+        "--config.optim.warmup=2",
+        "--config.checkpoint.period=5",
+        f"--config.data.path={path}",
+    ]
+    code, out = run_main(workdir, "--config.optim.steps=5", *flags, config=TRAIN_CONFIG)
+    assert code == 0, out
+    (state_file,) = (workdir / "checkpoints" / "5" / "data").glob("process_0-of-1*")
+    state_file.write_text('{"next_index": 5}')
+    code, out = run_main(workdir, "--config.optim.steps=10", *flags, config=TRAIN_CONFIG)
+    assert code == EXIT_BAD_CONFIG, out
+    assert "checkpoint 5 in" in out and "data iterator state does not fit" in out, out
+    assert "Traceback" not in out, out
