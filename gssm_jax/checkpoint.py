@@ -153,7 +153,7 @@ def restore_iterator(manager: ocp.CheckpointManager, step: int, iterator: Any) -
         raise CheckpointMismatchError(
             f"checkpoint {step} in {manager.directory}: its data iterator state does not fit this "
             f"run's data pipeline ({_reason(e)}); it was saved by another one (files runs "
-            "checkpointed before files.train_stream, which read one batch at a time): resume it "
+            "checkpointed before TrainWalk.stream, which read one batch at a time): resume it "
             "with the gssm_jax that wrote it, or train into a new workdir"
         ) from e
 

@@ -4,7 +4,7 @@
 Writes a set matching the config (default: the debug config), then in the same process measures
 
 - read_tokens_per_s: tokens/s the Grain pipeline delivers from the files as the trainer consumes
-  them: `next(iterator)` on `files.train_stream` and the global batch built on the mesh;
+  them: `next(iterator)` on `files.TrainWalk.stream` and the global batch built on the mesh;
 - train_tokens_per_s: tokens/s of the config's jitted train step on batches of the same shape;
 
 and prints them as one JSON line with their ratio (tokens counted as the loop does: batch x
@@ -61,10 +61,8 @@ def read_rate(c, path: str, sharding: NamedSharding, num_batches: int) -> float:
     global_shape = (c.data.batch_size, c.data.seq_len)
     fs = files.FileSet(path)
     batch = c.data.batch_size
-    stream = files.train_stream(
-        fs, batch, (0, batch), num_batches + 8, c.data.shuffle_seed, prefetch=c.data.prefetch
-    )
-    iterator = iter(stream)  # as the trainer reads a files run
+    walk = files.TrainWalk(fs, batch, (0, batch), num_batches + 8, c.data.shuffle_seed)
+    iterator = iter(walk.stream(c.data.prefetch))  # as the trainer reads a files run
     for _ in range(8):  # thread start-up
         tokens = next(iterator)["tokens"]
         jax.block_until_ready(
@@ -87,7 +85,7 @@ def train_rate(c, path: str, sharding: NamedSharding, mesh, num_steps: int) -> f
     state, shardings = train_state.create_train_state(c, mesh, model, jax.random.key(c.seed))
     step_fn = train_step_lib.make_train_step(c, model, mesh, shardings)
     fs = files.FileSet(path)
-    dataset = files.train_dataset(fs, c.data.batch_size, (0, c.data.batch_size), 2, 0)
+    dataset = files.TrainWalk(fs, c.data.batch_size, (0, c.data.batch_size), 2, 0).dataset()
     global_shape = (c.data.batch_size, c.data.seq_len)
     batches = [
         jax.make_array_from_process_local_data(sharding, dataset[k]["tokens"], global_shape)

@@ -1,6 +1,6 @@
 """Training and evaluation from sets written by `gssm_jax.data.write`.
 
-Training reads Grain's shuffled, repeated, batched walk through the train set (`train_dataset`);
+Training reads Grain's shuffled, repeated, batched walk through the train set (`TrainWalk`);
 its iterator state goes into every checkpoint (Grain's own checkpoint handler), so a run resumes
 exactly mid-epoch. Each element carries the stored per-sequence entropies of its sequences, the
 train-time baseline. Evaluation reads the test set in order, with each batch's entropy the mean of
@@ -10,6 +10,7 @@ the stored entropies of exactly its sequences.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -221,7 +222,7 @@ def eval_set_path(data: Any) -> str:
 
 
 class SequenceIndices(grain.MapDataset):
-    """The indices 0 .. n-1 of a set's sequences: what `train_dataset` shuffles.
+    """The indices 0 .. n-1 of a set's sequences: what `TrainWalk` shuffles.
 
     `grain.MapDataset.range(n)` yields the same elements, but its `__getitem__` goes through
     Grain's per-element stats and profiler-trace wrappers (live whenever JAX is imported), about
@@ -245,63 +246,62 @@ class SequenceIndices(grain.MapDataset):
         return f"SequenceIndices({self._n})"
 
 
-BURST_SEQUENCES = 1024  # sequence indices `train_stream` draws at a time (about 10 ms of shuffle)
+BURST_SEQUENCES = (
+    1024  # sequence indices `TrainWalk.stream` draws at a time (about 10 ms of shuffle)
+)
 
 
-def _walk(fs: FileSet, shuffle_seed: int, num_sequences: int) -> grain.MapDataset:
-    """The endless walk through the set's first `num_sequences` sequences (0: all of them),
-    epoch after epoch, each epoch in its own order: Grain's shuffle, reseeded per epoch by
-    repeat."""
-    if not 0 <= num_sequences <= fs.num_sequences:
-        raise DatasetError(
-            f"config data.train_sequences={num_sequences}: must lie in [0, "
-            f"{fs.num_sequences}], the sequences of {fs.path} (0: all)"
+@dataclasses.dataclass(frozen=True)
+class TrainWalk:
+    """This process's `rows` of the first `num_batches` global batches of an endless walk through
+    the set's first `num_sequences` sequences (0: all of them, so one written set serves a sweep
+    over the number of training sequences), epoch after epoch, each epoch in its own order
+    (Grain's shuffle, reseeded per epoch by repeat); a batch may straddle two epochs."""
+
+    fs: FileSet
+    global_batch: int
+    rows: tuple[int, int]
+    num_batches: int
+    shuffle_seed: int
+    num_sequences: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.num_sequences <= self.fs.num_sequences:
+            raise DatasetError(
+                f"config data.train_sequences={self.num_sequences}: must lie in [0, "
+                f"{self.fs.num_sequences}], the sequences of {self.fs.path} (0: all)"
+            )
+
+    def _batched(self, size: int) -> grain.MapDataset:
+        """The walk's sequence indices, `size` at a time (one int64 array each)."""
+        walk = SequenceIndices(self.num_sequences or self.fs.num_sequences)
+        walk = walk.shuffle(seed=self.shuffle_seed).repeat()
+        return walk.batch(size, batch_fn=np.asarray)
+
+    def _read(self, seq_idx_B: np.ndarray) -> dict[str, np.ndarray]:
+        return self.fs.batch(seq_idx_B, self.rows)
+
+    def dataset(self) -> grain.MapDataset:
+        """Element k: `fs.batch` of global batch k, with random access."""
+        return self._batched(self.global_batch)[: self.num_batches].map(self._read)
+
+    def stream(self, prefetch: int = 4) -> grain.IterDataset:
+        """`dataset()`'s elements in order, as the trainer reads them: in one background thread,
+        `prefetch` elements ahead; its iterator state (Grain's) resumes mid-epoch.
+
+        Grain's shuffle releases and retakes the GIL once per sequence. Drawn one batch at a
+        time, each release hands the GIL to the train loop's own Python and back; drawn
+        BURST_SEQUENCES at a time (Grain's batch of the walk, split by its rebatch), the draws run
+        while the loop waits.
+        """
+        per_burst = max(1, BURST_SEQUENCES // self.global_batch)  # whole batches a burst
+        bursts = self._batched(per_burst * self.global_batch)
+        stream = bursts.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
+        stream = grain.experimental.RebatchIterDataset(stream, batch_size=self.global_batch)
+        stream = grain.experimental.LimitIterDataset(stream, count=self.num_batches)
+        return grain.experimental.ThreadPrefetchIterDataset(
+            stream.map(self._read), prefetch_buffer_size=max(prefetch, 1)
         )
-    return SequenceIndices(num_sequences or fs.num_sequences).shuffle(seed=shuffle_seed).repeat()
-
-
-def train_dataset(
-    fs: FileSet,
-    global_batch: int,
-    rows: tuple[int, int],
-    num_batches: int,
-    shuffle_seed: int,
-    num_sequences: int = 0,
-) -> grain.MapDataset:
-    """Element k: `fs.batch` of global batch k, the walk's sequences k * global_batch onwards
-    (so a batch may straddle two epochs). `num_sequences` < the set's lets one written set serve
-    a sweep over the number of training sequences."""
-    batches = _walk(fs, shuffle_seed, num_sequences).batch(global_batch, batch_fn=np.asarray)
-    return batches[:num_batches].map(lambda seq_idx_B: fs.batch(seq_idx_B, rows))
-
-
-def train_stream(
-    fs: FileSet,
-    global_batch: int,
-    rows: tuple[int, int],
-    num_batches: int,
-    shuffle_seed: int,
-    num_sequences: int = 0,
-    prefetch: int = 4,
-) -> grain.IterDataset:
-    """`train_dataset`'s elements in order, as the trainer reads them: read in one background
-    thread, `prefetch` elements ahead; its iterator state (Grain's) resumes mid-epoch.
-
-    Grain's shuffle releases and retakes the GIL once per sequence. Drawn one batch at a time,
-    each release hands the GIL to the train loop's own Python and back; drawn BURST_SEQUENCES at a
-    time (Grain's batch of the walk, split by its rebatch), the draws run while the loop waits.
-    """
-    per_burst = max(1, BURST_SEQUENCES // global_batch)  # whole batches, so no burst splits one
-    bursts = _walk(fs, shuffle_seed, num_sequences).batch(
-        per_burst * global_batch, batch_fn=np.asarray
-    )
-    stream = bursts.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
-    stream = grain.experimental.RebatchIterDataset(stream, batch_size=global_batch)
-    stream = grain.experimental.LimitIterDataset(stream, count=num_batches)
-    stream = stream.map(lambda seq_idx_B: fs.batch(seq_idx_B, rows))
-    return grain.experimental.ThreadPrefetchIterDataset(
-        stream, prefetch_buffer_size=max(prefetch, 1)
-    )
 
 
 def eval_batches(

@@ -75,7 +75,7 @@ def cpu_tables(tables: Tables) -> Tables:
 
 def threaded(dataset: grain.MapDataset, worker_threads: int, prefetch: int) -> grain.IterDataset:
     """`dataset` (the stream's) read in `worker_threads` background threads, `prefetch` elements
-    ahead (a files run reads through `files.train_stream` instead)."""
+    ahead (a files run reads through `files.TrainWalk.stream` instead)."""
     options = grain.ReadOptions(
         num_threads=max(worker_threads, 1), prefetch_buffer_size=max(prefetch, 1)
     )

@@ -365,15 +365,15 @@ class Trainer:
         c = self.config
         if c.data.source == "files":
             train_set = files.open_checked(c.data.path, self.graph, self.tables_np, c.data)
-            return files.train_stream(
+            walk = files.TrainWalk(
                 train_set,
                 c.data.batch_size,
                 self.rows,
                 c.optim.steps,
                 c.data.shuffle_seed,
                 c.data.train_sequences,
-                c.data.prefetch,
             )
+            return walk.stream(c.data.prefetch)
         dataset = grain.MapDataset.source(self._source(c.data.seed, c.optim.steps))
         return threaded(dataset, c.data.worker_threads, c.data.prefetch)
 

@@ -60,8 +60,10 @@ class _Indices:
 
 
 def _seq_indices(global_batch, rows, num_batches, shuffle_seed) -> list[np.ndarray]:
-    """The sequence indices of each element of `files.train_dataset` over the N_TRAIN set."""
-    dataset = files.train_dataset(_Indices(N_TRAIN), global_batch, rows, num_batches, shuffle_seed)
+    """The sequence indices of each element of `files.TrainWalk.dataset` over the N_TRAIN set."""
+    dataset = files.TrainWalk(
+        _Indices(N_TRAIN), global_batch, rows, num_batches, shuffle_seed
+    ).dataset()
     return list(dataset)
 
 
@@ -84,14 +86,16 @@ def test_the_walk_is_grains_shuffle_of_the_sequence_range():
     for n, batch, seed in ((N_TRAIN, 8, 3), (N_TRAIN, 7, 0), (37, 5, 11)):
         walk = grain.MapDataset.range(n).shuffle(seed=seed).repeat()
         want = np.array([walk[i] for i in range(batch * 30)]).reshape(30, batch)
-        got = files.train_dataset(_Indices(N_TRAIN), batch, (0, batch), 30, seed, n)
+        got = files.TrainWalk(_Indices(N_TRAIN), batch, (0, batch), 30, seed, n).dataset()
         np.testing.assert_array_equal(np.stack(list(got)), want)
 
 
 def test_process_rows_tile_the_global_batch(dataset):
     _, fs, _ = _opened(dataset)
-    whole = files.train_dataset(fs, 8, (0, 8), 30, shuffle_seed=0)
-    halves = [files.train_dataset(fs, 8, rows, 30, shuffle_seed=0) for rows in ((0, 4), (4, 8))]
+    whole = files.TrainWalk(fs, 8, (0, 8), 30, shuffle_seed=0).dataset()
+    halves = [
+        files.TrainWalk(fs, 8, rows, 30, shuffle_seed=0).dataset() for rows in ((0, 4), (4, 8))
+    ]
     for k in (0, 14, 15, 29):
         tokens = np.concatenate([h[k]["tokens"] for h in halves])
         np.testing.assert_array_equal(tokens, whole[k]["tokens"])
@@ -101,7 +105,7 @@ def test_process_rows_tile_the_global_batch(dataset):
 
 def test_reads_are_the_sampled_tokens_and_their_stored_entropies(dataset):
     entry, fs, tables = _opened(dataset)
-    element = files.train_dataset(fs, 8, (0, 8), 30, shuffle_seed=0)[17]
+    element = files.TrainWalk(fs, 8, (0, 8), 30, shuffle_seed=0).dataset()[17]
     seq_idx_B = _seq_indices(8, (0, 8), 30, shuffle_seed=0)[17]
     assert element["tokens"].dtype == np.int32 and element["tokens"].shape == (8, fs.seq_len)
     want = sample_tokens(entry.graph, tables, entry.data_seed, seq_idx_B, fs.seq_len)
@@ -114,11 +118,11 @@ def test_reads_are_the_sampled_tokens_and_their_stored_entropies(dataset):
     [(8, (0, 8), 0), (7, (2, 5), 0), (8, (0, 8), 24), (files.BURST_SEQUENCES + 8, (0, 9), 0)],
 )
 def test_the_trainers_stream_is_the_dataset_in_order(batch, rows, num_sequences):
-    """`train_stream` draws the walk in bursts and splits them; its elements are exactly
-    `train_dataset`'s, epochs straddled, subsets and process rows alike, and end at num_batches."""
+    """`TrainWalk.stream` draws the walk in bursts and splits them; its elements are exactly
+    `dataset()`'s, epochs straddled, subsets and process rows alike, and end at num_batches."""
     fs = _Indices(max(N_TRAIN, batch))
-    want = list(files.train_dataset(fs, batch, rows, 40, 5, num_sequences))
-    got = list(files.train_stream(fs, batch, rows, 40, 5, num_sequences, prefetch=3))
+    walk = files.TrainWalk(fs, batch, rows, 40, 5, num_sequences)
+    want, got = list(walk.dataset()), list(walk.stream(prefetch=3))
     assert len(got) == len(want) == 40
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a, b)
@@ -126,7 +130,7 @@ def test_the_trainers_stream_is_the_dataset_in_order(batch, rows, num_sequences)
 
 def test_grain_iterator_resumes_mid_epoch_from_an_orbax_checkpoint(dataset, tmp_path):
     _, fs, _ = _opened(dataset)
-    stream = files.train_stream(fs, 8, (0, 8), 40, shuffle_seed=1)
+    stream = files.TrainWalk(fs, 8, (0, 8), 40, shuffle_seed=1).stream()
     straight = list(stream)
     it = iter(stream)
     for _ in range(22):  # into the second epoch, mid-burst
@@ -223,7 +227,7 @@ def test_training_on_files_resumes_mid_epoch_exactly(dataset, tmp_path, run_main
     test = files.FileSet(files.eval_set_path(_Data(path)))
     assert evals[0]["entropy"] == pytest.approx(test.entropy_N[:8].mean())  # eval.batches=1 of 8
     assert evals[0]["kl_gap"] == pytest.approx(evals[0]["loss"] - evals[0]["entropy"])
-    baseline = files.train_dataset(files.FileSet(path), 8, (0, 8), 40, shuffle_seed=0)
+    baseline = files.TrainWalk(files.FileSet(path), 8, (0, 8), 40, shuffle_seed=0).dataset()
     for r in read_jsonl(resumed / "metrics" / "train.jsonl"):  # step s trained on batch s - 1
         assert r["entropy"] == pytest.approx(baseline[r["step"] - 1]["entropy"].mean(), abs=1e-6)
         assert "entropy_stderr" not in r  # exact entropies

@@ -17,18 +17,18 @@ def fake_set(n: int):
 
 
 def test_epochs_run_over_the_first_n_sequences():
-    dataset = files.train_dataset(fake_set(100), 8, (0, 8), 50, 0, num_sequences=24)
+    dataset = files.TrainWalk(fake_set(100), 8, (0, 8), 50, 0, num_sequences=24).dataset()
     seen = np.concatenate([dataset[k]["tokens"] for k in range(6)])  # two epochs of 24
     assert seen.max() < 24
     assert sorted(seen[:24]) == list(range(24)) and sorted(seen[24:]) == list(range(24))
-    whole = files.train_dataset(fake_set(100), 8, (0, 8), 50, 0)
+    whole = files.TrainWalk(fake_set(100), 8, (0, 8), 50, 0).dataset()
     seen = np.concatenate([whole[k]["tokens"] for k in range(25)])  # two epochs of 100
     assert sorted(seen[:100]) == list(range(100)) and seen.max() == 99
 
 
 def test_more_sequences_than_the_set_has_is_named():
     with pytest.raises(files.DatasetError, match="data.train_sequences=101"):
-        files.train_dataset(fake_set(100), 8, (0, 8), 50, 0, num_sequences=101)
+        files.TrainWalk(fake_set(100), 8, (0, 8), 50, 0, num_sequences=101)
 
 
 def files_config(path: str):
