@@ -193,31 +193,25 @@ def surgery(
     import jax
     import jax.numpy as jnp
 
-    from gssm_jax import checkpoint, metrics, parallel
+    from gssm_jax import checkpoint, metrics
     from gssm_jax.rundir import for_this_host, open_run
     from gssm_jax.train import state as train_state
     from gssm_jax.train.optim import make_optimizer
 
-    manager = checkpoint.open_read_only(ckpt_dir)
-    available = list(manager.all_steps()) if manager else []
+    source = open_run(run)  # read-only, on this host's devices
+    available = source.steps
     if not available:
         raise SurgeryError(f"--from {run!r}: no checkpoint in {ckpt_dir}")
     step = max(available) if step is None else step
     if step not in available:
-        raise SurgeryError(f"--step {step}: {run!r} has checkpoints at steps {sorted(available)}")
+        raise SurgeryError(f"--step {step}: {run!r} has checkpoints at steps {available}")
     config.optim.steps += step
 
-    src_local, new_local = for_this_host(src_config), for_this_host(config)
-    mesh = parallel.make_mesh(src_local.mesh)
-    vocab = config_lib.graph_of(src_config).vocab_size
-    src_model = train_state.model_from_config(src_local, vocab)
-    abstract, _ = train_state.abstract_train_state(src_local, mesh, src_model)
-    src_state = checkpoint.restore(manager, step, abstract)
-    manager.close()
-    src_params = jax.tree.map(np.asarray, jax.device_get(src_state.params))
+    new_local, mesh = for_this_host(config), source.mesh
+    src_params = jax.tree.map(np.asarray, jax.device_get(source.restore_params(step)))
 
     params_np, rows = factorised_params(src_params, config, init, seed)
-    model = train_state.model_from_config(new_local, vocab)
+    model = train_state.model_from_config(new_local, source.graph.vocab_size)
     new_abstract, shardings = train_state.abstract_train_state(new_local, mesh, model)
     wanted = jax.tree.map(lambda s: tuple(s.shape), new_abstract.params)
     got = jax.tree.map(lambda a: tuple(a.shape), params_np)
@@ -251,7 +245,7 @@ def surgery(
         os.path.join(out, "checkpoints", str(step), "data"),
     )
 
-    heldout = _heldout([open_run(run), open_run(out)], step)
+    heldout = _heldout([source, open_run(out)], step)
     report = {
         "from": os.path.abspath(run),
         "step": step,

@@ -379,8 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     try:  # the CPU device split goes into XLA_FLAGS before JAX starts its client
         c = bench_config(args.shape, args.attention, args.overrides)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return cli.report_error(e)
     cpudevices.apply(c.runtime.cpu_devices, c.data.batch_size)
     if args.family is not None:
         from gssm_jax.bench import families

@@ -92,7 +92,7 @@ class FileSet:
         self.seq_len: int = meta["seq_len"]
         self.dtype = np.dtype(meta["token_dtype"])
         self.record_bytes = self.seq_len * self.dtype.itemsize
-        tokens_path = self._file(layout.TOKENS)
+        self.tokens_path = tokens_path = self._file(layout.TOKENS)
         want = meta["files"][layout.TOKENS]["bytes"]
         got = os.path.getsize(tokens_path)
         if got != want:
@@ -147,7 +147,7 @@ class FileSet:
         ArrayRecordDataSource would start a thread pool for every batch), put back in batch order.
         """
         order_B = np.argsort(seq_idx_B, kind="stable")
-        with _named(os.path.join(self.path, layout.TOKENS)):
+        with _named(self.tokens_path):
             records = self.reader.read(seq_idx_B[order_B].tolist())
         data = b"".join(records)
         if len(data) != len(records) * self.record_bytes:
@@ -155,7 +155,7 @@ class FileSet:
                 int(i) for i, r in zip(seq_idx_B[order_B], records) if len(r) != self.record_bytes
             )
             raise DatasetError(
-                f"data file {os.path.join(self.path, layout.TOKENS)}: record {bad} "
+                f"data file {self.tokens_path}: record {bad} "
                 f"is not {self.seq_len} tokens of {self.dtype.name}"
             )
         tokens_BxT = np.empty((len(records), self.seq_len), np.int32)
@@ -246,9 +246,8 @@ class SequenceIndices(grain.MapDataset):
         return f"SequenceIndices({self._n})"
 
 
-BURST_SEQUENCES = (
-    1024  # sequence indices `TrainWalk.stream` draws at a time (about 10 ms of shuffle)
-)
+# sequence indices `TrainWalk.stream` draws at a time (about 10 ms of Grain's shuffle)
+BURST_SEQUENCES = 1024
 
 
 @dataclasses.dataclass(frozen=True)
