@@ -18,8 +18,8 @@ def get_config():
     c.data.batch_size = 64
     c.model.emb_dim = 288
     c.model.nb_layers = 12
-    c.model.nb_heads = 12
-    c.model.hidden_dim = 4 * 288
+    c.model.transformer.nb_heads = 12
+    c.model.transformer.hidden_dim = 4 * 288
     c.model.dtype = "bfloat16"
     c.optim.steps = 20_000
     c.optim.warmup = 1_000

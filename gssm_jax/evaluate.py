@@ -2,48 +2,21 @@
 
     python -m gssm_jax.evaluate --workdir RUN [--step N | --all] [--data stream | PATH] [--batches K]
 
-For each evaluated step it writes `RUN/evals/<step>.json`: the model's mean next-token loss, the
-exact entropy of the same tokens and `kl_gap = loss - entropy` (nats/token), and the per-position
-curve `kl_t` (t = 1..T-1): the model's loss at position t minus the exact -log p(x(t) | x(<t)),
-averaged over the sequences, i.e. how fast the model adapts in context. The data are the run's own
-held-out stream (`--data stream`, the default: `eval.seed`, the first K batches of
-`data.batch_size`, the same sequences the training loop evaluates on), or a set written by
-`gssm_jax.data.write` (`--data PATH`, checked against the run's graph, graph seed and seq_len).
-Graphs with `context` nodes use the Monte Carlo entropy of `gssm.entropy` (64 kernel draws, seed 0,
-as the training loop).
-
-It runs as one process over the local devices, with the run's mesh rules. Only `RUN/evals/` is
-written; checkpoints are read through a read-only manager. A run directory
-without config or checkpoints, a missing step, a checkpoint from another model or data from another
-graph exits 2 with a one-line error before any evaluation.
+Writes RUN/evals/<step>.json (loss, exact entropy, kl_gap, the per-position curve kl_t) for the
+step (default the latest) or every kept checkpoint, on the run's held-out stream or a set written
+by `gssm_jax.write_data`. Library: gssm_jax/inference/evaluation.py. Errors exit 2 with one line.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import sys
-from collections.abc import Callable
-from typing import Any
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
-from jax.sharding import NamedSharding
-
-from gssm_jax import cli, parallel
-from gssm_jax.data import files
-from gssm_jax.data.stream import StreamSource, cpu_tables, process_rows
-from gssm_jax.exitcodes import EXIT_OK
-from gssm_jax.gssm.entropy import sequence_entropy
-from gssm_jax.rundir import Run, open_run, run_cli
-
-EVALS = "evals"
+from gssm_jax.inference.evaluation import evaluate_run
+from gssm_jax.inference.rundir import run_cli
+from gssm_jax.runtime import cli
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None):
     p = cli.OneLineParser(prog="gssm_jax.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", required=True, help="run directory (holds config.json)")
     which = p.add_mutually_exclusive_group()
@@ -54,134 +27,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-# ---- data ---------------------------------------------------------------------------------------
-
-
-def held_out_batches(run: Run, data: str, batches: int) -> tuple[list[np.ndarray], str]:
-    """This process's rows of `batches` global batches of data.batch_size x seq_len, and a label."""
-    c = run.config
-    batch_sharding = NamedSharding(run.mesh, parallel.batch_spec(c))
-    rows = process_rows(batch_sharding, (c.data.batch_size, c.data.seq_len))
-    if data == "stream":
-        source = StreamSource(
-            run.graph,
-            cpu_tables(run.tables),
-            c.eval.seed,
-            c.data.seq_len,
-            c.data.batch_size,
-            rows,
-            batches,
-        )
-        return [source[k]["tokens"] for k in range(batches)], f"stream eval.seed={c.eval.seed}"
-    fs = files.open_checked(data, run.graph, run.tables, c.data)
-    local = files.eval_batches(fs, c.data.batch_size, rows, batches)
-    return [element["tokens"] for element in local], fs.path
-
-
-def exact_per_position(run: Run, tokens_BxT: np.ndarray) -> np.ndarray:
-    """-log p(x(t) | x(<t)) for t = 1..T-1 under the true process (Monte Carlo for context)."""
-    res = sequence_entropy(run.graph, run.tables, tokens_BxT, per_position=True)
-    return np.asarray(res.per_position, np.float64)
-
-
-# ---- model --------------------------------------------------------------------------------------
-
-
-def make_nll_fn(run: Run) -> tuple[Callable, NamedSharding]:
-    """(params, tokens_BxT) -> the model's next-token loss at positions 1..T-1, (B, T-1), jitted
-    with the run's shardings; and the batch sharding."""
-    apply = run.model.apply
-    batch_sharding = NamedSharding(run.mesh, parallel.batch_spec(run.config))
-
-    def nll(params, tokens_BxT):
-        logits = apply(params, tokens_BxT[:, :-1]).astype(jnp.float32)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, tokens_BxT[:, 1:])
-
-    jitted = jax.jit(
-        nll, in_shardings=(run.param_shardings, batch_sharding), out_shardings=batch_sharding
-    )
-    return run.in_mesh(jitted), batch_sharding
-
-
-def evaluate_step(run: Run, step: int, nll_fn, batches: list, h_list: list) -> dict[str, Any]:
-    """The record of one checkpoint on the given batches and their exact per-position entropies."""
-    params = run.restore_params(step)
-    c = run.config
-    batch_sharding = NamedSharding(run.mesh, parallel.batch_spec(c))
-    sums = np.zeros(c.data.seq_len - 1)
-    loss_sum = h_sum = 0.0
-    n_seq = 0
-    for local_BxT, h_BxTm1 in zip(batches, h_list):
-        tokens = jax.make_array_from_process_local_data(
-            batch_sharding, local_BxT, (c.data.batch_size, c.data.seq_len)
-        )
-        nll_BxTm1 = np.asarray(jax.device_get(nll_fn(params, tokens)), np.float64)
-        sums += (nll_BxTm1 - h_BxTm1).sum(0)
-        loss_sum += nll_BxTm1.sum()
-        h_sum += h_BxTm1.sum()
-        n_seq += len(local_BxT)
-    n_tok = n_seq * (c.data.seq_len - 1)
-    loss, entropy = loss_sum / n_tok, h_sum / n_tok
-    return {
-        "step": step,
-        "loss": loss,
-        "entropy": entropy,
-        "kl_gap": loss - entropy,
-        "kl_t": (sums / n_seq).tolist(),
-        "sequences": n_seq,
-        "seq_len": c.data.seq_len,
-    }
-
-
-def write_record(run: Run, record: dict) -> str:
-    """RUN/evals/<step>.json, written to a temporary name and renamed."""
-    directory = os.path.join(run.workdir, EVALS)
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, f"{record['step']}.json")
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(record, f)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
-
-
-def summary_line(record: dict, path: str) -> str:
-    kl_t = np.asarray(record["kl_t"])
-    k = max(1, len(kl_t) // 8)
-    return (
-        f"eval step {record['step']} | loss {record['loss']:.4f} | entropy "
-        f"{record['entropy']:.4f} | kl_gap {record['kl_gap']:.4f} | kl_t first {k} "
-        f"{kl_t[:k].mean():.4f}, last {k} {kl_t[-k:].mean():.4f} | wrote {path}"
-    )
-
-
-def run_evaluation(args: argparse.Namespace) -> int:
-    run = open_run(args.workdir)
-    latest = run.step_or_latest(None if args.all else args.step)  # a RunError when there is none
-    steps = run.steps if args.all else [latest]
-    for step in steps:
-        run.check_compatible(step)
-    batches = args.batches or run.config.eval.batches
-    data, label = held_out_batches(run, args.data, batches)
-    h_list = [exact_per_position(run, tokens) for tokens in data]
-    nll_fn, _ = make_nll_fn(run)
-    for step in steps:
-        record = evaluate_step(run, step, nll_fn, data, h_list)
-        record = {
-            "step": step,
-            "checkpoint": os.path.join(str(run.manager.directory), str(step)),
-            "data": label,
-            "batches": batches,
-            **{k: v for k, v in record.items() if k != "step"},
-        }
-        path = write_record(run, record)
-        print(summary_line(record, path), flush=True)
-    return EXIT_OK
-
-
 def main(argv: list[str] | None = None) -> int:
-    return run_cli(run_evaluation, parse_args(argv))
+    a = parse_args(argv)
+    return run_cli(evaluate_run, a.workdir, a.step, a.all, a.data, a.batches)
 
 
 if __name__ == "__main__":

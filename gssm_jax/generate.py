@@ -1,58 +1,24 @@
 """Sample completions from a trained checkpoint and score them under the true process.
 
-    python -m gssm_jax.generate --workdir RUN [--step N] [--num 64] [--prompt-len L | --prompts FILE]
-        --max-new-tokens K [--temperature T] [--top-k k] [--seed s] [--out FILE]
+    python -m gssm_jax.generate --workdir RUN --max-new-tokens K [--step N] [--num 64]
+        [--prompt-len L | --prompts FILE] [--temperature T] [--top-k k] [--seed s] [--out FILE]
 
-Prompts: by default sequences 0..num-1 of the run's held-out stream (`eval.seed`, the run's own
-graph and kernels), cut to lengths spread evenly from 1 (the start token alone) to data.seq_len / 2,
-or all to `--prompt-len L`; or `--prompts FILE`: JSON (a list of token lists) or JSONL (one token
-list per line), lists may also be objects with a "prompt" field. Every prompt starts with the start
-token 0, as every sequence of the process does.
-
-Generation is one jitted program: a prefill of the right-padded prompts into the model's cache
-(KV cache or recurrent state), then a `lax.scan` of decode steps (`gssm_jax.decoding`), sharded by
-the run's mesh rules (prompts along `batch`, parameters as in training). Row i draws with the key
-(seed, i), so a completion depends only on the seed, its index and its prompt.
-
-Each completion is scored under the true process (`gssm.scoring`): the exact -log p(x(t) | x(<t))
-of every generated token and the exact conditional entropy H_t at its position, and
-`sample_excess_nats` = mean(-log p - H_t) per sequence and over all generated tokens (context
-graphs: the Monte Carlo mixture over 64 kernel draws). It is near 0 for a perfect model at
-temperature 1 and grows as the model gets worse. Writes JSONL, one line per prompt (index, prompt,
-completion, true_nll, true_entropy, sample_excess_nats), to `--out` (default
-`RUN/samples/<step>-seed<s>.jsonl`) and the overall figures beside it (`.summary.json`); prints
-where it wrote. Nothing else in RUN changes. Errors exit 2 with one line.
+Prompts are held-out stream sequences cut to lengths spread over [1, seq_len/2] (or all
+`--prompt-len L`), or a JSON/JSONL file of token lists starting with the start token 0. Writes
+JSONL rows (prompt, completion, exact -log p and entropy of every new token, excess nats) and a
+`.summary.json`. Library: gssm_jax/inference/generation.py. Errors exit 2 with one line.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import sys
-import time
-from typing import Any
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
-from gssm_jax import cli, decoding, parallel
-from gssm_jax.config import ConfigError
-from gssm_jax.exitcodes import EXIT_OK
-from gssm_jax.gssm import scoring
-from gssm_jax.gssm.kernels import as_device_tables
-from gssm_jax.gssm.sample import sample_tokens
-from gssm_jax.rundir import Run, open_run, run_cli
-
-SAMPLES = "samples"
+from gssm_jax.inference.generation import Sampling, generate_run
+from gssm_jax.inference.rundir import run_cli
+from gssm_jax.runtime import cli
 
 
-class PromptError(ConfigError):
-    """A prompts file that cannot be read or holds tokens the run's graph cannot produce."""
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None):
     p = cli.OneLineParser(prog="gssm_jax.generate", description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", required=True, help="run directory (holds config.json)")
     p.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
@@ -68,197 +34,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-# ---- prompts ------------------------------------------------------------------------------------
-
-
-def spread_lengths(num: int, seq_len: int) -> np.ndarray:
-    """`num` prompt lengths spread evenly over [1, seq_len // 2]."""
-    return np.linspace(1, max(1, seq_len // 2), num).round().astype(np.int64)
-
-
-def stream_prompts(run: Run, num: int, prompt_len: int | None) -> list[list[int]]:
-    """Sequences 0..num-1 of the run's held-out stream, cut to their prompt lengths."""
-    c = run.config
-    lengths = (
-        np.full(num, prompt_len) if prompt_len else spread_lengths(num, c.data.seq_len)
-    ).tolist()
-    tables = as_device_tables(run.tables)
-    tokens = np.asarray(
-        sample_tokens(run.graph, tables, c.eval.seed, np.arange(num), max(2, max(lengths)))
-    )
-    return [tokens[i, :n].tolist() for i, n in enumerate(lengths)]
-
-
-def file_prompts(path: str, vocab_size: int) -> list[list[int]]:
-    """Token lists from a JSON list or a JSONL file, checked against the vocabulary."""
-    try:
-        with open(path) as f:
-            text = f.read()
-    except OSError as e:
-        raise PromptError(f"--prompts {path}: {e.strerror}") from None
-    try:
-        data = json.loads(text)
-    except ValueError:
-        data = None
-    items = None
-    if isinstance(data, list) and data and all(type(t) is int for t in data):
-        items = [("line 1", data)]  # a single token list (one-line JSONL)
-    elif isinstance(data, list):
-        items = [(f"item {i}", x) for i, x in enumerate(data)]
-    if items is None:
-        items = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    items.append((f"line {n}", json.loads(line)))
-                except ValueError as e:
-                    raise PromptError(f"--prompts {path} line {n}: not JSON ({e})") from None
-    if not items:
-        raise PromptError(f"--prompts {path}: no prompts")
-    out = []
-    for where, item in items:
-        prompt = item.get("prompt") if isinstance(item, dict) else item
-        ok = isinstance(prompt, list) and prompt and all(type(t) is int for t in prompt)
-        if not ok:
-            raise PromptError(f"--prompts {path} {where}: expected a non-empty list of integers")
-        bad = [t for t in prompt if not 0 <= t < vocab_size]
-        if bad:
-            raise PromptError(
-                f"--prompts {path} {where}: token {bad[0]} is outside the vocabulary "
-                f"[0, {vocab_size})"
-            )
-        if prompt[0] != 0:
-            raise PromptError(
-                f"--prompts {path} {where}: starts with token {prompt[0]}; sequences of the "
-                "process start with the start token 0"
-            )
-        out.append(prompt)
-    return out
-
-
-def padded(prompts: list[list[int]], multiple: int) -> tuple[np.ndarray, np.ndarray]:
-    """Right-padded prompts_BxL and lengths_B, B rounded up to `multiple` with [0] prompts."""
-    b = -(-len(prompts) // multiple) * multiple
-    max_len = max(len(p) for p in prompts)
-    tokens = np.zeros((b, max_len), np.int32)
-    lengths = np.ones(b, np.int32)
-    for i, p in enumerate(prompts):
-        tokens[i, : len(p)] = p
-        lengths[i] = len(p)
-    return tokens, lengths
-
-
-# ---- generation ---------------------------------------------------------------------------------
-
-
-def make_generate_fn(run: Run, max_new: int, temperature: float, top_k: int, seed: int):
-    """(params, prompts_BxL, lengths_B, seq_ids_B) -> new tokens (B, max_new), one jitted program
-    with the run's shardings."""
-    batch_2d = run.sharding("batch", None)
-    batch_1d = run.sharding("batch")
-
-    def generate(params, prompts_BxL, lengths_B, seq_ids_B):
-        keys = decoding.row_keys(seed, seq_ids_B)
-        return decoding.generate_cached(
-            run.model, params, prompts_BxL, lengths_B, keys, max_new, temperature, top_k
-        ).tokens
-
-    jitted = jax.jit(
-        generate,
-        in_shardings=(run.param_shardings, batch_2d, batch_1d, batch_1d),
-        out_shardings=batch_2d,
-    )
-    return run.in_mesh(jitted)
-
-
-def score(run: Run, prompts_BxL, lengths_B, new_BxK) -> tuple[np.ndarray, np.ndarray, Any]:
-    """Per generated token: true -log p and H_t, (B, K) each, and the excess per sequence."""
-    joined = decoding.join(jnp.asarray(prompts_BxL), jnp.asarray(lengths_B), jnp.asarray(new_BxK))
-    scores = scoring.token_scores(run.graph, as_device_tables(run.tables), joined)
-    k = new_BxK.shape[1]
-    cols = np.asarray(lengths_B)[:, None] - 1 + np.arange(k)  # position t is index t - 1
-    rows = np.arange(len(cols))[:, None]
-    nll, h = np.asarray(scores.nll)[rows, cols], np.asarray(scores.entropy)[rows, cols]
-    mask = decoding.completion_mask(jnp.asarray(lengths_B), k, joined.shape[1])
-    return nll, h, scoring.excess_nats(scores, mask)
-
-
-def default_out(run: Run, step: int, seed: int) -> str:
-    return os.path.join(run.workdir, SAMPLES, f"{step}-seed{seed}.jsonl")
-
-
-def write_jsonl(path: str, rows: list[dict]) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-    os.replace(tmp, path)
-
-
-def run_generation(args: argparse.Namespace) -> int:
-    run = open_run(args.workdir)
-    step = run.step_or_latest(args.step)
-    run.check_compatible(step)
-    if args.prompts:
-        prompts = file_prompts(args.prompts, run.graph.vocab_size)
-    else:
-        prompts = stream_prompts(run, args.num, args.prompt_len)
-    out = args.out or default_out(run, step, args.seed)
-    params = run.restore_params(step)
-    multiple = parallel.data_parallel_size(run.config, run.mesh)
-    tokens, lengths = padded(prompts, multiple)
-    seq_ids = np.arange(len(tokens), dtype=np.uint32)
-    gen = make_generate_fn(run, args.max_new_tokens, args.temperature, args.top_k, args.seed)
-    t0 = time.perf_counter()
-    new = np.asarray(jax.device_get(gen(params, tokens, lengths, seq_ids)))
-    seconds = time.perf_counter() - t0
-    n = len(prompts)
-    nll, h, excess = score(run, tokens[:n], lengths[:n], new[:n])
-    per_seq = np.asarray(excess.per_sequence)
-    rows = [
-        {
-            "index": i,
-            "prompt": prompts[i],
-            "completion": new[i].tolist(),
-            "true_nll": nll[i].astype(np.float64).round(6).tolist(),
-            "true_entropy": h[i].astype(np.float64).round(6).tolist(),
-            "sample_excess_nats": float(per_seq[i]),
-        }
-        for i in range(n)
-    ]
-    write_jsonl(out, rows)
-    summary = {
-        "workdir": run.workdir,
-        "step": step,
-        "num": n,
-        "max_new_tokens": args.max_new_tokens,
-        "temperature": args.temperature,
-        "top_k": args.top_k,
-        "seed": args.seed,
-        "prompt_lengths": [int(lengths[:n].min()), int(lengths[:n].max())],
-        "true_cross_entropy": float(nll.mean()),
-        "true_entropy": float(h.mean()),
-        "sample_excess_nats": float(excess.overall),
-        "seconds": seconds,
-    }
-    summary_path = out.removesuffix(".jsonl") + ".summary.json"
-    with open(summary_path, "w") as f:
-        json.dump(summary, f, indent=1)
-        f.write("\n")
-    print(
-        f"generated {n} x {args.max_new_tokens} tokens from step {step} (prompts "
-        f"{summary['prompt_lengths'][0]}-{summary['prompt_lengths'][1]} tokens, temperature "
-        f"{args.temperature}, top_k {args.top_k or 'off'}) in {seconds:.2f} s incl. compile | "
-        f"true -log p {summary['true_cross_entropy']:.4f} | entropy {summary['true_entropy']:.4f}"
-        f" | sample_excess_nats {summary['sample_excess_nats']:.4f} | wrote {out}",
-        flush=True,
-    )
-    return EXIT_OK
-
-
 def main(argv: list[str] | None = None) -> int:
-    return run_cli(run_generation, parse_args(argv))
+    a = parse_args(argv)
+    sampling = Sampling(a.max_new_tokens, a.temperature, a.top_k, a.seed)
+    return run_cli(generate_run, a.workdir, sampling, a.step, a.num, a.prompt_len, a.prompts, a.out)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 # The Kronecker experiment of the README: factorise a trained dense run with each init and r, fine-tune
 # each for the same number of steps with and without freezing (optim.freeze=pretrained: only the
 # factors train) and with and without distillation from the dense run, then print the table
-# (launch/kron_table.py).
+# (python -m gssm_jax.kron --table).
 #   launch/kron_sweep.sh DENSE_RUN OUT_DIR [FACTOR] [STEPS]
 # DENSE_RUN: a finished `python -m gssm_jax.main` run (e.g. the default debug run).
 set -euo pipefail
@@ -45,4 +45,4 @@ for freeze in none pretrained; do
     for r in 1 2; do echo "$init $r $freeze"; done
   done
 done | xargs -P "${JOBS:-3}" -L 1 bash -c 'job "$@"' _
-python "$(dirname "$0")/kron_table.py" "$out" "$dense"
+python -m gssm_jax.kron --table "$out" --from "$dense"

@@ -4,7 +4,7 @@
         [--dry-run | --local] [--overwrite] [--config.key=value ...] [--config.slurm.key=value ...]
 
 It resolves one config per grid point (exactly as `gssm_jax.main` will parse it), writes the run
-directory (see launch/rundir.py), and submits `run.sh` with sbatch; `--local` runs `bash run.sh`
+directory (see launch/sweep_root.py), and submits `run.sh` with sbatch; `--local` runs `bash run.sh`
 here instead, `--dry-run` prints the script and the tasks and writes nothing. Nothing is written
 before every task's config has been checked.
 """
@@ -27,13 +27,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from launch import grid as grid_lib
-from launch import rundir, script, slurm_config, tasks
+from launch import script, slurm_config, sweep_root, tasks
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = os.environ.get("GSSM_RUNS", os.path.join("~", "gssm_runs"))
 ERRORS = (
     grid_lib.GridError,
-    rundir.RunDirError,
+    sweep_root.RunDirError,
     script.ScriptError,
     slurm_config.SlurmConfigError,
     tasks.TaskError,
@@ -108,7 +108,7 @@ def default_name(config_path: Path, grid_path: str | None) -> str:
 
 def exit_preempted() -> int:
     """gssm_jax.main's exit code for "checkpoint saved on a signal, run again to resume"."""
-    from gssm_jax.exitcodes import EXIT_PREEMPTED
+    from gssm_jax.runtime.exitcodes import EXIT_PREEMPTED
 
     return EXIT_PREEMPTED
 
@@ -128,10 +128,10 @@ def plan(args: argparse.Namespace, extra: Sequence[str]) -> Plan:
     """Checks everything and renders the script; raises one of ERRORS or SubmitError."""
     config_path, config_suffix = split_config_arg(args.config)
     name = args.name if args.name is not None else default_name(config_path, args.grid)
-    rundir.check_name(name)
+    sweep_root.check_name(name)
     run_dir = Path(args.root).expanduser().absolute() / name
     script.check_path(run_dir)
-    rundir.check_target(run_dir, args.overwrite)
+    sweep_root.check_target(run_dir, args.overwrite)
 
     overrides, slurm_overrides = tasks.split_overrides(extra)
     config_arg = f"{config_path}{config_suffix}"
@@ -144,7 +144,7 @@ def plan(args: argparse.Namespace, extra: Sequence[str]) -> Plan:
     task_list = tasks.make_tasks(config_arg, overrides, grid)
     validate_tasks(task_list)
 
-    in_code = rundir.snapshot_config(REPO_ROOT, config_path, run_dir / "code")
+    in_code = sweep_root.snapshot_config(REPO_ROOT, config_path, run_dir / "code")
     text = script.render(
         name=name,
         run_dir=run_dir,
@@ -200,7 +200,7 @@ def write(p: Plan, argv: Sequence[str], overwrite: bool, mode: str) -> None:
     files = {
         t.task_id: t.to_json(config_file, str(p.run_dir / "runs" / str(t.task_id))) for t in p.tasks
     }
-    rundir.write_run_dir(
+    sweep_root.write_run_dir(
         run_dir=p.run_dir,
         repo_root=REPO_ROOT,
         config_path=p.config_path,
@@ -231,7 +231,7 @@ def record_job(p: Plan, job_id: str) -> None:
     path = p.run_dir / "submit.json"
     record = json.loads(path.read_text())
     record["job_id"] = job_id
-    rundir.write_record(p.run_dir, record)
+    sweep_root.write_record(p.run_dir, record)
 
 
 def run_local(p: Plan) -> int:
@@ -266,7 +266,7 @@ def submit(argv: Sequence[str]) -> int:
     try:
         job_id = sbatch(p)
     except SubmitError:
-        rundir.remove_new_run_dir(p.run_dir, [t.task_id for t in p.tasks])
+        sweep_root.remove_new_run_dir(p.run_dir, [t.task_id for t in p.tasks])
         raise
     record_job(p, job_id)
     print(

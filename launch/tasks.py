@@ -1,7 +1,7 @@
 """Tasks of a submission: one resolved config per grid point, with the flags that reproduce it.
 
 A task's config is built exactly as `gssm_jax.main` will build it in the job (the same
-`gssm_jax.cli` loader and parser over the same `--config.key=value` flags), so a value that
+`gssm_jax.runtime.cli` loader and parser over the same `--config.key=value` flags), so a value that
 would not survive the trip through the command line is an error here, before anything is written.
 """
 
@@ -64,8 +64,8 @@ def override_key(flag: str) -> str:
 
 def load_config(config_arg: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
     """The config of file `config_arg` (`path[:arg]`) with `overrides` applied, as main parses it."""
-    from gssm_jax import cli
     from gssm_jax.config import ConfigError
+    from gssm_jax.runtime import cli
 
     try:
         rest, pairs = cli.split_overrides(overrides)

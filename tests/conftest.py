@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gssm_jax.exitcodes import EXIT_BAD_CONFIG
+from gssm_jax.runtime.exitcodes import EXIT_BAD_CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = [
     "--config.model.emb_dim=32",
     "--config.model.nb_layers=1",
-    "--config.model.nb_heads=2",
-    "--config.model.hidden_dim=64",
+    "--config.model.transformer.nb_heads=2",
+    "--config.model.transformer.hidden_dim=64",
     "--config.data.seq_len=32",
     "--config.data.batch_size=8",
     "--config.eval.batches=1",

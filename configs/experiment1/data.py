@@ -4,7 +4,7 @@ One hidden node Z1 of 64 states drives 32 tokens. alpha_X and alpha_Z each sweep
 {1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1} with the other held at 1e-3: 13 graphs (the point
 alpha_X = alpha_Z = 1e-3 is shared), 10 seeds each, 1,000,000 training and 10,000 test sequences
 of 257 tokens. Write it as an array job, e.g. `sbatch --array=0-129` running
-`python -m gssm_jax.data.write --config configs/experiment1/data.py`; ROOT comes from
+`python -m gssm_jax.write_data --config configs/experiment1/data.py`; ROOT comes from
 $GSSM_DATA_ROOT (default ./datasets).
 """
 

@@ -6,13 +6,11 @@ import os
 
 import ml_collections
 
-from gssm_jax.data.grid import load_config
-
-FULL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data.py")
+from configs.experiment1 import data
 
 
 def get_config() -> ml_collections.ConfigDict:
-    c = load_config(FULL)
+    c = data.get_config()
     c.root = os.path.join(os.environ.get("GSSM_DATA_ROOT", "datasets"), "experiment1_debug")
     c.grid = [{"alpha_x": [1e-1], "alpha_z": [1e-3]}, {"alpha_x": [1e-3], "alpha_z": [1e-1]}]
     c.seeds = [0, 1]

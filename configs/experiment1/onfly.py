@@ -41,7 +41,7 @@ the information per token, so it cannot be compared across vocabularies; compare
 (or the exact `entropy`) and use `zlib_int64_bytes` to check a setup against the original's tables.
 
 The model is that experiment's largest (12 layers, 12 heads, width 288, SwiGLU 1152, bfloat16), on
-batches of 16 x 2048 tokens generated on the fly; on a GPU, model.attention=auto is cuDNN flash
+batches of 16 x 2048 tokens generated on the fly; on a GPU, model.transformer.attention=auto is cuDNN flash
 attention. Use several GPUs by data parallelism (mesh.data=-1 takes them all; the batch must split
 evenly) and raise data.batch_size to fill their memory (`python -m gssm_jax.bench train --preset
 seeds004 --max-batch` finds the largest batch that fits one device).
@@ -81,8 +81,8 @@ def get_config(setup: str = "small_z") -> ml_collections.ConfigDict:
     c.data.batch_size = 16
     c.model.emb_dim = 288
     c.model.nb_layers = 12
-    c.model.nb_heads = 12
-    c.model.hidden_dim = 4 * 288
+    c.model.transformer.nb_heads = 12
+    c.model.transformer.hidden_dim = 4 * 288
     c.model.dtype = "bfloat16"
     c.optim.steps = 10_000  # 16 x 2048 tokens per step: 328M tokens
     c.optim.warmup = 500

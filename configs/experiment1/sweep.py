@@ -16,7 +16,7 @@ Write the sets first (`data.py`, or `data_debug.py` for the debug variants), the
     python -m gssm_jax.report ~/gssm_runs/exp1 --out exp1_report
 
     # debug variants: a few minutes on a 2-core CPU, sets of data_debug.py
-    python -m gssm_jax.data.write --config configs/experiment1/data_debug.py
+    python -m gssm_jax.write_data --config configs/experiment1/data_debug.py
     python -m launch.submit --config configs/experiment1/sweep.py:debug \\
         --grid configs/grids/exp1_debug.py --name exp1/debug --local
 
@@ -31,10 +31,9 @@ import os
 
 import ml_collections
 
+from configs.experiment1 import data, data_debug
 from gssm_jax.config import default_config
-from gssm_jax.data.grid import load_config
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 SET = "alpha_x={alpha_x}__alpha_z={alpha_z}__seed={graph_seed}/train"
 SWEEPS = ("sizes", "sequences", "debug")
 
@@ -42,7 +41,7 @@ SWEEPS = ("sizes", "sequences", "debug")
 def get_config(sweep: str = "sizes") -> ml_collections.ConfigDict:
     if sweep not in SWEEPS:
         raise ValueError(f"sweep.py: unknown sweep {sweep!r}; one of {SWEEPS}")
-    grid = load_config(os.path.join(HERE, "data_debug.py" if sweep == "debug" else "data.py"))
+    grid = (data_debug if sweep == "debug" else data).get_config()
     c = default_config()
     c.data.graph = grid.graph.to_dict()
     c.data.alpha_x = 1e-3  # the held value; a grid sets one side
@@ -52,8 +51,8 @@ def get_config(sweep: str = "sizes") -> ml_collections.ConfigDict:
     c.data.path = os.path.join(os.path.abspath(grid.root), SET)
     c.model.nb_layers = 4
     c.model.emb_dim = 64
-    c.model.nb_heads = 4
-    c.model.hidden_dim = c.model.get_ref("emb_dim") * 4  # follows a grid's emb_dim
+    c.model.transformer.nb_heads = 4
+    c.model.transformer.hidden_dim = c.model.get_ref("emb_dim") * 4  # follows a grid's emb_dim
     c.data.batch_size = 16
     c.optim.lr = 1e-3
     c.optim.schedule = "constant"

@@ -12,16 +12,15 @@ import os
 
 import ml_collections
 
-from gssm_jax.config import default_config, load_config_file
-from gssm_jax.data.grid import entries
-
-HERE = os.path.dirname(os.path.abspath(__file__))
+from configs.experiment1 import data, data_debug
+from gssm_jax.config import default_config
+from gssm_jax.data.set_grid import entries
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
     debug = arg == "debug" or arg.startswith("debug:")
     grid_id = arg.removeprefix("debug").removeprefix(":")
-    grid = load_config_file(os.path.join(HERE, "data_debug.py" if debug else "data.py"))
+    grid = (data_debug if debug else data).get_config()
     by_id = {e.grid_id: e for e in entries(grid)}
     if grid_id and grid_id not in by_id:
         raise ValueError(f"train_files.py: unknown grid id {grid_id!r}; one of {sorted(by_id)}")
@@ -38,8 +37,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # The model of seeds/004 (12 layers, 12 heads, width 288), ~33k tokens per step.
     c.model.emb_dim = 288
     c.model.nb_layers = 12
-    c.model.nb_heads = 12
-    c.model.hidden_dim = 4 * 288
+    c.model.transformer.nb_heads = 12
+    c.model.transformer.hidden_dim = 4 * 288
     c.data.batch_size = 128
     c.optim.steps = 20_000  # ~2.6 epochs of the 1,000,000 training sequences
     c.optim.warmup = 1_000

@@ -1,4 +1,4 @@
-"""Training and evaluation from sets written by `gssm_jax.data.write`.
+"""Training and evaluation from sets written by `gssm_jax.write_data`.
 
 Training reads Grain's shuffled, repeated, batched walk through the train set (`TrainWalk`);
 its iterator state goes into every checkpoint (Grain's own checkpoint handler), so a run resumes
@@ -80,12 +80,12 @@ class FileSet:
         if not os.path.isdir(path):
             raise DatasetError(
                 f"data set {path}: no such directory (write it with "
-                "`python -m gssm_jax.data.write --config GRID`)"
+                "`python -m gssm_jax.write_data --config GRID`)"
             )
         if not layout.is_finished(path):
             raise DatasetError(
                 f"data set {path}: unfinished (no {layout.DONE} marker); re-run "
-                "`python -m gssm_jax.data.write` to complete it"
+                "`python -m gssm_jax.write_data` to complete it"
             )
         self.metadata = meta = _read_metadata(self._file(layout.METADATA))
         self.num_sequences: int = meta["num_sequences"]

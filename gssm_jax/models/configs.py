@@ -14,11 +14,15 @@ import dataclasses
 import math
 from typing import ClassVar
 
-from gssm_jax.models import kron
+from gssm_jax.models import kronecker
 
 ATTENTION_CHOICES = ("auto", "blocked", "xla", "cudnn")  # see layers.resolve_attention
 KERNEL_CHOICES = ("auto", "custom", "autodiff")  # see layers.resolve_kernels
 DTYPE_CHOICES = ("float32", "bfloat16")
+MLP_CHOICES = ("dense", "kronecker")
+HAWK_DECAY_INITS = ("original", "recurrentgemma", "griffin_ac")
+HAWK_FIRST_TOKENS = ("normalized", "reset")
+CANDIDATE_CHOICES = ("linear", "log_space")
 # weight init schemes, see gssm_jax.models.init
 INIT_CHOICES = ("fan_in_zero_out", "fan_in", "fixed")
 
@@ -41,6 +45,11 @@ def _require(ok: bool, field: str, value, message: str) -> None:
         raise FieldError(field, value, message)
 
 
+def _choice(cfg, field: str, choices: tuple[str, ...]) -> None:
+    value = getattr(cfg, field)
+    _require(value in choices, field, value, f"must be one of {', '.join(choices)}")
+
+
 def _positive(cfg, *fields: str) -> None:
     for f in fields:
         v = getattr(cfg, f)
@@ -61,6 +70,13 @@ class Shared:
     dtype: str = "float32"
     remat: bool = False
     kernels: str = "auto"
+    # The SwiGLU MLP of the families that have one (every family but mamba): "dense", or
+    # "kronecker": each matrix a sum of kron_terms Kronecker products whose second factor (of the
+    # D x F gate/up matrices; down uses its transpose) is kron_factor "m2xn2" ("": balanced
+    # factorisations of D and F). See gssm_jax.models.mlp and `python -m gssm_jax.kron`.
+    mlp: str = "dense"
+    kron_terms: int = 1
+    kron_factor: str = ""
 
     family: ClassVar[str] = ""
 
@@ -78,6 +94,71 @@ class Shared:
         for f in ("norm_eps", "init_std"):
             v = getattr(self, f)
             _require(math.isfinite(v) and v > 0, f, v, "must be a finite number > 0")
+        self._check_mlp()
+
+    @property
+    def mlp_hidden_dim(self) -> int:
+        """The SwiGLU MLP's hidden width F, 0 for a family without an MLP."""
+        return getattr(self, "hidden_dim", 0)
+
+    def _check_mlp(self) -> None:
+        _require(
+            self.mlp in MLP_CHOICES, "mlp", self.mlp, f"must be one of {', '.join(MLP_CHOICES)}"
+        )
+        if self.mlp != "kronecker":
+            return
+        _require(
+            self.mlp_hidden_dim > 0,
+            "mlp",
+            self.mlp,
+            f"needs a family with an MLP; {self.family} blocks have none",
+        )
+        _positive(self, "kron_terms")
+        D, F = self.emb_dim, self.mlp_hidden_dim
+        try:
+            shapes = kronecker.mlp_shapes(D, F, kronecker.mlp_b_shape(self.kron_factor))
+        except kronecker.KronShapeError as e:
+            raise FieldError(
+                "kron_factor", self.kron_factor, f"{e} (emb_dim={D} x hidden_dim={F})"
+            ) from None
+        try:
+            kronecker.check_terms(self.kron_terms, *shapes["gate_up"])
+        except kronecker.KronRankError as e:
+            raise FieldError("kron_terms", self.kron_terms, str(e)) from None
+
+    def mlp_params(self) -> int:
+        """Parameters of one block's MLP (dense SwiGLU or its Kronecker factors), 0 without one."""
+        D, F = self.emb_dim, self.mlp_hidden_dim
+        if F == 0:
+            return 0
+        if self.mlp == "kronecker":
+            return kronecker.mlp_param_count(D, F, self.kron_terms, self.kron_factor)["kronecker"]
+        return _swiglu_params(D, F)
+
+    def mlp_flops(self) -> int:
+        """Matmul FLOPs per token of one block's MLP."""
+        D, F = self.emb_dim, self.mlp_hidden_dim
+        if F == 0:
+            return 0
+        if self.mlp == "kronecker":
+            return kronecker.mlp_flops_per_token(D, F, self.kron_terms, self.kron_factor)
+        return 2 * 3 * D * F
+
+    def mlp_axis_sizes(self) -> list[tuple[str, str, int]]:
+        """The MLP's sharded axes: hidden_dim as mlp; a Kronecker MLP's first factors (D1 as
+        embed, F1 as mlp)."""
+        F = self.mlp_hidden_dim
+        if F == 0:
+            return []
+        if self.mlp != "kronecker":
+            return [("mlp", "hidden_dim", F)]
+        shapes = kronecker.mlp_shapes(self.emb_dim, F, kronecker.mlp_b_shape(self.kron_factor))
+        (d1, f1), _ = shapes["gate_up"]
+        return [
+            ("mlp", "hidden_dim", F),
+            ("embed", "emb_dim / kron_factor", d1),
+            ("mlp", "hidden_dim / kron_factor", f1),
+        ]
 
     @property
     def init_scheme(self) -> str:
@@ -124,11 +205,13 @@ class TransformerConfig(Shared):
     nb_heads: int = 4
     hidden_dim: int = 256
     rope_theta: float = 10_000.0
+    # attention kernel: auto (blocked on CPU, cudnn on GPU in bfloat16, else xla), blocked, xla,
+    # cudnn (see gssm_jax.models.layers.resolve_attention)
     attention: str = "auto"
-    init: str = "fan_in"  # the run config defaults to "fan_in_zero_out"; see gssm_jax.models.init
-    mlp: str = "dense"  # or "kronecker": gssm_jax.models.kron_mlp
-    kron_terms: int = 1
-    kron_factor: str = ""  # second factor "m2xn2" of the D x F gate/up matrices; "": balanced
+    # weight init (gssm_jax.models.init): fan_in_zero_out (fan_in with the two residual output
+    # projections at zero), fan_in (std fan_in^-0.5 cut at +-3 std, the earlier PyTorch system's)
+    # or fixed (std init_std; residual output projections init_std / sqrt(2 nb_layers))
+    init: str = "fan_in_zero_out"
 
     family: ClassVar[str] = "transformer"
 
@@ -194,48 +277,13 @@ class TransformerConfig(Shared):
                 self.attention,
                 "is a custom-gradient kernel: it needs model.kernels 'custom' or 'auto'",
             )
-        self._check_kron()
-
-    def _check_kron(self) -> None:
-        _require(
-            self.mlp in ("dense", "kronecker"), "mlp", self.mlp, "must be 'dense' or 'kronecker'"
-        )
-        if self.mlp != "kronecker":
-            return
-        _positive(self, "kron_terms")
-        try:
-            shapes = kron.mlp_shapes(
-                self.emb_dim, self.hidden_dim, kron.mlp_b_shape(self.kron_factor)
-            )
-        except kron.KronShapeError as e:
-            raise FieldError(
-                "kron_factor",
-                self.kron_factor,
-                f"{e} (emb_dim={self.emb_dim} x hidden_dim={self.hidden_dim})",
-            ) from None
-        try:
-            kron.check_terms(self.kron_terms, *shapes["gate_up"])
-        except kron.KronRankError as e:
-            raise FieldError("kron_terms", self.kron_terms, str(e)) from None
-
-    def mlp_params(self) -> int:
-        if self.mlp == "kronecker":
-            D, F, r, f = self.emb_dim, self.hidden_dim, self.kron_terms, self.kron_factor
-            return kron.mlp_param_count(D, F, r, f)["kronecker"]
-        return _swiglu_params(self.emb_dim, self.hidden_dim)
-
-    def mlp_flops(self) -> int:
-        if self.mlp == "kronecker":
-            D, F, r, f = self.emb_dim, self.hidden_dim, self.kron_terms, self.kron_factor
-            return kron.mlp_flops_per_token(D, F, r, f)
-        return 2 * 3 * self.emb_dim * self.hidden_dim
 
     def layer_params(self) -> int:
         D = self.emb_dim
         return 4 * D * D + self.mlp_params() + 2 * D
 
     def layer_flops(self, seq_len: int) -> int:
-        """QKV, output and SwiGLU matmuls (`kron.apply_flops` for Kronecker ones), and QK^T and
+        """QKV, output and SwiGLU matmuls (`kronecker.apply_flops` for Kronecker ones), and QK^T and
         AV over the full length (XLA computes the masked half too)."""
         D = self.emb_dim
         return 2 * 4 * D * D + self.mlp_flops() + 2 * 2 * seq_len * D
@@ -245,19 +293,7 @@ class TransformerConfig(Shared):
             *super().axis_sizes(),
             ("heads", "nb_heads", self.nb_heads),
             ("kv", "emb_dim / nb_heads", self.head_dim),
-            ("mlp", "hidden_dim", self.hidden_dim),
-            *self._kron_axis_sizes(),
-        ]
-
-    def _kron_axis_sizes(self) -> list[tuple[str, str, int]]:
-        """The Kronecker factors shard their first factor's axes (D1 as embed, F1 as mlp)."""
-        if self.mlp != "kronecker":
-            return []
-        shapes = kron.mlp_shapes(self.emb_dim, self.hidden_dim, kron.mlp_b_shape(self.kron_factor))
-        (d1, f1), _ = shapes["gate_up"]
-        return [
-            ("embed", "emb_dim / kron_factor", d1),
-            ("mlp", "hidden_dim / kron_factor", f1),
+            *self.mlp_axis_sizes(),
         ]
 
 
@@ -332,6 +368,14 @@ class HawkConfig(Shared):
     nb_heads: int = 4
     conv_width: int = 4
     hidden_dim: int = 192
+    # the decay parameter's init (gssm_jax.models.hawk.decay_init): "original" (the earlier
+    # PyTorch system's: its parameter 0.5 log u, u ~ U[0.81, 0.998], read through a softplus),
+    # "recurrentgemma" (radius r = sqrt(u) with the softplus inverted, so a = r^(8 r_t)) or
+    # "griffin_ac" (a^8 = sigmoid(lam)^8 ~ U[0.9, 0.999], gssm_jax's first choice)
+    decay_init: str = "original"
+    # position 0 of a sequence: "normalized" (sqrt(1 - a^2) scales every input, the original's) or
+    # "reset" (recurrentgemma's: the first input enters unscaled, as after a segment start)
+    first_token: str = "normalized"
 
     family: ClassVar[str] = "hawk"
 
@@ -346,6 +390,8 @@ class HawkConfig(Shared):
     def check(self) -> None:
         super().check()
         _positive(self, "expand", "nb_heads", "conv_width", "hidden_dim")
+        _choice(self, "decay_init", HAWK_DECAY_INITS)
+        _choice(self, "first_token", HAWK_FIRST_TOKENS)
         _require(
             self.inner_dim % self.nb_heads == 0,
             "nb_heads",
@@ -356,19 +402,19 @@ class HawkConfig(Shared):
     def layer_params(self) -> int:
         D, E, K = self.emb_dim, self.inner_dim, self.head_dim
         mixer = 2 * D * E + _conv_params(self.conv_width, E) + 2 * (E * K + E) + E + E * D
-        return 2 * D + mixer + _swiglu_params(D, self.hidden_dim)
+        return 2 * D + mixer + self.mlp_params()
 
     def layer_flops(self, seq_len: int) -> int:
         D, E, K = self.emb_dim, self.inner_dim, self.head_dim
         mixer = 2 * (2 * D * E + 2 * E * K + E * D) + 2 * self.conv_width * E
-        return mixer + 2 * 3 * D * self.hidden_dim
+        return mixer + self.mlp_flops()
 
     def axis_sizes(self) -> list[tuple[str, str, int]]:
         return [
             *super().axis_sizes(),
             ("heads", "nb_heads", self.nb_heads),
             ("kv", "expand * emb_dim / nb_heads", self.head_dim),
-            ("mlp", "hidden_dim", self.hidden_dim),
+            *self.mlp_axis_sizes(),
         ]
 
 
@@ -379,6 +425,9 @@ class MinGRUConfig(Shared):
 
     expand: int = 2
     hidden_dim: int = 192
+    # the candidate h~: "linear" (x W_h, the earlier PyTorch system's) or "log_space" (the paper's
+    # g(x W_h), g(v) = v + 0.5 for v >= 0 else sigmoid(v): positive, as its log-space scan needs)
+    candidate: str = "linear"
 
     family: ClassVar[str] = "mingru"
     nb_inputs: ClassVar[int] = 2  # candidate, update gate
@@ -390,20 +439,21 @@ class MinGRUConfig(Shared):
     def check(self) -> None:
         super().check()
         _positive(self, "expand", "hidden_dim")
+        _choice(self, "candidate", CANDIDATE_CHOICES)
 
     def layer_params(self) -> int:
         D, E = self.emb_dim, self.inner_dim
-        return 2 * D + self.nb_inputs * D * E + E * D + _swiglu_params(D, self.hidden_dim)
+        return 2 * D + self.nb_inputs * D * E + E * D + self.mlp_params()
 
     def layer_flops(self, seq_len: int) -> int:
         D, E = self.emb_dim, self.inner_dim
-        return 2 * (self.nb_inputs * D * E + E * D) + 2 * 3 * D * self.hidden_dim
+        return 2 * (self.nb_inputs * D * E + E * D) + self.mlp_flops()
 
     def axis_sizes(self) -> list[tuple[str, str, int]]:
         return [
             *super().axis_sizes(),
             ("mlp", "expand * emb_dim", self.inner_dim),
-            ("mlp", "hidden_dim", self.hidden_dim),
+            *self.mlp_axis_sizes(),
         ]
 
 

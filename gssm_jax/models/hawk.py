@@ -27,26 +27,48 @@ GATE_SCALE = 8.0  # Griffin's c
 HEAD_AXES = ("batch", "length", "heads", "kv")
 
 
-def decay_init(low: float = 0.9, high: float = 0.999):
-    """lam such that a^c = sigmoid(lam)^c is uniform in [low, high] (Griffin's initialisation)."""
+def decay_init(scheme: str = "original", low: float = 0.9, high: float = 0.999):
+    """The initializer of lam, whose decay rate is softplus(-lam) (log a_t = -c softplus(-lam) r_t),
+    under `scheme` (`HawkConfig.decay_init`), with radii in [low, high]:
+
+    - "original": the earlier PyTorch system's draw: its parameter p = 0.5 log u, u ~ U[low^2,
+      high^2], read through a softplus without inverting it, so the rate is softplus(p) =
+      log(1 + r) for radius r = sqrt(u): lam = -p;
+    - "recurrentgemma": the same radius with the softplus inverted, rate -log r, so a = r^(c r_t);
+    - "griffin_ac": a^c = sigmoid(lam)^c uniform in [low, high] (gssm_jax's first choice).
+    """
 
     def init(key, shape, dtype=F32):
-        a_c = jax.random.uniform(key, shape, F32, low, high)
-        a = a_c ** (1.0 / GATE_SCALE)
-        return jnp.log(a / (1.0 - a)).astype(dtype)
+        if scheme == "griffin_ac":
+            a_c = jax.random.uniform(key, shape, F32, low, high)
+            a = a_c ** (1.0 / GATE_SCALE)
+            return jnp.log(a / (1.0 - a)).astype(dtype)
+        log_r = 0.5 * jnp.log(jax.random.uniform(key, shape, F32, low**2, high**2))
+        if scheme == "original":
+            return (-log_r).astype(dtype)
+        rate = -log_r  # softplus(-lam) = rate  <=>  -lam = log(expm1(rate))
+        return (-jnp.log(jnp.expm1(rate))).astype(dtype)
 
     return nn.with_logical_partitioning(init, ("heads", "kv"))
 
 
 def rg_lru_coefficients(
-    u_BxLxHxK: jax.Array, gates_BxLx2xHxK: jax.Array, lam_HxK: jax.Array
+    u_BxLxHxK: jax.Array,
+    gates_BxLx2xHxK: jax.Array,
+    lam_HxK: jax.Array,
+    first_BxL: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
-    """(a, b) of h = a h + b (float32) from the convolved input and the gate pre-activations."""
+    """(a, b) of h = a h + b (float32) from the convolved input and the gate pre-activations.
+    `first_BxL` marks a sequence's position 0, where the input enters unscaled (the "reset" of
+    `HawkConfig.first_token`); None scales every input by sqrt(1 - a^2)."""
     r = jax.nn.sigmoid(gates_BxLx2xHxK[:, :, 0])
     i = jax.nn.sigmoid(gates_BxLx2xHxK[:, :, 1])
     log_a = -GATE_SCALE * jax.nn.softplus(-lam_HxK) * r
     a = jnp.exp(log_a)
-    return a, jnp.sqrt(-jnp.expm1(2.0 * log_a)) * i * u_BxLxHxK.astype(F32)
+    scale = jnp.sqrt(-jnp.expm1(2.0 * log_a))
+    if first_BxL is not None:
+        scale = jnp.where(first_BxL[:, :, None, None], 1.0, scale)
+    return a, scale * i * u_BxLxHxK.astype(F32)
 
 
 class RGLRU(nn.Module):
@@ -62,7 +84,7 @@ class RGLRU(nn.Module):
         return {"h": jnp.zeros((batch, H, K), F32), "conv": jnp.zeros((batch, W - 1, H, K), dtype)}
 
     @nn.compact
-    def __call__(self, x_BxLxD: jax.Array, state=None, valid_B=None):
+    def __call__(self, x_BxLxD: jax.Array, state=None, valid_B=None, start_B=None):
         cfg, dtype = self.cfg, lm.compute_dtype(self.cfg)
         B, L, D = x_BxLxD.shape
         H, K, W = cfg.nb_heads, cfg.head_dim, cfg.conv_width
@@ -76,7 +98,7 @@ class RGLRU(nn.Module):
             "gate_w", lm.init(K**-0.5, (None, "heads", "kv", None)), (2, H, K, K), F32
         )
         gate_b = self.param("gate_b", lm.constant_init(0.0, (None, "heads", "kv")), (2, H, K), F32)
-        lam = self.param("lam", decay_init(), (H, K), F32)
+        lam = self.param("lam", decay_init(cfg.decay_init), (H, K), F32)
         w_out = self.param(
             "w_out", lm.init(lm.out_std(cfg), ("heads", "kv", "embed")), (H, K, D), F32
         )
@@ -86,7 +108,11 @@ class RGLRU(nn.Module):
         window = None if state is None else state["conv"]
         u_BxLxHxK, window = recurrent.causal_conv(u_BxLxHxK, conv_w, conv_b, window, valid_B)
         gates = jnp.einsum("blhk,ghkj->blghj", u_BxLxHxK.astype(F32), gate_w) + gate_b
-        a, b = rg_lru_coefficients(u_BxLxHxK, gates, lam)
+        first = None
+        if cfg.first_token == "reset":
+            start = jnp.zeros((B,), jnp.int32) if start_B is None else start_B
+            first = (start[:, None] + jnp.arange(L)[None, :]) == 0
+        a, b = rg_lru_coefficients(u_BxLxHxK, gates, lam, first)
         if state is None:
             h_BxLxHxK = recurrent.linear_scan(a, b)
             new_state = None

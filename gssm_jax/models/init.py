@@ -1,4 +1,4 @@
-"""Weight initialisation schemes (`model.init`), one initializer per parameter matrix.
+"""Weight initialisation schemes (`model.transformer.init`), one initializer per parameter matrix.
 
 - "fan_in": the earlier PyTorch system's scheme. Every matrix and the token embedding are drawn
   from N(0, std^2) with std = fan_in^-0.5, cut at +-3 std (as `torch.nn.init.trunc_normal_(w, std=s,
@@ -9,7 +9,7 @@
 - "fixed": std = `init_std` for every matrix and the embedding, `init_std / sqrt(2 x nb_layers)`
   for the two residual output projections (attention out, SwiGLU down), from a normal with that
   std cut at +-2 std (`flax.linen.initializers.truncated_normal`: not rescaled, sample std 0.88
-  std). This was the only scheme before `model.init` existed.
+  std). This was the only scheme before `model.transformer.init` existed.
 - "fan_in_zero_out": "fan_in" for every matrix but the two projections that write into the
   residual stream (attention out, SwiGLU down), which start at zero, so every block starts as the
   identity and the first updates grow the branches from there (the "zero-init the last layer of
@@ -53,7 +53,7 @@ def matrix_std(
         return 0.0
     if scheme == "fixed":
         return init_std / math.sqrt(2 * nb_layers) if residual_out else init_std
-    raise ValueError(f"model.init must be one of {INIT_SCHEMES}, got {scheme!r}")
+    raise ValueError(f"model.transformer.init must be one of {INIT_SCHEMES}, got {scheme!r}")
 
 
 def weight_init(

@@ -366,7 +366,7 @@ def resolve_kernels(choice: str, backend: str) -> str:
 def resolve_attention(
     choice: str, dtype: str, backend: str, head_dim: int = 64, kernels: str = "auto"
 ) -> str:
-    """The attention implementation `model.attention` names on this backend.
+    """The attention implementation `model.transformer.attention` names on this backend.
 
     "auto" is "blocked" (`causal_attention`, tuned for XLA:CPU) where the kernels resolve to
     custom (CPU by default), else "cudnn" on GPU where cuDNN supports the dtype and head

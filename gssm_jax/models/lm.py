@@ -90,32 +90,6 @@ class RMSNorm(nn.Module):
         return (x * scale_D).astype(self.dtype)
 
 
-class Mlp(nn.Module):
-    """SwiGLU: silu(x W_gate) * (x W_up) W_down, gate and up in one (D, 2, F) kernel."""
-
-    cfg: Shared
-    hidden_dim: int
-
-    @nn.compact
-    def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
-        cfg, dtype = self.cfg, compute_dtype(self.cfg)
-        B, L, D = x_BxLxD.shape
-        F = self.hidden_dim
-        w_gate_up = self.param(
-            "gate_up", weight(cfg, D, ("embed", None, "mlp")), (D, 2, F), jnp.float32
-        )
-        down_init = weight(cfg, F, ("mlp", "embed"), residual_out=True)
-        w_down = self.param("down", down_init, (F, D), jnp.float32)
-        _, swiglu = layers.kernel_set(kernels(cfg))
-        y_NxD = swiglu(
-            x_BxLxD.reshape(B * L, D),
-            w_gate_up.astype(dtype),
-            w_down.astype(dtype),
-            mesh_spec(("batch", None, "mlp")),
-        )
-        return y_NxD.reshape(B, L, D)
-
-
 def embedding_params(module: nn.Module, cfg: Shared) -> tuple[jax.Array, jax.Array]:
     """(embedding_VxD, head_DxV) declared on `module` as "embed" and "head" (the transposed
     embedding when the weights are tied)."""

@@ -132,7 +132,7 @@ class Mamba2(nn.Module):
         }
 
     @nn.compact
-    def __call__(self, x_BxLxD: jax.Array, state=None, valid_B=None):
+    def __call__(self, x_BxLxD: jax.Array, state=None, valid_B=None, start_B=None):
         cfg, dtype = self.cfg, lm.compute_dtype(self.cfg)
         B, L, D = x_BxLxD.shape
         H, P, N, W = cfg.nb_heads, cfg.head_dim, cfg.state_dim, cfg.conv_width

@@ -36,8 +36,17 @@ class MinGRU(nn.Module):
         candidate, gate = u_NxGxE[:, 0], u_NxGxE[:, 1]
         return jax.nn.sigmoid(-gate), jax.nn.sigmoid(gate) * candidate
 
+    @staticmethod
+    def candidate_fn(cfg: Any) -> Any:
+        """The candidate's map (`MinGRUConfig.candidate`): identity ("linear") or the paper's g,
+        g(v) = v + 0.5 for v >= 0 and sigmoid(v) below ("log_space": positive, as its log-space
+        scan needs; computed here in linear space, the same recurrence)."""
+        if cfg.candidate == "linear":
+            return None
+        return lambda v: jnp.where(v >= 0, v + 0.5, jax.nn.sigmoid(v))
+
     @nn.compact
-    def __call__(self, x_BxLxD: jax.Array, state=None, valid_B=None):
+    def __call__(self, x_BxLxD: jax.Array, state=None, valid_B=None, start_B=None):
         cfg, dtype = self.cfg, lm.compute_dtype(self.cfg)
         B, L, D = x_BxLxD.shape
         E, G = cfg.inner_dim, cfg.nb_inputs
@@ -46,7 +55,11 @@ class MinGRU(nn.Module):
         w_out = self.param("w_out", lm.init(lm.out_std(cfg), ("mlp", "embed")), (E, D), F32)
         u_NxGxE = dense(x_BxLxD.reshape(B * L, D), w_in.astype(dtype))
         u_NxGxE = lm.constrain(u_NxGxE.reshape(B, L, G, E), ("batch", "length", None, "mlp"))
-        a, b = self.coefficients(u_NxGxE.reshape(B * L, G, E).astype(F32))
+        u_NxGxE = u_NxGxE.reshape(B * L, G, E).astype(F32)
+        g = self.candidate_fn(cfg)
+        if g is not None:
+            u_NxGxE = u_NxGxE.at[:, 0].set(g(u_NxGxE[:, 0]))
+        a, b = self.coefficients(u_NxGxE)
         a_BxLxE, b_BxLxE = a.reshape(B, L, E), b.reshape(B, L, E)
         if state is None:
             h_BxLxE = recurrent.linear_scan(a_BxLxE, b_BxLxE)

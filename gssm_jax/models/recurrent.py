@@ -1,10 +1,11 @@
 """What the recurrent families share: the linear recurrence in parallel form, the short causal
 convolution, and the language-model stack around a family's mixer.
 
-Every recurrent mixer is a map (x_BxLxD, state | None, valid_B | None) -> (y_BxLxD, state): without a
-state (training) the sequences start from zero; with one (prefill, decode) they continue it, and
-only the first valid_B[b] positions of row b count: the later ones (padding) leave the returned
-state as it was after position valid_B[b] - 1, so prompts of different lengths share one batch.
+Every recurrent mixer is a map (x_BxLxD, state | None, valid_B | None, start_B | None) ->
+(y_BxLxD, state): without a state (training) the sequences start from zero at position 0; with one
+(prefill, decode) they continue it from position start_B[b], and only the first valid_B[b]
+positions of row b count: the later ones (padding) leave the returned state as it was after
+position valid_B[b] - 1, so prompts of different lengths share one batch.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from gssm_jax.models import lm
+from gssm_jax.models import lm, mlp
 from gssm_jax.models.lm import EMBED_AXES, RMSNorm
 
 F32 = jnp.float32
@@ -84,14 +85,14 @@ class Block(nn.Module):
     mixer: Callable
 
     @nn.compact
-    def __call__(self, x_BxLxD: jax.Array, state: Any = None, valid_B=None):
+    def __call__(self, x_BxLxD: jax.Array, state: Any = None, valid_B=None, start_B=None):
         cfg, dtype = self.cfg, lm.compute_dtype(self.cfg)
         h = RMSNorm(cfg.norm_eps, dtype, name="mixer_norm")(x_BxLxD)
-        y, state = self.mixer(cfg, name="mixer")(h, state, valid_B)
+        y, state = self.mixer(cfg, name="mixer")(h, state, valid_B, start_B)
         x_BxLxD = lm.constrain(x_BxLxD + y, EMBED_AXES)
         if getattr(cfg, "hidden_dim", 0):
             h = RMSNorm(cfg.norm_eps, dtype, name="mlp_norm")(x_BxLxD)
-            x_BxLxD = lm.constrain(x_BxLxD + lm.Mlp(cfg, cfg.hidden_dim, name="mlp")(h), EMBED_AXES)
+            x_BxLxD = lm.constrain(x_BxLxD + mlp.mlp_block(cfg)(h), EMBED_AXES)
         return x_BxLxD, state
 
 
@@ -109,10 +110,13 @@ class Stack(nn.Module):
         x_BxLxD = lm.embed(cfg, embedding_VxD, tokens_BxL)
         block = nn.remat(Block) if cfg.remat and cache is None else Block
         new_cache = {}
+        start_B = None if cache is None else cache["lengths"]
         for i in range(cfg.nb_layers):
             name = f"block_{i}"
             state = None if cache is None else cache[name]
-            x_BxLxD, new_cache[name] = block(cfg, self.mixer, name=name)(x_BxLxD, state, valid_B)
+            x_BxLxD, new_cache[name] = block(cfg, self.mixer, name=name)(
+                x_BxLxD, state, valid_B, start_B
+            )
         x_BxLxD = RMSNorm(cfg.norm_eps, lm.compute_dtype(cfg), name="final_norm")(x_BxLxD)
         logits_BxLxV = lm.head(cfg, head_DxV, x_BxLxD)
         if cache is None:

@@ -11,10 +11,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gssm_jax.models.configs import TransformerConfig
 from gssm_jax.models.init import weight_init
 from gssm_jax.models.layers import rope, rope_tables
 from gssm_jax.models.lm import compute_dtype
-from gssm_jax.models.transformer import EMBED_AXES, ModelConfig, RMSNorm
+from gssm_jax.models.transformer import EMBED_AXES, RMSNorm
 
 
 def _param(module: nn.Module, name: str, shape: tuple, fan_in: int, axes: tuple, out=False):
@@ -24,7 +25,7 @@ def _param(module: nn.Module, name: str, shape: tuple, fan_in: int, axes: tuple,
 
 
 class PlainAttention(nn.Module):
-    cfg: ModelConfig
+    cfg: TransformerConfig
 
     @nn.compact
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
@@ -41,7 +42,7 @@ class PlainAttention(nn.Module):
 
 
 class PlainMlp(nn.Module):
-    cfg: ModelConfig
+    cfg: TransformerConfig
 
     @nn.compact
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
@@ -54,7 +55,7 @@ class PlainMlp(nn.Module):
 
 
 class PlainBlock(nn.Module):
-    cfg: ModelConfig
+    cfg: TransformerConfig
 
     @nn.compact
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
@@ -68,7 +69,7 @@ class PlainBlock(nn.Module):
 class PlainTransformer(nn.Module):
     """tokens_BxL (int32) -> logits_BxLxV (float32), without custom gradients."""
 
-    cfg: ModelConfig
+    cfg: TransformerConfig
 
     @nn.compact
     def __call__(self, tokens_BxL: jax.Array) -> jax.Array:

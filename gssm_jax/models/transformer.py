@@ -23,14 +23,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gssm_jax.models import kron_mlp, layers, lm
+from gssm_jax.models import layers, lm, mlp
 from gssm_jax.models.configs import TransformerConfig
 from gssm_jax.models.lm import EMBED_AXES, RMSNorm
 
-ModelConfig = TransformerConfig  # the name the transformer's config had before the families
 Config = TransformerConfig
 ATTENTION_BLOCK_LEN = 64  # query rows per causal block in `layers.causal_attention`
-__all__ = ["EMBED_AXES", "Config", "ModelConfig", "RMSNorm", "Transformer", "init_cache"]
+__all__ = ["EMBED_AXES", "Config", "RMSNorm", "Transformer", "init_cache"]
 
 
 def init_cache(cfg: TransformerConfig, batch: int, cache_len: int) -> dict[str, Any]:
@@ -124,10 +123,7 @@ class Block(nn.Module):
         y, cache = Attention(cfg, name="attn")(h, cache, start_B)
         x_BxLxD = lm.constrain(x_BxLxD + y, EMBED_AXES)
         h = RMSNorm(cfg.norm_eps, lm.compute_dtype(cfg), name="mlp_norm")(x_BxLxD)
-        if cfg.mlp == "kronecker":
-            y = kron_mlp.KronMlp(cfg, name="mlp")(h)
-        else:
-            y = lm.Mlp(cfg, cfg.hidden_dim, name="mlp")(h)
+        y = mlp.mlp_block(cfg)(h)
         return lm.constrain(x_BxLxD + y, EMBED_AXES), cache
 
 

@@ -16,9 +16,9 @@ import ml_collections
 import optax
 from jax.sharding import Mesh
 
-from gssm_jax import checkpoint
 from gssm_jax.config import ConfigError, config_from_json, graph_of, resolved_graph_spec
 from gssm_jax.models.registry import Model
+from gssm_jax.train import checkpoint
 from gssm_jax.train import state as train_state
 
 

@@ -14,7 +14,7 @@ import jax
 import ml_collections
 import optax
 
-from gssm_jax.models.kron import FACTOR_NAMES
+from gssm_jax.models.kronecker import FACTOR_NAMES
 
 EMBEDDING = "embed"  # the token table's parameter name in gssm_jax.models.transformer
 

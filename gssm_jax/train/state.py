@@ -12,9 +12,9 @@ import jax.numpy as jnp
 import ml_collections
 from jax.sharding import Mesh
 
-from gssm_jax import parallel
 from gssm_jax.config import ConfigError, checked_family_config
 from gssm_jax.models.registry import Model, build
+from gssm_jax.runtime import parallel
 from gssm_jax.train.optim import make_optimizer
 
 # Initialisation runs once, but XLA:CPU spends ~10 s optimising jax.random's threefry code at the
@@ -35,7 +35,7 @@ def model_from_config(config: ml_collections.ConfigDict, vocab_size: int) -> Mod
     """The model of `config.model` (its family's dataclass, see `gssm_jax.models.registry`) for a
     vocabulary of `vocab_size` tokens.
 
-    Raises ConfigError for a bad family field, and for model.attention='cudnn' on a backend
+    Raises ConfigError for a bad family field, and for model.transformer.attention='cudnn' on a backend
     without cuDNN (checked here, once JAX's backend is up, rather than in `config.validate`, which
     must not start it).
     """
@@ -43,7 +43,7 @@ def model_from_config(config: ml_collections.ConfigDict, vocab_size: int) -> Mod
     backend = jax.default_backend()
     if getattr(cfg, "attention", None) == "cudnn" and backend != "gpu":
         raise ConfigError(
-            f"config model.attention='cudnn' needs a GPU backend, this run has {backend!r} "
+            f"config model.transformer.attention='cudnn' needs a GPU backend, this run has {backend!r} "
             "(use 'auto' or 'xla')"
         )
     return build(cfg)
@@ -83,16 +83,23 @@ def abstract_train_state(
     return abstract, shardings
 
 
+def init_train_state(
+    config: ml_collections.ConfigDict, mesh: Mesh, model: Model, shardings: Any, rng: jax.Array
+) -> TrainState:
+    """A fresh state in `shardings` (`state_shardings`), each array created on its own devices by
+    one jit."""
+    init = _boxed_init(config, model)
+    with parallel.mesh_context(mesh, config.mesh):
+        return jax.jit(
+            lambda r: nn.unbox(init(r)),
+            out_shardings=shardings,
+            compiler_options=INIT_COMPILER_OPTIONS,
+        )(rng)
+
+
 def create_train_state(
     config: ml_collections.ConfigDict, mesh: Mesh, model: Model, rng: jax.Array
 ) -> tuple[TrainState, Any]:
     """(state, shardings): a fresh state, each array created on its own devices by one jit."""
     shardings = state_shardings(config, mesh, model)
-    init = _boxed_init(config, model)
-    with jax.set_mesh(mesh), nn.logical_axis_rules(parallel.rules(config.mesh)):
-        state = jax.jit(
-            lambda r: nn.unbox(init(r)),
-            out_shardings=shardings,
-            compiler_options=INIT_COMPILER_OPTIONS,
-        )(rng)
-    return state, shardings
+    return init_train_state(config, mesh, model, shardings, rng), shardings

@@ -6,10 +6,8 @@ The loss is the mean next-token cross-entropy: logits at positions 0..T-2 predic
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import ExitStack
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -17,8 +15,8 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from gssm_jax import parallel
 from gssm_jax.models.registry import Model
+from gssm_jax.runtime import parallel
 from gssm_jax.train import distill
 from gssm_jax.train.optim import make_optimizer, schedule
 from gssm_jax.train.state import TrainState, model_from_config
@@ -31,26 +29,6 @@ def sequence_nll(model: Model, params: Any, tokens_BxT: jax.Array) -> jax.Array:
     logits_BxLxV = model.apply(params, tokens_BxT[:, :-1])
     nll_BxL = optax.softmax_cross_entropy_with_integer_labels(logits_BxLxV, tokens_BxT[:, 1:])
     return nll_BxL.mean(axis=-1)
-
-
-def _in_mesh(config: ml_collections.ConfigDict, mesh: Mesh, jitted: Any) -> Callable:
-    """`jitted` called (and so traced) with the mesh and the logical-axis rules in context.
-
-    The returned function also has `.lower(*args)`, for compiling ahead of time or reading the HLO.
-    """
-
-    def in_context(method: Callable) -> Callable:
-        def call(*args):
-            with ExitStack() as stack:
-                stack.enter_context(jax.set_mesh(mesh))
-                stack.enter_context(nn.logical_axis_rules(parallel.rules(config.mesh)))
-                return method(*args)
-
-        return call
-
-    run = in_context(jitted)
-    run.lower = in_context(jitted.lower)
-    return run
 
 
 def make_train_step(
@@ -112,7 +90,7 @@ def make_train_step(
         out_shardings=(shardings, NamedSharding(mesh, P())),
         donate_argnums=0,
     )
-    return _in_mesh(config, mesh, jitted)
+    return parallel.in_mesh(jitted, mesh, config.mesh)
 
 
 def make_eval_step(
@@ -140,4 +118,4 @@ def make_eval_step(
         in_shardings=(shardings.params, batch_sharding),
         out_shardings=out_shardings if per_sequence else replicated,
     )
-    return _in_mesh(config, mesh, jitted)
+    return parallel.in_mesh(jitted, mesh, config.mesh)

@@ -12,7 +12,7 @@ import signal
 import sys
 from typing import Any
 
-from gssm_jax.exitcodes import EXIT_INTERRUPTED
+from gssm_jax.runtime.exitcodes import EXIT_INTERRUPTED
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import ml_collections
 
-from gssm_jax.config import ConfigError
+from gssm_jax.config import ConfigError, as_dict, config_from_dict
 
 CONFIG = "config.json"
 # Dotted keys (or prefixes ending in ".") a resume may change without changing the experiment.
@@ -40,10 +40,6 @@ class ConfigChangeError(ConfigError):
     """A resume whose config changes the experiment of the run in the directory."""
 
 
-def as_dict(config: ml_collections.ConfigDict) -> dict:
-    return json.loads(config.to_json_best_effort(sort_keys=True))
-
-
 def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
     if not isinstance(tree, dict):
         return {prefix[:-1]: tree}
@@ -51,6 +47,19 @@ def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
     for key, value in tree.items():
         out.update(_flat(value, f"{prefix}{key}."))
     return out
+
+
+def check_workdir(workdir: str) -> None:
+    """ConfigError when `workdir` or a folder above it exists but is not a directory."""
+    path = workdir
+    while path and not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    if os.path.exists(path) and not os.path.isdir(path):
+        what = "is" if path == workdir else f"is under {path!r}, which is"
+        raise ConfigError(f"--workdir {workdir!r} {what} a file, not a directory")
 
 
 def is_harmless(key: str) -> bool:
@@ -74,13 +83,14 @@ def describe(changed: list[tuple[str, Any, Any]]) -> str:
 
 
 def saved_config(workdir: str) -> dict | None:
-    """The config.json of `workdir`, or None when there is none."""
+    """The config.json of `workdir` in today's schema (migrated, keys it lacks at their
+    defaults), or None when there is none."""
     path = os.path.join(workdir, CONFIG)
     if not os.path.isfile(path):
         return None
     try:
         with open(path) as f:
-            return json.load(f)
+            return as_dict(config_from_dict(json.load(f)))
     except (OSError, ValueError) as e:
         raise ConfigError(f"{path}: unreadable ({e}); use a new --workdir") from None
 

@@ -19,13 +19,13 @@ from conftest import (
     train_losses,
 )
 
-from gssm_jax import checkpoint
 from gssm_jax.config import ConfigError, default_config, validate
-from gssm_jax.data import files, grid, layout, write
-from gssm_jax.exitcodes import EXIT_BAD_CONFIG, EXIT_PREEMPTED
+from gssm_jax.data import files, layout, set_grid, set_writer
 from gssm_jax.gssm.graph import parse_graph
 from gssm_jax.gssm.kernels import draw_kernels
 from gssm_jax.gssm.sample import sample_tokens
+from gssm_jax.runtime.exitcodes import EXIT_BAD_CONFIG, EXIT_PREEMPTED
+from gssm_jax.train import checkpoint
 
 DEBUG = str(ROOT / "configs" / "experiment1" / "data_debug.py")
 TRAIN_CONFIG = "configs/experiment1/train_files.py:debug"
@@ -35,12 +35,12 @@ N_TRAIN = 120  # 15 steps of 8 sequences per epoch: 40 steps cross two epoch bou
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     """The first entry of the debug grid, small: (grid entry, train set dir)."""
-    c = grid.load_config(DEBUG)
+    c = set_grid.load_config(DEBUG)
     c.root = str(tmp_path_factory.mktemp("sets"))
     c.grid, c.seeds = [{"alpha_x": [0.1], "alpha_z": [0.001]}], [0]
     c.n_train, c.n_test, c.batch_size = N_TRAIN, 64, 64
-    write.write_grid(c)
-    (entry,) = grid.entries(c)
+    set_writer.write_grid(c)
+    (entry,) = set_grid.entries(c)
     return entry, os.path.join(c.root, entry.grid_id, "train")
 
 

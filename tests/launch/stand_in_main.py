@@ -19,7 +19,7 @@ import time
 from absl import app, flags
 from ml_collections import config_flags
 
-from gssm_jax.exitcodes import EXIT_OK, EXIT_PREEMPTED
+from gssm_jax.runtime.exitcodes import EXIT_OK, EXIT_PREEMPTED
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "config file", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory")

@@ -1,4 +1,4 @@
-"""cuDNN flash attention (model.attention='cudnn') against the XLA formula, on a GPU.
+"""cuDNN flash attention (model.transformer.attention='cudnn') against the XLA formula, on a GPU.
 
 Skipped where JAX has no GPU backend (CI); on a GPU machine run
 `python -m pytest tests/models/test_attention_gpu.py`.

@@ -1,4 +1,4 @@
-"""`model.init`: the fan-in scheme's statistics (the earlier PyTorch system's) and the fixed one's."""
+"""`model.transformer.init`: the fan-in scheme's statistics (the earlier PyTorch system's) and the fixed one's."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import jax
 import numpy as np
 import pytest
 
-from gssm_jax.config import INIT_CHOICES, default_config
+from gssm_jax.config import default_config
+from gssm_jax.models.configs import INIT_CHOICES, TransformerConfig
 from gssm_jax.models.init import INIT_SCHEMES, fan_in_normal, weight_init
-from gssm_jax.models.transformer import ModelConfig, Transformer
+from gssm_jax.models.transformer import Transformer
 from gssm_jax.train.state import INIT_COMPILER_OPTIONS
 
 # std of N(0, 1) cut at +-c without rescaling: sqrt(1 - 2 c phi(c) / (2 Phi(c) - 1))
@@ -19,7 +20,7 @@ CUT2_STD = 0.879626
 
 def test_the_config_offers_the_schemes_the_models_know():
     assert INIT_CHOICES == INIT_SCHEMES
-    assert default_config().model.init in INIT_SCHEMES
+    assert default_config().model.transformer.init in INIT_SCHEMES
 
 
 def test_fan_in_normal_is_pytorchs_trunc_normal_at_three_std():
@@ -42,11 +43,11 @@ def test_fixed_scheme_keeps_init_std_and_scales_residual_outputs():
 
 
 def test_unknown_scheme_is_an_error():
-    with pytest.raises(ValueError, match="model.init"):
+    with pytest.raises(ValueError, match="model.transformer.init"):
         weight_init("xavier", 4, 0.02, 1)
 
 
-def _params(cfg: ModelConfig):
+def _params(cfg: TransformerConfig):
     tokens = np.zeros((1, 8), np.int32)
     init = jax.jit(
         lambda rng: nn.unbox(Transformer(cfg).init(rng, tokens)["params"]),
@@ -57,7 +58,9 @@ def _params(cfg: ModelConfig):
 
 def test_transformer_fan_in_of_every_matrix():
     D, H, F, V = 64, 4, 256, 64
-    cfg = ModelConfig(vocab_size=V, emb_dim=D, nb_layers=1, nb_heads=H, hidden_dim=F, init="fan_in")
+    cfg = TransformerConfig(
+        vocab_size=V, emb_dim=D, nb_layers=1, nb_heads=H, hidden_dim=F, init="fan_in"
+    )
     p = _params(cfg)
     block = p["block_0"]
     fan_ins = {  # the input width each matrix multiplies; the embedding: emb_dim, as in PyTorch

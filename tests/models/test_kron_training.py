@@ -115,7 +115,7 @@ def test_kron_config_errors_name_the_key():
 
 def test_a_frozen_kronecker_state_has_the_structure_of_its_shardings():
     """The boxed optimizer state of optax's masking must match its partition specs (restore)."""
-    from gssm_jax import parallel
+    from gssm_jax.runtime import parallel
     from gssm_jax.train import state as train_state
 
     c = default_config()

@@ -67,7 +67,7 @@ def test_causal_attention_in_bfloat16_is_close_to_float32():
 
 
 def test_xla_dot_product_attention_matches_the_blocked_kernel_in_bfloat16():
-    """model.attention='xla' and 'blocked' compute the same function (bf16 rounding apart)."""
+    """model.transformer.attention='xla' and 'blocked' compute the same function (bf16 rounding apart)."""
     out, out_ref, grads, grads_ref = _vjp_pair(
         lambda q, k, v: layers.dot_product_attention(q, k, v, "xla"),
         lambda q, k, v: layers.causal_attention(q, k, v, 2, 16),

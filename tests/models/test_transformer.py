@@ -12,11 +12,12 @@ import numpy as np
 import optax
 import pytest
 
+from gssm_jax.models.configs import TransformerConfig
 from gssm_jax.models.reference import PlainTransformer
-from gssm_jax.models.transformer import ModelConfig, Transformer
+from gssm_jax.models.transformer import Transformer
 from gssm_jax.train.state import INIT_COMPILER_OPTIONS
 
-CFG = ModelConfig(vocab_size=16, emb_dim=32, nb_layers=1, nb_heads=4, hidden_dim=64)
+CFG = TransformerConfig(vocab_size=16, emb_dim=32, nb_layers=1, nb_heads=4, hidden_dim=64)
 B, L = 3, 40
 
 
@@ -26,7 +27,7 @@ def _tokens(seed: int = 0, batch: int = B, length: int = L) -> np.ndarray:
     return rng.integers(0, CFG.vocab_size, (batch, length)).astype(np.int32)
 
 
-def _init(cfg: ModelConfig = CFG, tokens=None):
+def _init(cfg: TransformerConfig = CFG, tokens=None):
     tokens = _tokens() if tokens is None else tokens
     init = jax.jit(
         lambda rng: nn.unbox(Transformer(cfg).init(rng, tokens)["params"]),
@@ -35,16 +36,16 @@ def _init(cfg: ModelConfig = CFG, tokens=None):
     return init(jax.random.key(1))
 
 
-def _apply(cfg: ModelConfig, params, tokens_BxL) -> jax.Array:
+def _apply(cfg: TransformerConfig, params, tokens_BxL) -> jax.Array:
     return jax.jit(Transformer(cfg).apply)({"params": params}, tokens_BxL)
 
 
-def _loss(cfg: ModelConfig, params, tokens_BxT) -> jax.Array:
+def _loss(cfg: TransformerConfig, params, tokens_BxT) -> jax.Array:
     logits = Transformer(cfg).apply({"params": params}, tokens_BxT[:, :-1])
     return optax.softmax_cross_entropy_with_integer_labels(logits, tokens_BxT[:, 1:]).mean()
 
 
-def _value_and_grad(cfg: ModelConfig, params, tokens_BxT):
+def _value_and_grad(cfg: TransformerConfig, params, tokens_BxT):
     return jax.jit(jax.value_and_grad(lambda p: _loss(cfg, p, tokens_BxT)))(params)
 
 

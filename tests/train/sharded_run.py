@@ -4,7 +4,7 @@
 
 Trains a tiny model of each family for 10 steps on one device and on (data, model) meshes (8, 1)
 and (4, 2) with the default (blocked) attention; the transformer also on (2, 4), and on (4, 2) with
-model.attention='xla'. Prints one JSON object: per family and run the loss trajectory, the device
+model.transformer.attention='xla'. Prints one JSON object: per family and run the loss trajectory, the device
 count, and the sharding spec, shape and first shard's shape of the parameters the test checks (the
 transformer's attention and MLP weights and one Adam moment; a recurrent family's widest one).
 """
@@ -17,8 +17,8 @@ import sys
 import jax
 import numpy as np
 
-from gssm_jax import parallel
 from gssm_jax.config import default_config
+from gssm_jax.runtime import parallel
 from gssm_jax.train import state as train_state
 from gssm_jax.train import step as train_step
 
@@ -38,8 +38,8 @@ def config(family: str, data: int, model: int, attention: str):
     c = default_config()
     c.model.family, c.model.nb_layers = family, 1
     if family == "transformer":
-        c.model.attention = attention
-        c.model.emb_dim, c.model.nb_heads, c.model.hidden_dim = 32, 4, 64
+        c.model.transformer.attention = attention
+        c.model.emb_dim, c.model.transformer.nb_heads, c.model.transformer.hidden_dim = 32, 4, 64
         c.data.seq_len = 24
         c.optim.accum_steps = 2
     else:

@@ -7,7 +7,7 @@ import signal
 
 from conftest import RESUME_STEPS, main_cmd, read_jsonl, signal_at_step, start_cmd, train_losses
 
-from gssm_jax.exitcodes import EXIT_BAD_CONFIG, EXIT_PREEMPTED
+from gssm_jax.runtime.exitcodes import EXIT_BAD_CONFIG, EXIT_PREEMPTED
 
 FAMILY = ["--config.model.family=mingru", "--config.model.mingru.hidden_dim=64"]
 

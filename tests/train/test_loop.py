@@ -19,11 +19,11 @@ from conftest import (
 )
 
 from gssm_jax.config import default_config
-from gssm_jax.exitcodes import EXIT_BAD_CONFIG, EXIT_PREEMPTED
 from gssm_jax.gssm.entropy import sequence_entropy
 from gssm_jax.gssm.graph import parse_graph
 from gssm_jax.gssm.kernels import as_device_tables, draw_kernels
 from gssm_jax.gssm.sample import sample_tokens
+from gssm_jax.runtime.exitcodes import EXIT_BAD_CONFIG, EXIT_PREEMPTED
 
 
 def _run_until(workdir, tmp_path, sig, min_step: int, *extra: str):
@@ -77,7 +77,7 @@ def test_checkpoint_of_another_model_is_a_clear_error(tmp_path, run_main):
         "--config.optim.steps=8",
         "--config.optim.warmup=1",
         "--config.model.emb_dim=48",
-        "--config.model.nb_heads=2",
+        "--config.model.transformer.nb_heads=2",
         "--allow-config-change",  # past the config comparison (tests/train/test_run_dir.py)
     )
     assert code == EXIT_BAD_CONFIG, out
@@ -123,7 +123,7 @@ def test_bad_config_is_rejected_before_work(tmp_path, run_main):
     cases = {
         "--config.optim.lr=-1": "optim.lr",
         "--config.data.seq_len=1": "data.seq_len",
-        "--config.model.nb_heads=3": "model.nb_heads",
+        "--config.model.transformer.nb_heads=3": "model.transformer.nb_heads",
         "--config.data.graph.X.alpha=0": "'alpha'",
         "--config.optim.accum_steps=3": "optim.accum_steps",
     }

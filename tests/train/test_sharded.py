@@ -29,7 +29,7 @@ def _sharded_runs(*families: str, timeout: float) -> dict:
 
 
 def test_meshes_give_the_one_device_trajectory_with_params_sharded_over_model():
-    """Also with model.attention='xla' on (4, 2): the one-device run uses the blocked kernel."""
+    """Also with model.transformer.attention='xla' on (4, 2): the one-device run uses the blocked kernel."""
     runs = _sharded_runs("transformer", timeout=600)["transformer"]
     reference = runs["1x1"]["losses"]
     assert reference[-1] < reference[0]

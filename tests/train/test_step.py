@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gssm_jax import parallel
 from gssm_jax.config import default_config
+from gssm_jax.runtime import parallel
 from gssm_jax.train import state as train_state
 from gssm_jax.train import step as train_step
 
@@ -17,8 +17,15 @@ VOCAB = 32
 
 def _config(**optim):
     c = default_config()
-    c.model.emb_dim, c.model.nb_layers, c.model.nb_heads, c.model.hidden_dim = 16, 1, 2, 32
-    c.model.init = "fixed"  # std 0.02: the fresh model's loss is near log(VOCAB), as tested below
+    (
+        c.model.emb_dim,
+        c.model.nb_layers,
+        c.model.transformer.nb_heads,
+        c.model.transformer.hidden_dim,
+    ) = 16, 1, 2, 32
+    c.model.transformer.init = (
+        "fixed"  # std 0.02: the fresh model's loss is near log(VOCAB), as tested below
+    )
     c.data.seq_len, c.data.batch_size = 16, 4
     c.optim.update(dict(lr=1e-2, warmup=0, schedule="constant", clip_norm=1.0, **optim))
     return c

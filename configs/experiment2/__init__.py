@@ -1,0 +1,1 @@
+"""Experiment 2: one big latent, or many small ones."""

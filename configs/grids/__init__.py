@@ -1,0 +1,1 @@
+"""Grids for `python -m launch.submit --grid`: each file defines get_grid()."""

@@ -1,0 +1,72 @@
+"""Many runs turned into a table and figures: `python -m gssm_jax.report PATH... [--out DIR]`.
+
+PATH is a run directory, a `launch.submit` root, or a folder holding them. DIR (default
+PATH/report) gets `runs.csv` (one row per run), PNG figures (KL gap against tokens, parameters and
+training sequences, a heatmap over two keys, per-position KL curves where `gssm_jax.evaluate`
+wrote them) and `index.html` showing both. Needs the `report` extra (matplotlib, pandas):
+`pip install -e ".[report]"`. Library: gssm_jax/reporting/. Errors exit 2 with one line.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from gssm_jax.runtime import cli
+
+
+def parse_args(argv: list[str]):
+    p = cli.OneLineParser(prog="python -m gssm_jax.report", description=__doc__.split("\n")[0])
+    p.add_argument("paths", nargs="+", metavar="PATH", help="run directory, submit root, folder")
+    p.add_argument("--out", help="output folder (default: PATH/report for the first PATH)")
+    p.add_argument("--color", help="key colouring the curves (default: the first varying grid key)")
+    p.add_argument(
+        "--group",
+        help="key giving one line per value in the scaling plots (default: "
+        "the first varying key other than the x axis's own and the seeds)",
+    )
+    p.add_argument(
+        "--heatmap",
+        nargs=2,
+        metavar=("X", "Y"),
+        help="keys of the heatmap (default: alpha_x alpha_z when both vary)",
+    )
+    p.add_argument(
+        "--metric",
+        choices=("best", "final"),
+        default="best",
+        help="eval kl_gap of the "
+        "scaling plots and heatmap: the best seen or the last (default best)",
+    )
+    p.add_argument(
+        "--keys",
+        nargs="+",
+        default=[],
+        metavar="KEY",
+        help="more config keys as columns (e.g. optim.lr), usable by --color/--group/--heatmap",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        import matplotlib  # noqa: F401
+        import pandas  # noqa: F401
+    except ImportError as e:
+        return cli.report_error(
+            ImportError(f"the report needs matplotlib and pandas ({e}): pip install -e '.[report]'")
+        )
+    from gssm_jax.reporting.plan import ReportError, ReportRequest, build_report
+
+    heat = tuple(a.heatmap) if a.heatmap else None
+    request = ReportRequest(a.paths, a.out, a.color, a.group, heat, a.metric, a.keys, a.quiet)
+    try:
+        build_report(request)
+    except ReportError as e:
+        return cli.report_error(e)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Joining a multi-process JAX runtime: explicit coordinator flags, or Slurm's auto-detection."""
+
+from __future__ import annotations
+
+import os
+
+import ml_collections
+
+from gssm_jax.config import ConfigError
+
+
+def under_slurm_multitask() -> bool:
+    """True inside an srun step of a job with several tasks."""
+    return (
+        "SLURM_STEP_ID" in os.environ
+        and int(os.environ.get("SLURM_STEP_NUM_TASKS", os.environ.get("SLURM_NTASKS", "1"))) > 1
+    )
+
+
+def check(dist: ml_collections.ConfigDict) -> None:
+    """ConfigError when a coordinator is given without the process count and id."""
+    if dist.coordinator and (dist.num_processes is None or dist.process_id is None):
+        raise ConfigError(
+            "config distributed.coordinator is set: distributed.num_processes and "
+            "distributed.process_id are required too"
+        )
+
+
+def initialize(dist: ml_collections.ConfigDict) -> None:
+    """Joins the multi-process JAX runtime when coordinator flags are given or under Slurm (gloo
+    collectives on CPU)."""
+    import jax
+
+    check(dist)
+    if jax.config.jax_platforms in (None, "", "cpu") or "cpu" in str(jax.config.jax_platforms):
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    if dist.coordinator:
+        jax.distributed.initialize(dist.coordinator, dist.num_processes, dist.process_id)
+    elif under_slurm_multitask():
+        jax.distributed.initialize()
