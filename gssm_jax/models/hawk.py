@@ -12,7 +12,7 @@ scan; decoding is one step of the recurrence and of the convolution window.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -71,6 +71,14 @@ def rg_lru_coefficients(
     return a, scale * i * u_BxLxHxK.astype(F32)
 
 
+class HawkState(NamedTuple):
+    """One block's state: the RG-LRU's h (B, H, K), float32, and the convolution's window of the
+    W - 1 inputs before the next position (B, W-1, H, K)."""
+
+    h: jax.Array
+    conv: jax.Array
+
+
 class RGLRU(nn.Module):
     """The Hawk mixer: (x_BxLxD, state, valid_B) -> (y_BxLxD, state), state {"h": BxHxK,
     "conv": Bx(W-1)xHxK}."""
@@ -78,10 +86,10 @@ class RGLRU(nn.Module):
     cfg: Any
 
     @staticmethod
-    def zero_state(cfg: Any, batch: int) -> dict[str, jax.Array]:
+    def zero_state(cfg: Any, batch: int) -> HawkState:
         H, K, W = cfg.nb_heads, cfg.head_dim, cfg.conv_width
         dtype = lm.compute_dtype(cfg)
-        return {"h": jnp.zeros((batch, H, K), F32), "conv": jnp.zeros((batch, W - 1, H, K), dtype)}
+        return HawkState(jnp.zeros((batch, H, K), F32), jnp.zeros((batch, W - 1, H, K), dtype))
 
     @nn.compact
     def __call__(self, x_BxLxD: jax.Array, state=None, valid_B=None, start_B=None):
@@ -105,7 +113,7 @@ class RGLRU(nn.Module):
         xg = dense(x_BxLxD.reshape(B * L, D), w_in.astype(dtype)).reshape(B, L, 2, H, K)
         xg = lm.constrain(xg, ("batch", "length", None, "heads", "kv"))
         u_BxLxHxK, gate_BxLxHxK = xg[:, :, 0], jax.nn.gelu(xg[:, :, 1])
-        window = None if state is None else state["conv"]
+        window = None if state is None else state.conv
         u_BxLxHxK, window = recurrent.causal_conv(u_BxLxHxK, conv_w, conv_b, window, valid_B)
         gates = jnp.einsum("blhk,ghkj->blghj", u_BxLxHxK.astype(F32), gate_w) + gate_b
         first = None
@@ -120,10 +128,10 @@ class RGLRU(nn.Module):
             keep = recurrent.keep_mask(valid_B, L)[..., None, None]
             a, b = jnp.where(keep, a, 1.0), jnp.where(keep, b, 0.0)
             if L == 1:  # decode: one step of the recurrence
-                h_BxLxHxK = (a[:, 0] * state["h"] + b[:, 0])[:, None]
+                h_BxLxHxK = (a[:, 0] * state.h + b[:, 0])[:, None]
             else:
-                h_BxLxHxK = recurrent.linear_scan(a, b, state["h"])
-            new_state = {"h": h_BxLxHxK[:, -1], "conv": window}
+                h_BxLxHxK = recurrent.linear_scan(a, b, state.h)
+            new_state = HawkState(h_BxLxHxK[:, -1], window)
         y = lm.constrain(h_BxLxHxK.astype(dtype) * gate_BxLxHxK, HEAD_AXES)
         y_NxD = dense(y.reshape(B * L, H, K), w_out.astype(dtype), 2)
         return y_NxD.reshape(B, L, D), new_state

@@ -14,7 +14,7 @@ L / chunk_size chunks, never over positions). Decoding is one step of the recurr
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -115,6 +115,15 @@ def dt_bias_init(dt_min: float = 1e-3, dt_max: float = 0.1):
     return nn.with_logical_partitioning(init, ("heads",))
 
 
+class MambaState(NamedTuple):
+    """One block's state: the SSM state (B, H, P, N), float32, and the two convolutions' windows
+    of the W - 1 inputs before the next position, (B, W-1, H, P) and (B, W-1, 2, N)."""
+
+    ssm: jax.Array
+    conv_u: jax.Array
+    conv_bc: jax.Array
+
+
 class Mamba2(nn.Module):
     """The Mamba-2 mixer: (x_BxLxD, state, valid_B) -> (y_BxLxD, state), state {"ssm": BxHxPxN,
     "conv_u": Bx(W-1)xHxP, "conv_bc": Bx(W-1)x2xN}."""
@@ -122,14 +131,14 @@ class Mamba2(nn.Module):
     cfg: Any
 
     @staticmethod
-    def zero_state(cfg: Any, batch: int) -> dict[str, jax.Array]:
+    def zero_state(cfg: Any, batch: int) -> MambaState:
         H, P, N, W = cfg.nb_heads, cfg.head_dim, cfg.state_dim, cfg.conv_width
         dtype = lm.compute_dtype(cfg)
-        return {
-            "ssm": jnp.zeros((batch, H, P, N), F32),
-            "conv_u": jnp.zeros((batch, W - 1, H, P), dtype),
-            "conv_bc": jnp.zeros((batch, W - 1, 2, N), dtype),
-        }
+        return MambaState(
+            jnp.zeros((batch, H, P, N), F32),
+            jnp.zeros((batch, W - 1, H, P), dtype),
+            jnp.zeros((batch, W - 1, 2, N), dtype),
+        )
 
     @nn.compact
     def __call__(self, x_BxLxD: jax.Array, state=None, valid_B=None, start_B=None):
@@ -159,8 +168,8 @@ class Mamba2(nn.Module):
         bc_BxLx2xN = dense(x_NxD, w_bc.astype(dtype)).reshape(B, L, 2, N)
         dt_BxLxH = dense(x_NxD, w_dt.astype(dtype)).reshape(B, L, H)
         z_BxLxHxP, u_BxLxHxP = zu[:, :, 0], zu[:, :, 1]
-        window_u = None if state is None else state["conv_u"]
-        window_bc = None if state is None else state["conv_bc"]
+        window_u = None if state is None else state.conv_u
+        window_bc = None if state is None else state.conv_bc
         u_BxLxHxP, window_u = recurrent.causal_conv(
             u_BxLxHxP, conv_u_w, conv_u_b, window_u, valid_B
         )
@@ -180,14 +189,14 @@ class Mamba2(nn.Module):
             dt_BxLxH = jnp.where(recurrent.keep_mask(valid_B, L)[..., None], dt_BxLxH, 0.0)
             if L == 1:  # decode: one step of the recurrence
                 y_BxHxP, h = ssd_step(
-                    state["ssm"], u_BxLxHxP[:, 0], dt_BxLxH[:, 0], A_H, b_BxLxN[:, 0], c_BxLxN[:, 0]
+                    state.ssm, u_BxLxHxP[:, 0], dt_BxLxH[:, 0], A_H, b_BxLxN[:, 0], c_BxLxN[:, 0]
                 )
                 y_BxLxHxP = y_BxHxP[:, None]
             else:
                 y_BxLxHxP, h = ssd(
-                    u_BxLxHxP, dt_BxLxH, A_H, b_BxLxN, c_BxLxN, cfg.chunk_size, state["ssm"]
+                    u_BxLxHxP, dt_BxLxH, A_H, b_BxLxN, c_BxLxN, cfg.chunk_size, state.ssm
                 )
-            new_state = {"ssm": h, "conv_u": window_u, "conv_bc": window_bc}
+            new_state = MambaState(h, window_u, window_bc)
         y = y_BxLxHxP + d_skip[:, None] * u_BxLxHxP
         y = y * jax.nn.silu(z_BxLxHxP.astype(F32))
         y = y * lax.rsqrt(jnp.mean(y * y, axis=(-2, -1), keepdims=True) + cfg.norm_eps)

@@ -8,7 +8,7 @@ the recurrence. The width is sharded by the logical axis `mlp`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -21,14 +21,20 @@ Config = MinGRUConfig
 F32 = jnp.float32
 
 
+class MinGRUState(NamedTuple):
+    """One block's state: h (B, E), float32 (minLSTM's too)."""
+
+    h: jax.Array
+
+
 class MinGRU(nn.Module):
     """The minGRU mixer: (x_BxLxD, state, valid_B) -> (y_BxLxD, state), state {"h": BxE}."""
 
     cfg: Any
 
     @staticmethod
-    def zero_state(cfg: Any, batch: int) -> dict[str, jax.Array]:
-        return {"h": jnp.zeros((batch, cfg.inner_dim), F32)}
+    def zero_state(cfg: Any, batch: int) -> MinGRUState:
+        return MinGRUState(jnp.zeros((batch, cfg.inner_dim), F32))
 
     @staticmethod
     def coefficients(u_NxGxE: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -68,10 +74,10 @@ class MinGRU(nn.Module):
             keep = recurrent.keep_mask(valid_B, L)[..., None]
             a_BxLxE, b_BxLxE = jnp.where(keep, a_BxLxE, 1.0), jnp.where(keep, b_BxLxE, 0.0)
             if L == 1:  # decode: one step of the recurrence
-                h_BxLxE = (a_BxLxE[:, 0] * state["h"] + b_BxLxE[:, 0])[:, None]
+                h_BxLxE = (a_BxLxE[:, 0] * state.h + b_BxLxE[:, 0])[:, None]
             else:
-                h_BxLxE = recurrent.linear_scan(a_BxLxE, b_BxLxE, state["h"])
-            new_state = {"h": h_BxLxE[:, -1]}
+                h_BxLxE = recurrent.linear_scan(a_BxLxE, b_BxLxE, state.h)
+            new_state = MinGRUState(h_BxLxE[:, -1])
         h_BxLxE = lm.constrain(h_BxLxE.astype(dtype), ("batch", "length", "mlp"))
         y_NxD = dense(h_BxLxE.reshape(B * L, E), w_out.astype(dtype))
         return y_NxD.reshape(B, L, D), new_state

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from gssm_jax.models import lm, mlp
+from gssm_jax.models.family import Cache, block_name
 from gssm_jax.models.lm import EMBED_AXES, RMSNorm
 
 F32 = jnp.float32
@@ -104,33 +105,34 @@ class Stack(nn.Module):
     mixer: Callable
 
     @nn.compact
-    def __call__(self, tokens_BxL: jax.Array, cache: dict | None = None, valid_B=None):
+    def __call__(self, tokens_BxL: jax.Array, cache: Cache | None = None, valid_B=None):
         cfg = self.cfg
         embedding_VxD, head_DxV = lm.embedding_params(self, cfg)
         x_BxLxD = lm.embed(cfg, embedding_VxD, tokens_BxL)
         block = nn.remat(Block) if cfg.remat and cache is None else Block
-        new_cache = {}
-        start_B = None if cache is None else cache["lengths"]
+        new_blocks = []
+        start_B = None if cache is None else cache.lengths
         for i in range(cfg.nb_layers):
-            name = f"block_{i}"
-            state = None if cache is None else cache[name]
-            x_BxLxD, new_cache[name] = block(cfg, self.mixer, name=name)(
+            state = None if cache is None else cache.blocks[i]
+            x_BxLxD, state = block(cfg, self.mixer, name=block_name(i))(
                 x_BxLxD, state, valid_B, start_B
             )
+            new_blocks.append(state)
         x_BxLxD = RMSNorm(cfg.norm_eps, lm.compute_dtype(cfg), name="final_norm")(x_BxLxD)
         logits_BxLxV = lm.head(cfg, head_DxV, x_BxLxD)
         if cache is None:
             return logits_BxLxV
-        return logits_BxLxV, {"lengths": cache["lengths"] + valid_B, **new_cache}
+        return logits_BxLxV, Cache(cache.lengths + valid_B, tuple(new_blocks))
 
 
-def init_cache(cfg: Any, batch: int, mixer: Any) -> dict[str, Any]:
-    """Zero state of every block (`mixer.zero_state(cfg, batch)`) and lengths 0."""
-    blocks = {f"block_{i}": mixer.zero_state(cfg, batch) for i in range(cfg.nb_layers)}
-    return {"lengths": jnp.zeros((batch,), jnp.int32), **blocks}
+def init_cache(cfg: Any, batch: int, mixer: Any) -> Cache:
+    """Zero state of every block (`mixer.zero_state(cfg, batch)`, the mixer's typed state) and
+    lengths 0."""
+    blocks = tuple(mixer.zero_state(cfg, batch) for _ in range(cfg.nb_layers))
+    return Cache(jnp.zeros((batch,), jnp.int32), blocks)
 
 
-def cache_capacity(cache: dict[str, Any]) -> None:
+def cache_capacity(cache: Cache) -> None:
     """A recurrent state holds any number of positions."""
     return None
 
@@ -142,7 +144,7 @@ def family_api(mixer: Any) -> tuple[Callable, Callable, Callable]:
     def module(cfg: Any) -> Stack:
         return Stack(cfg, mixer)
 
-    def family_init_cache(cfg: Any, batch: int, cache_len: int | None = None) -> dict[str, Any]:
+    def family_init_cache(cfg: Any, batch: int, cache_len: int | None = None) -> Cache:
         return init_cache(cfg, batch, mixer)
 
     return module, family_init_cache, cache_capacity

@@ -11,7 +11,7 @@
 
 `prefill` reads right-padded prompts: row b's prompt is tokens_BxL[b, :lengths_B[b]] (1 <= length
 <= L); logits at positions >= lengths_B[b] are those of the padding and mean nothing. The cache
-then holds every sequence at its own length (`cache["lengths"]`), and `decode` feeds token b at
+then holds every sequence at its own length (`cache.lengths`), and `decode` feeds token b at
 position lengths_B[b], returning the logits that predict the next one. The transformer's cache is a
 KV cache of `cache_len` positions (default L; decoding past it raises `CacheFullError`, or gives
 NaN logits for that sequence under jit); the recurrent families keep a fixed-size state whatever
@@ -19,9 +19,9 @@ the length. All three are pure functions: jit them, or scan `decode` in a genera
 
 `model.family`, `model.cfg`, `model.param_count()` and `model.flops_per_token(seq_len)` describe
 the model. `FAMILIES` maps `model.family` to the module that implements it; nothing else in the
-code branches on the family. A family module defines `Config` (its dataclass), `Module` (a Flax
-module called as `(tokens_BxL)` -> logits or `(tokens_BxL, cache, valid_B)` -> (logits, cache))
-and `init_cache(cfg, batch, cache_len)`.
+code branches on the family. What a family module defines (Config, Module, init_cache,
+cache_capacity, the `block_<i>` names) is the contract of `gssm_jax.models.family`, and every cache
+is a `family.Cache` (lengths and one typed entry per block).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gssm_jax.models.configs import FAMILY_CONFIGS, Shared
+from gssm_jax.models.family import Cache, check_family_module
 
 FAMILIES = {family: f"gssm_jax.models.{family}" for family in FAMILY_CONFIGS}
 
@@ -50,9 +51,12 @@ class PromptError(ValueError):
 
 
 def family_module(family: str) -> ModuleType:
+    """The module implementing `family`, checked against the family contract."""
     if family not in FAMILIES:
         raise ValueError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")
-    return importlib.import_module(FAMILIES[family])
+    module = importlib.import_module(FAMILIES[family])
+    check_family_module(module)
+    return module
 
 
 def _concrete(x: Any) -> np.ndarray | None:
@@ -84,7 +88,7 @@ class Model:
     def apply(self, params: Any, tokens_BxL: jax.Array) -> jax.Array:
         return self.module.apply({"params": params}, tokens_BxL)
 
-    def init_cache(self, batch: int, cache_len: int) -> Any:
+    def init_cache(self, batch: int, cache_len: int) -> Cache:
         return self.implementation.init_cache(self.cfg, batch, cache_len)
 
     def prefill(
@@ -93,7 +97,7 @@ class Model:
         tokens_BxL: jax.Array,
         lengths_B: jax.Array,
         cache_len: int | None = None,
-    ) -> tuple[jax.Array, Any]:
+    ) -> tuple[jax.Array, Cache]:
         """(logits_BxLxV, cache) of right-padded prompts of lengths_B tokens."""
         B, L = tokens_BxL.shape
         cache_len = L if cache_len is None else cache_len
@@ -111,17 +115,17 @@ class Model:
         valid_B = jnp.asarray(lengths_B, jnp.int32)
         return self.module.apply({"params": params}, tokens_BxL, cache, valid_B)
 
-    def decode(self, params: Any, cache: Any, tokens_B: jax.Array) -> tuple[jax.Array, Any]:
+    def decode(self, params: Any, cache: Cache, tokens_B: jax.Array) -> tuple[jax.Array, Cache]:
         """(logits_BxV predicting the next token, cache) after feeding token b at position
-        cache["lengths"][b]."""
+        cache.lengths[b]."""
         capacity = self.implementation.cache_capacity(cache)
-        lengths = _concrete(cache["lengths"])
+        lengths = _concrete(cache.lengths)
         if capacity is not None and lengths is not None and (lengths >= capacity).any():
             raise CacheFullError(
                 f"decode at position {int(lengths.max())} past the cache's {capacity} positions "
                 "(prefill with a larger cache_len)"
             )
-        valid_B = jnp.ones_like(cache["lengths"])
+        valid_B = jnp.ones_like(cache.lengths)
         logits_Bx1xV, cache = self.module.apply(
             {"params": params}, tokens_B[:, None], cache, valid_B
         )

@@ -17,7 +17,7 @@ plain formulas. The function computed is the same.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -25,6 +25,7 @@ import jax.numpy as jnp
 
 from gssm_jax.models import layers, lm, mlp
 from gssm_jax.models.configs import TransformerConfig
+from gssm_jax.models.family import Cache, block_name
 from gssm_jax.models.lm import EMBED_AXES, RMSNorm
 
 Config = TransformerConfig
@@ -32,21 +33,26 @@ ATTENTION_BLOCK_LEN = 64  # query rows per causal block in `layers.causal_attent
 __all__ = ["EMBED_AXES", "Config", "RMSNorm", "Transformer", "init_cache"]
 
 
-def init_cache(cfg: TransformerConfig, batch: int, cache_len: int) -> dict[str, Any]:
-    """An empty KV cache: per block k and v (batch, cache_len, heads, head_dim) in the compute
-    dtype, and `lengths` (batch,), the number of positions each sequence has filled."""
+class KVCache(NamedTuple):
+    """One block's keys and values, (batch, cache_len, heads, head_dim) in the compute dtype."""
+
+    k: jax.Array
+    v: jax.Array
+
+
+def init_cache(cfg: TransformerConfig, batch: int, cache_len: int) -> Cache:
+    """An empty KV cache of `cache_len` positions per block, lengths 0."""
     shape = (batch, cache_len, cfg.nb_heads, cfg.head_dim)
     dtype = lm.compute_dtype(cfg)
-    blocks = {
-        f"block_{i}": {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
-        for i in range(cfg.nb_layers)
-    }
-    return {"lengths": jnp.zeros((batch,), jnp.int32), **blocks}
+    blocks = tuple(
+        KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in range(cfg.nb_layers)
+    )
+    return Cache(jnp.zeros((batch,), jnp.int32), blocks)
 
 
-def cache_capacity(cache: dict[str, Any]) -> int | None:
+def cache_capacity(cache: Cache) -> int | None:
     """Positions the cache holds per sequence."""
-    return cache["block_0"]["k"].shape[1]
+    return cache.blocks[0].k.shape[1]
 
 
 def _write(cache_BxSxHxK: jax.Array, new_BxLxHxK: jax.Array, start_B: jax.Array) -> jax.Array:
@@ -70,7 +76,7 @@ class Attention(nn.Module):
     cfg: TransformerConfig
 
     @nn.compact
-    def __call__(self, x_BxLxD: jax.Array, cache: dict | None = None, start_B=None):
+    def __call__(self, x_BxLxD: jax.Array, cache: KVCache | None = None, start_B=None):
         cfg, dtype = self.cfg, lm.compute_dtype(self.cfg)
         B, L, D = x_BxLxD.shape
         H, K = cfg.nb_heads, cfg.head_dim
@@ -104,8 +110,8 @@ class Attention(nn.Module):
             pos_BxL = start_B[:, None] + jnp.arange(L)[None, :]
             sin, cos = layers.rope_at(pos_BxL, K, cfg.rope_theta)
             q, k = layers.rotate_qk(q, k, sin, cos)
-            new_cache = {"k": _write(cache["k"], k, start_B), "v": _write(cache["v"], v, start_B)}
-            o_BxLxHxK = layers.cached_attention(q, new_cache["k"], new_cache["v"], pos_BxL)
+            new_cache = KVCache(_write(cache.k, k, start_B), _write(cache.v, v, start_B))
+            o_BxLxHxK = layers.cached_attention(q, new_cache.k, new_cache.v, pos_BxL)
         o_BxLxHxK = lm.constrain(o_BxLxHxK, ("batch", "length", "heads", "kv"))
         y_NxD = dense(o_BxLxHxK.reshape(B * L, H, K), w_out.astype(dtype), 2)
         return y_NxD.reshape(B, L, D), new_cache
@@ -117,7 +123,7 @@ class Block(nn.Module):
     cfg: TransformerConfig
 
     @nn.compact
-    def __call__(self, x_BxLxD: jax.Array, cache: dict | None = None, start_B=None):
+    def __call__(self, x_BxLxD: jax.Array, cache: KVCache | None = None, start_B=None):
         cfg = self.cfg
         h = RMSNorm(cfg.norm_eps, lm.compute_dtype(cfg), name="attn_norm")(x_BxLxD)
         y, cache = Attention(cfg, name="attn")(h, cache, start_B)
@@ -138,24 +144,24 @@ class Transformer(nn.Module):
     cfg: TransformerConfig
 
     @nn.compact
-    def __call__(self, tokens_BxL: jax.Array, cache: dict | None = None, valid_B=None):
+    def __call__(self, tokens_BxL: jax.Array, cache: Cache | None = None, valid_B=None):
         cfg = self.cfg
         embedding_VxD, head_DxV = lm.embedding_params(self, cfg)
         x_BxLxD = lm.embed(cfg, embedding_VxD, tokens_BxL)
         block = nn.remat(Block) if cfg.remat and cache is None else Block
-        start_B = None if cache is None else cache["lengths"]
-        new_cache = {}
+        start_B = None if cache is None else cache.lengths
+        new_blocks = []
         for i in range(cfg.nb_layers):
-            name = f"block_{i}"
-            layer_cache = None if cache is None else cache[name]
-            x_BxLxD, new_cache[name] = block(cfg, name=name)(x_BxLxD, layer_cache, start_B)
+            layer_cache = None if cache is None else cache.blocks[i]
+            x_BxLxD, layer_cache = block(cfg, name=block_name(i))(x_BxLxD, layer_cache, start_B)
+            new_blocks.append(layer_cache)
         x_BxLxD = RMSNorm(cfg.norm_eps, lm.compute_dtype(cfg), name="final_norm")(x_BxLxD)
         logits_BxLxV = lm.head(cfg, head_DxV, x_BxLxD)
         if cache is None:
             return logits_BxLxV
         lengths_B = start_B + valid_B
         overflow_B = lengths_B > cache_capacity(cache)
-        return lm.flag_overflow(logits_BxLxV, overflow_B), {"lengths": lengths_B, **new_cache}
+        return lm.flag_overflow(logits_BxLxV, overflow_B), Cache(lengths_B, tuple(new_blocks))
 
 
 Module = Transformer

@@ -20,9 +20,11 @@ from typing import Any
 import flax.linen as nn
 import jax
 
+from gssm_jax.models.family import BLOCK_PREFIX, block_name
+
 EMBED = "embed"
-BLOCK = re.compile(r"block_(\d+)")
-FIRST_BLOCK = ("block_0",)
+BLOCK = re.compile(rf"{BLOCK_PREFIX}(\d+)")
+FIRST_BLOCK = (block_name(0),)
 _COLLECTION = "intermediates"
 _INPUT = "input"
 

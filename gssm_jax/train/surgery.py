@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from gssm_jax import config as config_lib
+from gssm_jax.models.family import BLOCK_PREFIX, block_name
 from gssm_jax.runtime import cli
 
 COPIED_AWAY = ("checkpoints", "config.json", "final.json", "kron.json")  # not copied from RUN
@@ -89,7 +90,7 @@ def factorised_params(src_params: dict, config, init: str, seed: int) -> tuple[d
     params = {k: v for k, v in src_params.items()}
     rows = []
     for i in range(m.nb_layers):
-        name = f"block_{i}"
+        name = block_name(i)
         dense = src_params[name]["mlp"]
         gate_up, down = (
             np.asarray(dense["gate_up"], np.float64),
@@ -257,7 +258,7 @@ def distance_to_dense(dense_params: dict, kron_params: dict) -> list[float]:
     from gssm_jax.models import kronecker
 
     errors = []
-    for name in sorted(k for k in dense_params if k.startswith("block_")):
+    for name in sorted(k for k in dense_params if k.startswith(BLOCK_PREFIX)):
         gate_up, down = kronecker.dense_mlp_weights(kron_params[name]["mlp"])
         W = dense_params[name]["mlp"]
         for w, approx in ((W["gate_up"][:, 0], gate_up[:, 0]), (W["gate_up"][:, 1], gate_up[:, 1])):

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from gssm_jax.benchmarks import timing
 from gssm_jax.benchmarks import train_step as bench_train
 from gssm_jax.config import family_config
 
@@ -94,8 +95,8 @@ TINY += ["--rounds=1", "--steps=1", "--warmup=0", "--tokens=random", "--no-keep-
 
 
 def test_a_model_out_of_memory_at_the_fixed_batch_is_reported_not_fatal(capsys, monkeypatch):
-    monkeypatch.setattr(bench_train, "Timed", type("Oom", (_OomAbove,), {"max_batch": 2}))
-    monkeypatch.setattr(bench_train, "real_tokens", None)  # --tokens=random must not need it
+    monkeypatch.setattr(timing, "Timed", type("Oom", (_OomAbove,), {"max_batch": 2}))
+    monkeypatch.setattr(timing, "real_tokens", None)  # --tokens=random must not need it
     assert bench_train.main([*TINY, "--batch=4", "--models=optimized,plain"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(r["variant"], r.get("error")) for r in rows] == [
@@ -105,7 +106,7 @@ def test_a_model_out_of_memory_at_the_fixed_batch_is_reported_not_fatal(capsys, 
 
 
 def test_max_batch_steps_down_when_the_real_allocation_fails(capsys, monkeypatch):
-    monkeypatch.setattr(bench_train, "Timed", type("Oom", (_OomAbove,), {"max_batch": 5}))
+    monkeypatch.setattr(timing, "Timed", type("Oom", (_OomAbove,), {"max_batch": 5}))
     search = {"largest_batch": 7, "probes": {"7": 1, "8": 2}}
     monkeypatch.setattr(bench_train, "search_batch", lambda *args: search)
     argv = [*TINY, "--batch=4", "--models=optimized", "--max-batch", "--memory-limit-gib=1"]

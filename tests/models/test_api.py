@@ -13,6 +13,7 @@ import pytest
 
 from gssm_jax.models import registry
 from gssm_jax.models.configs import FAMILY_CONFIGS, FieldError
+from gssm_jax.models.family import Cache, block_name, check_family_module
 from gssm_jax.train.state import INIT_COMPILER_OPTIONS
 
 VOCAB = 11
@@ -25,7 +26,11 @@ TINY = {
     "mingru": dict(expand=2, hidden_dim=24),
     "minlstm": dict(expand=2, hidden_dim=24),
 }
-FAMILIES = [f for f in TINY if f in FAMILY_CONFIGS]
+FAMILIES = list(FAMILY_CONFIGS)  # every registered family; one missing from TINY fails here
+
+
+def test_every_registered_family_has_its_test_sizes():
+    assert set(TINY) == set(FAMILY_CONFIGS), "add the new family's tiny sizes to TINY"
 
 
 def tiny_model(family: str, **overrides) -> registry.Model:
@@ -65,7 +70,44 @@ def test_prefill_then_decode_gives_the_logits_of_apply_at_every_position(family)
         for b in np.flatnonzero(pos < L):
             np.testing.assert_allclose(out[b], full[b, pos[b]], atol=1e-5, err_msg=f"{b}, {pos}")
         pos += 1
-    np.testing.assert_array_equal(cache["lengths"], pos)
+    np.testing.assert_array_equal(cache.lengths, pos)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_family_keeps_the_contract(family):
+    """Config, Module, init_cache, cache_capacity; a typed Cache with one NamedTuple per block;
+    blocks named block_<i>, with the MLP (where there is one) as `mlp`."""
+    module = registry.family_module(family)
+    check_family_module(module)
+    model = tiny_model(family)
+    assert module.Config is type(model.cfg)
+    cache = model.init_cache(3, 7)
+    assert isinstance(cache, Cache) and cache.lengths.shape == (3,)
+    assert len(cache.blocks) == model.cfg.nb_layers
+    assert all(isinstance(b, tuple) and hasattr(b, "_fields") for b in cache.blocks)
+    capacity = module.cache_capacity(cache)
+    assert capacity == (7 if family == "transformer" else None)
+    params = _params(model)
+    blocks = sorted(k for k in params if k.startswith("block_"))
+    assert blocks == [block_name(i) for i in range(model.cfg.nb_layers)]
+    assert ("mlp" in params[block_name(0)]) == (model.cfg.mlp_hidden_dim > 0)
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f != "mamba"])
+def test_every_family_with_an_mlp_takes_the_kronecker_mlp(family):
+    dense, kron = tiny_model(family), tiny_model(family, mlp="kronecker", kron_terms=2)
+    params = _params(kron)
+    assert set(params[block_name(0)]["mlp"]) == {"gate_up_a", "gate_up_b", "down_a", "down_b"}
+    assert kron.param_count() < dense.param_count()
+    assert kron.param_count() == sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+    logits = jax.jit(kron.apply)(params, _tokens(0, 2, 6))
+    assert logits.shape == (2, 6, VOCAB) and np.isfinite(np.asarray(logits)).all()
+
+
+def test_the_kronecker_mlp_of_a_family_without_one_is_a_named_error():
+    cfg = FAMILY_CONFIGS["mamba"](vocab_size=VOCAB, emb_dim=16, **TINY["mamba"], mlp="kronecker")
+    with pytest.raises(FieldError, match="mlp='kronecker': needs a family with an MLP; mamba"):
+        registry.build(cfg)
 
 
 @pytest.mark.parametrize("family", ["transformer", "mamba"])  # the others share Mamba's dense
