@@ -1,0 +1,1 @@
+"""Reading many runs back: seed statistics, paired comparisons, scaling fits and their figures."""
