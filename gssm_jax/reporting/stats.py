@@ -9,7 +9,7 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 import pandas as pd
 
-from gssm_jax.report.table import LEADING, RESULTS
+from gssm_jax.reporting.table import LEADING, RESULTS
 
 # Keys that only pick random draws (init, streams, graph, shuffle, Monte-Carlo entropy, held-out
 # stream): runs differing only in these are repeats of one condition.

@@ -1,4 +1,4 @@
-"""Planted runs tables for the reporting tests: the columns of gssm_jax.report.table with made-up
+"""Planted runs tables for the reporting tests: the columns of gssm_jax.reporting.table with made-up
 results whose truth is known (a power law with multiplicative noise, a setup effect per seed)."""
 
 from __future__ import annotations
