@@ -42,7 +42,9 @@ def test_model_axis_must_divide_heads_and_mlp():
     ):
         parallel.check_divisibility(c, AbstractMesh((2, 4), ("data", "model")))
     c.model.transformer.nb_heads, c.model.transformer.hidden_dim = 4, 250
-    with pytest.raises(ConfigError, match=r"mesh\.model=4 does not divide model\.transformer\.hidden_dim=250"):
+    with pytest.raises(
+        ConfigError, match=r"mesh\.model=4 does not divide model\.transformer\.hidden_dim=250"
+    ):
         parallel.check_divisibility(c, AbstractMesh((2, 4), ("data", "model")))
     c.model.transformer.hidden_dim = 256
     parallel.check_divisibility(c, AbstractMesh((2, 4), ("data", "model")))
