@@ -1,4 +1,4 @@
-"""A cluster-sized base run (the README's multi-host example): the `four` graph on the fly, a
+"""A cluster-sized base run (the multi-host example of docs/cluster.md): the `four` graph on the fly, a
 12-layer transformer of width 288 (the original experiment 1's largest model) in bfloat16, 64 x 1024 tokens per step.
 
     python -m launch.submit --config configs/base.py --name big \\
