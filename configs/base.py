@@ -1,5 +1,5 @@
-"""A cluster-sized base run (the README's multi-host example): the `four` graph on the fly, a
-12-layer transformer of width 288 (the model of seeds/004) in bfloat16, 64 x 1024 tokens per step.
+"""A cluster-sized base run (the multi-host example of docs/cluster.md): the `four` graph on the fly, a
+12-layer transformer of width 288 (the original experiment 1's largest model) in bfloat16, 64 x 1024 tokens per step.
 
     python -m launch.submit --config configs/base.py --name big \\
         --config.slurm.nodes=2 --config.slurm.tasks_per_node=4 --config.slurm.gpus_per_node=4

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The Kronecker experiment of the README: factorise a trained dense run with each init and r, fine-tune
-# each for the same number of steps with and without freezing (optim.freeze=pretrained: only the
-# factors train) and with and without distillation from the dense run, then print the table
-# (python -m gssm_jax.kron --table).
+# The Kronecker experiment (docs/kronecker.md; its table: docs/results/kron.md): factorise a trained
+# dense run with each init and r, fine-tune each for the same number of steps with and without
+# freezing (optim.freeze=pretrained: only the factors train) and with and without distillation from
+# the dense run, then print the table (python -m gssm_jax.kron --table).
 #   launch/kron_sweep.sh DENSE_RUN OUT_DIR [FACTOR] [STEPS]
 # DENSE_RUN: a finished `python -m gssm_jax.main` run (e.g. the default debug run).
 set -euo pipefail

@@ -1,1 +1,1 @@
-"""Experiment 1 (seeds/004): easy-to-infer vs easy-to-predict latents."""
+"""Experiment 1 (the original system's first experiment): easy-to-infer vs easy-to-predict latents."""

@@ -1,4 +1,4 @@
-"""Datasets of the original first experiment (seeds/004): easy-to-infer vs easy-to-predict latents.
+"""Datasets of the original first experiment: easy-to-infer vs easy-to-predict latents.
 
 One hidden node Z1 of 64 states drives 32 tokens. alpha_X and alpha_Z each sweep
 {1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1} with the other held at 1e-3: 13 graphs (the point

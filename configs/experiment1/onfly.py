@@ -1,11 +1,11 @@
-"""The first experiment on infinite data (seeds/004): easy-to-infer vs easy-to-predict latents.
+"""The first experiment on infinite data (as the original system ran it): easy-to-infer vs easy-to-predict latents.
 
     python -m gssm_jax.main --config configs/experiment1/onfly.py:small_x
     python -m gssm_jax.main --config configs/experiment1/onfly.py:small_z
     python -m launch.submit --config configs/experiment1/onfly.py:small_z --name exp1/small_z \
         --config.slurm.gpus_per_node=1 --config.slurm.time=04:00:00
 
-The graph of seeds/004: hidden nodes Z1..Z4 of 4 states, each reading the previous token, and X
+The original system's graph: hidden nodes Z1..Z4 of 4 states, each reading the previous token, and X
 (32 tokens) reading all four; kernels with one Dirichlet row per joint configuration of a node's
 inputs (`kernel_type="fullrank"`), as the original drew them (with our default `product` kernels
 and these tiny alphas, the 1e-10 floor dominates the tables: a different experiment). The original

@@ -1,4 +1,4 @@
-"""Experiment 1's sweeps over the finite-data grid points (seeds/004, the original's latest sweeps).
+"""Experiment 1's sweeps over the finite-data grid points (the original system's latest sweeps).
 
 Write the sets first (`data.py`, or `data_debug.py` for the debug variants), then submit a grid:
 

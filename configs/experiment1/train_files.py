@@ -34,7 +34,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.data.path = os.path.abspath(os.path.join(grid.root, entry.grid_id, "train"))
     if debug:
         return c
-    # The model of seeds/004 (12 layers, 12 heads, width 288), ~33k tokens per step.
+    # The original experiment's largest model (12 layers, 12 heads, width 288), ~33k tokens per step.
     c.model.emb_dim = 288
     c.model.nb_layers = 12
     c.model.transformer.nb_heads = 12

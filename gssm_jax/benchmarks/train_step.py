@@ -4,7 +4,7 @@ Times the full jitted train step (forward, backward, global-norm clipping, AdamW
 as in the loop) on real tokens of the `four` graph (vocabulary 32). Presets:
 
 - cpu (default): emb_dim 64, 4 layers, 4 heads, SwiGLU hidden 256, batch 16, seq_len 256, float32;
-- seeds004: the largest model of the original experiment 1 (seeds/004): emb_dim 288, 12 layers,
+- seeds004: the largest model of the original experiment 1: emb_dim 288, 12 layers,
   12 heads, SwiGLU hidden 1152, batch 16, seq_len 2048, bfloat16; meant for a GPU.
 
 Flags override single fields. Two models are timed in the same process, in interleaved rounds so

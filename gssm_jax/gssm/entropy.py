@@ -1,4 +1,4 @@
-"""Exact entropy of GSSM token sequences: the forward algorithm of SPEC section 4, in two forms.
+"""Exact entropy of GSSM token sequences: the forward algorithm of docs/spec.md section 4, in two forms.
 
 `dense` builds the joint transition over the S = prod(hidden dims) joint states (one S x S matrix per
 previous token when X feeds a hidden node) and runs alpha_BxS @ T per token: O(S^2) per token.

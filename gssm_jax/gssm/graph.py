@@ -1,4 +1,4 @@
-"""GSSM graph specs: parsing, validation (SPEC section 1) and topological order.
+"""GSSM graph specs: parsing, validation (docs/spec.md section 1) and topological order.
 
 A graph is written in configs as a mapping from node name to its fields, e.g.
 
@@ -24,7 +24,7 @@ MAX_TABLE_ENTRIES = 2**27
 
 
 class GraphError(ValueError):
-    """A graph spec that breaks a rule of SPEC section 1."""
+    """A graph spec that breaks a rule of docs/spec.md section 1."""
 
 
 @dataclasses.dataclass(frozen=True)

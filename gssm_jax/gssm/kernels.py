@@ -1,4 +1,4 @@
-"""Transition kernels of a GSSM (SPEC section 3), as full conditional tables.
+"""Transition kernels of a GSSM (docs/spec.md section 3), as full conditional tables.
 
 Every node's kernel is stored as one table `p[*inputs, value]`, rows summing to one and every entry
 >= 1e-10 before renormalisation. Inputs are the node's own previous value (hidden nodes only), then its

@@ -1,4 +1,4 @@
-"""How hard a GSSM is (SPEC section 5): compression proxy, exact normalised entropy, alpha search.
+"""How hard a GSSM is (docs/spec.md section 5): compression proxy, exact normalised entropy, alpha search.
 
 Pure functions of a graph and plain seeds; the command line that reads a run config is
 `python -m gssm_jax.difficulty`.
@@ -20,7 +20,7 @@ from gssm_jax.gssm import graph as graph_lib
 from gssm_jax.gssm.graph import Graph, parse_graph
 
 # entropy, gzip: this project's scales in [0, 1]; zlib_int64_bytes: the original PyTorch system's
-# (seeds/004), compressed bytes per token of the int64 array, kept to compare with its tables.
+# first experiment, compressed bytes per token of the int64 array, kept to compare with its tables.
 MEASURES = ("entropy", "gzip", "zlib_int64_bytes")
 
 
@@ -46,7 +46,7 @@ def gzip_proxy(tokens_BxT, vocab_size: int) -> float:
 
 
 def zlib_int64_bytes(tokens_BxT) -> float:
-    """The original system's difficulty (seeds/004): `len(zlib.compress(tokens.astype(int64)
+    """The original system's difficulty (its first experiment): `len(zlib.compress(tokens.astype(int64)
     .tobytes(), 9)) / tokens.size`, bytes per token with the whole batch compressed as one stream.
 
     Not normalised by the vocabulary: an int64 token is 8 bytes of which 7 are zero, and zlib's
@@ -90,7 +90,7 @@ class Setup:
     skip_initial: bool = False
 
 
-# The original's measuring setup (seeds/004): 1024 sequences from seed 42, of 2048 tokens for the
+# The original's measuring setup (its first experiment): 1024 sequences from seed 42, of 2048 tokens for the
 # 4-node graph (4096 for the 8-node one), without the initial token.
 ORIGINAL_SETUP = Setup(data_seed=42, batch=1024, seq_len=2048, skip_initial=True)
 

@@ -1,4 +1,4 @@
-"""Batched GSSM sampler (SPEC section 2): a pure, jittable function of (kernels, data seed, indices).
+"""Batched GSSM sampler (docs/spec.md section 2): a pure, jittable function of (kernels, data seed, indices).
 
 Sequence `i` of the stream with data seed `s` uses the key `fold_in(key(s), i)` only, so its tokens do
 not depend on the batch it is drawn in, on the batch size or on how indices are split between

@@ -14,7 +14,7 @@
   residual stream (attention out, SwiGLU down), which start at zero, so every block starts as the
   identity and the first updates grow the branches from there (the "zero-init the last layer of
   each residual branch" practice). It learns faster per token than "fan_in" on the debug task and
-  in `python -m gssm_jax.bench learn` (README, "Parity with PyTorch"), and is the default.
+  in `python -m gssm_jax.bench learn` (docs/results/parity.md), and is the default.
   Gradients still reach every matrix from the second update on: the zero projections get nonzero
   gradients at once.
 """

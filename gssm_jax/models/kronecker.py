@@ -8,7 +8,7 @@ build the factors of a given W:
   rearrangement R (m1 n1 x m2 n2, row i1 n1 + j1 = block (i1, j1) of W flattened) satisfies
   ||W - sum_k A_k kron B_k||_F = ||R - sum_k vec(A_k) vec(B_k)^T||_F, so the truncated SVD of R is the
   optimum.
-- `prune`: the deterministic pruning of seeds/003 (see `prune`).
+- `prune`: the original system's deterministic pruning (see `prune`).
 - `random_factors`: normal factors whose sum has the entry scale of a dense init.
 
 Everything but `kron_apply` is NumPy, so `gssm_jax.models.configs` checks factor shapes and counts
@@ -206,7 +206,7 @@ def prune(W_mxn: Any, a_shape: Shape, b_shape: Shape, terms: int) -> tuple[np.nd
 
     With (p, q) = divmod(k, n2): A_k[i, j] = W[i m2 + p, j n2 + q] (a strided sub-matrix of W) and
     B_k = the one-hot m2 x n2 matrix at (p, q), so A_k kron B_k is W with every entry outside rows
-    p mod m2 and columns q mod n2 set to 0. seeds/003 used B = (0, 1) on one axis of length 2:
+    p mod m2 and columns q mod n2 set to 0. The original system used B = (0, 1) on one axis of length 2:
     "50% deterministic (either pick even or odd rows) pruning"; here B = 2x1 and r = 1 keeps the
     even rows (p = 0), r = 2 adds the odd rows (p = 1) and so gives W back exactly. In general
     r terms keep r / (m2 n2) of the entries; r <= m2 n2.
@@ -232,7 +232,7 @@ def factor_std(std: float, terms: int) -> float:
 def random_factors(
     rng: np.random.Generator, a_shape: Shape, b_shape: Shape, terms: int, std: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Normal factors (seeds/003's random init) scaled by `factor_std`."""
+    """Normal factors (the original system's random init) scaled by `factor_std`."""
     check_terms(terms, a_shape, b_shape)
     s = factor_std(std, terms)
     A = rng.normal(0.0, s, (terms, *a_shape))

@@ -159,11 +159,12 @@ def parse_args(
         rest, overrides = split_overrides(argv)
         if "-h" in rest or "--help" in rest:
             args, _ = parser.parse_known_args([a for a in rest if a not in ("-h", "--help")])
-            config = load_config_file(args.config or default_config)
-            parser.epilog = (
-                f"config keys (set any with --config.KEY=VALUE; values from {args.config or default_config}):\n"
-                + keys_help(config)
-            )
+            config_file = args.config or default_config
+            if config_file is not None:  # a command without a default lists keys of --config only
+                parser.epilog = (
+                    f"config keys (set any with --config.KEY=VALUE; values from {config_file}):\n"
+                    + keys_help(load_config_file(config_file))
+                )
             parser.print_help()
             sys.exit(0)
         args = parser.parse_args(rest)

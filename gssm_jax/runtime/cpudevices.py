@@ -5,7 +5,7 @@ The ops of these models are small (emb_dim 64: matmuls of a few hundred MFLOP, a
 size 16), and that intra-op split keeps 2 cores busy only part of the time. With one XLA device
 per core (`--xla_force_host_platform_device_count`) the mesh's `data` axis gives each core its own
 share of the batch, and the cores meet once a step, in the gradient all-reduce
-(`python -m gssm_jax.bench train` measures both layouts; README, "Parity with PyTorch").
+(`python -m gssm_jax.bench train` measures both layouts; docs/results/parity.md).
 
 `runtime.cpu_devices`: 0 leaves XLA's default (one CPU device); N >= 1 asks for N; -1 asks for
 one per core the process may run on, reduced to the largest count that divides the global batch.

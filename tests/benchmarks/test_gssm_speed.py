@@ -19,7 +19,7 @@ FEEDBACK = {
 
 
 def _brute_force_logp(graph, tables, x):
-    """log p(x(1..T-1) | x(0) = 0) by summing over every hidden path (SPEC section 6)."""
+    """log p(x(1..T-1) | x(0) = 0) by summing over every hidden path (docs/spec.md section 6)."""
     dims = graph.hidden_dims
     total = 0.0
     for path in itertools.product(itertools.product(*(range(d) for d in dims)), repeat=len(x) - 1):

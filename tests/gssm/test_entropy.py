@@ -22,7 +22,7 @@ def x64():
 
 
 def structure(kind: str, mode: str, kernel_type: str) -> Graph:
-    """Tiny graphs: `single` (SPEC 6), `chain` (hidden parent, two parents on X), `feedback` (X
+    """Tiny graphs: `single` (docs/spec.md section 6), `chain` (hidden parent, two parents on X), `feedback` (X
     feeds a hidden node). `mode` goes on every hidden node that allows it (slow: parentless only);
     `context` goes on Z1, and on X instead in `chain`. `mixed` and `wide` have every kind of node
     operation between them."""
@@ -80,7 +80,7 @@ def hidden_paths(graph: Graph, seq_len: int) -> np.ndarray:
 def path_joints(graph: Graph, tables, paths_PxTxN: np.ndarray, tokens_NxT: np.ndarray):
     """Yields p(path(0..t), x(1..t) | x(0)) of every path and sequence, (P, N), for t = 0..T-1.
 
-    Each factor of SPEC section 2 is looked up in the node tables; numpy only vectorises over
+    Each factor of docs/spec.md section 2 is looked up in the node tables; numpy only vectorises over
     paths and sequences.
     """
     index = {n.name: i for i, n in enumerate(graph.hidden)}
@@ -174,7 +174,7 @@ def test_forward_matches_brute_force(x64, kind, mode, kernel_type):
 
 
 def test_spec_worked_check(x64):
-    """SPEC 6: one hidden node and X, both 2 states, T = 3: 2^2 hidden paths."""
+    """docs/spec.md section 6: one hidden node and X, both 2 states, T = 3: 2^2 hidden paths."""
     graph = structure("single", "default", "product")
     tables = draw_kernels(graph, graph_seed=0)
     z, x = tables
@@ -340,7 +340,7 @@ def test_bad_inputs():
 
 
 def test_sampler_frequencies_match_forward_probabilities():
-    """The sampler (another module) and the forward algorithm read SPEC section 2 the same way."""
+    """The sampler (another module) and the forward algorithm read docs/spec.md section 2 the same way."""
     graph = structure("feedback", "dead", "fullrank")
     tables = draw_kernels(graph, graph_seed=4)
     n = 20_000

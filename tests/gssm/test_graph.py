@@ -1,4 +1,4 @@
-"""Graph validation (SPEC section 1): every bad input is a GraphError naming the node and field."""
+"""Graph validation (docs/spec.md section 1): every bad input is a GraphError naming the node and field."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Kernel tables (SPEC section 3): stochastic rows, floors, modes, seeding, context draws."""
+"""Kernel tables (docs/spec.md section 3): stochastic rows, floors, modes, seeding, context draws."""
 
 from __future__ import annotations
 

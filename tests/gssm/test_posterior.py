@@ -103,7 +103,7 @@ def test_node_deterministic_given_tokens(x64):
 
 def test_posterior_is_calibrated_against_sampled_states():
     """E[p(z_i(t) = v | x)] = P(z_i(t) = v): the mean posterior over sampled sequences matches the
-    frequency of the sampler's true states (both read SPEC section 2 the same way)."""
+    frequency of the sampler's true states (both read docs/spec.md section 2 the same way)."""
     graph = structure("feedback", "default", "product")
     tables = as_device_tables(draw_kernels(graph, graph_seed=4))
     n = 4000

@@ -1,4 +1,4 @@
-"""The sampler: stream identity under any batching, SPEC section 2 semantics, context kernels."""
+"""The sampler: stream identity under any batching, docs/spec.md section 2 semantics, context kernels."""
 
 import numpy as np
 import pytest

@@ -58,7 +58,7 @@ def test_van_loan_is_the_svd_optimum():
 def test_prune_keeps_even_rows_then_odd_rows():
     rng = np.random.default_rng(3)
     W = rng.normal(size=(8, 6))
-    A, B = kronecker.prune(W, (4, 6), (2, 1), 1)  # seeds/003: B = (1, 0)^T keeps the even rows
+    A, B = kronecker.prune(W, (4, 6), (2, 1), 1)  # the original pruning: B = (1, 0)^T
     approx = kronecker.materialise(A, B)
     np.testing.assert_array_equal(approx[0::2], W[0::2])
     np.testing.assert_array_equal(approx[1::2], 0.0)
