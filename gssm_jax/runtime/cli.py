@@ -159,11 +159,12 @@ def parse_args(
         rest, overrides = split_overrides(argv)
         if "-h" in rest or "--help" in rest:
             args, _ = parser.parse_known_args([a for a in rest if a not in ("-h", "--help")])
-            config = load_config_file(args.config or default_config)
-            parser.epilog = (
-                f"config keys (set any with --config.KEY=VALUE; values from {args.config or default_config}):\n"
-                + keys_help(config)
-            )
+            help_config = args.config or default_config
+            if help_config is not None:  # without a config file there are no keys to list
+                parser.epilog = (
+                    f"config keys (set any with --config.KEY=VALUE; values from {help_config}):\n"
+                    + keys_help(load_config_file(help_config))
+                )
             parser.print_help()
             sys.exit(0)
         args = parser.parse_args(rest)
@@ -194,7 +195,7 @@ def report_error(error: BaseException) -> int:
     return EXIT_BAD_CONFIG
 
 
-def exit_with_error(error: BaseException) -> None:
+def exit_with_error(error: BaseException) -> NoReturn:
     """`report_error`, then exit with EXIT_BAD_CONFIG."""
     sys.exit(report_error(error))
 
@@ -219,7 +220,7 @@ def config_parser(
     return parser
 
 
-def _usage_error(message: str) -> None:
+def _usage_error(message: str) -> NoReturn:
     print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(EXIT_BAD_CONFIG)
 

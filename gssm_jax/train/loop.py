@@ -383,14 +383,14 @@ def train_and_evaluate(
     workdir: str,
     stop: StopFlag | None = None,
     allow_config_change: bool = False,
-    malloc_kept: str | None = None,
+    malloc_kept: bool = False,
 ) -> int:
     """Trains per `config` into `workdir` (resuming if it holds a checkpoint); returns the exit code.
 
     Joins the other processes first (`distributed.*`, or Slurm's). `stop`: an installed StopFlag
     (gssm_jax.main installs one at start-up); None installs one here. `allow_config_change`: resume
-    even when the config changes the experiment (see train.workdir). `malloc_kept`: what
-    `runtime.hostmem.apply` reported, for the start line.
+    even when the config changes the experiment (see train.workdir). `malloc_kept`: whether
+    `runtime.hostmem.apply` put its settings in force, for the start line.
     """
     from absl import logging
 
