@@ -163,6 +163,7 @@ class Trainer:
         iterator: Iterator = iter(dataset)
         if restored_step is not None:
             reader = checkpoint.open_read_only(self.checkpoint_dir)
+            assert reader is not None  # the directory holds checkpoint restored_step
             try:
                 checkpoint.restore_iterator(reader, restored_step, iterator)
             finally:
@@ -209,15 +210,15 @@ class Trainer:
     def run(self, stop: StopFlag | None = None) -> int:
         """Trains to optim.steps, or until `stop` is set (by default a flag installed here)."""
         own_flag = stop is None
+        flag = StopFlag() if stop is None else stop
         if own_flag:
-            stop = StopFlag()
-            stop.install()
-        self.stop = stop
+            flag.install()
+        self.stop = flag
         try:
             return self._run()
         finally:
             if own_flag:
-                stop.restore()
+                flag.restore()
 
     def _run(self) -> int:
         c = self.config
@@ -357,6 +358,7 @@ class Trainer:
     def _finish(self, loop: LoopState) -> int:
         self.files.manager.wait_until_finished()
         ev = loop.last_eval
+        assert ev is not None  # the loop's last step evaluates
         if self.is_chief:
             final = {"step": loop.step, "workdir": self.workdir, "eval": ev}
             with open(os.path.join(self.workdir, "final.json"), "w") as f:
