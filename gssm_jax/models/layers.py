@@ -286,8 +286,9 @@ def causal_attention(
 
 
 def _attention_fwd(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, steps, block_len):
-    def body(_, group):
-        return None, _group_fwd(*group, block_len)
+    def body(_, group: tuple[jax.Array, ...]):  # q, k, v of one group
+        q, k, v = group
+        return None, _group_fwd(q, k, v, block_len)
 
     qkv = tuple(_to_groups(a, steps) for a in (q_BxLxHxK, k_BxLxHxK, v_BxLxHxK))
     _, (o, lse) = lax.scan(body, None, qkv)
@@ -296,8 +297,9 @@ def _attention_fwd(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, steps, block_len):
 
 
 def _attention_bwd(steps, block_len, res, do_BxLxHxK):
-    def body(_, group):
-        return None, _group_bwd(*group, block_len)
+    def body(_, group: tuple[jax.Array, ...]):  # q, k, v, o, lse, do of one group
+        q, k, v, o, lse, do = group
+        return None, _group_bwd(q, k, v, o, lse, do, block_len)
 
     groups = tuple(_to_groups(a, steps) for a in (*res, do_BxLxHxK))
     _, grads = lax.scan(body, None, groups)

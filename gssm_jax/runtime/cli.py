@@ -210,6 +210,7 @@ def config_parser(
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
+    # one-line errors; mypy rejects assigning to a method, which is what this override is
     parser.error = _usage_error  # type: ignore[method-assign]
     parser.add_argument(
         "--config",

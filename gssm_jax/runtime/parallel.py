@@ -46,6 +46,7 @@ def in_mesh(fn: Callable, mesh: Mesh, mesh_cfg: ml_collections.ConfigDict) -> Ca
 
     call = wrap(fn)
     if hasattr(fn, "lower"):
+        # a function object takes new attributes; the Callable type declares none
         call.lower = wrap(fn.lower)  # type: ignore[attr-defined]
     return call
 
