@@ -9,6 +9,7 @@ The global batch (data.batch_size) is split over every process and device (mesh.
 it a multiple of the number of GPUs.
 """
 
+from configs import sizes
 from gssm_jax.config import default_config
 
 
@@ -16,16 +17,6 @@ def get_config():
     c = default_config()
     c.data.seq_len = 1024
     c.data.batch_size = 64
-    c.model.emb_dim = 288
-    c.model.nb_layers = 12
-    c.model.transformer.nb_heads = 12
-    c.model.transformer.hidden_dim = 4 * 288
-    c.model.dtype = "bfloat16"
-    c.optim.steps = 20_000
-    c.optim.warmup = 1_000
-    c.optim.lr = 1e-3
-    c.log.period = 50
-    c.eval.period = 1_000
-    c.eval.batches = 8
-    c.checkpoint.period = 1_000
+    sizes.transformer(c, emb_dim=288, nb_layers=12, nb_heads=12)
+    sizes.long_run(c, steps=20_000, every=1_000)
     return c

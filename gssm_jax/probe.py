@@ -25,17 +25,17 @@ def _parser() -> argparse.ArgumentParser:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--step", type=int, default=None, help="checkpoint (default: latest)")
     which.add_argument("--init", action="store_true", help="probe a fresh init of the model")
-    p.add_argument("--sequences", type=cli.positive_int, default=4096, help="held-out sequences")
+    p.add_argument("--sequences", type=int, default=4096, help="held-out sequences")
     p.add_argument("--test-fraction", type=float, default=0.25, help="sequences held for scoring")
     p.add_argument("--positions", nargs="+", help="positions t or ranges a:b; default 1..T-2")
     p.add_argument("--layers", nargs="+", help="layers (default: embed and every block output)")
     p.add_argument("--parts", action="store_true", help="also every block's sublayer outputs")
     p.add_argument("--out", default=None, help="output directory (default: RUN/probe)")
     p.add_argument("--data-seed", type=int, default=None, help="stream (default: eval.seed)")
-    p.add_argument("--batch", type=cli.positive_int, default=256, help="sequences per forward")
+    p.add_argument("--batch", type=int, default=256, help="sequences per forward")
     s = fit.ProbeSettings
-    p.add_argument("--steps", type=cli.positive_int, default=s.steps, help="probe steps")
-    p.add_argument("--probe-batch", type=cli.positive_int, default=s.batch, help="rows")
+    p.add_argument("--steps", type=int, default=s.steps, help="probe steps")
+    p.add_argument("--probe-batch", type=int, default=s.batch, help="rows")
     p.add_argument("--lr", type=float, default=s.lr)
     p.add_argument("--weight-decay", type=float, default=s.weight_decay)
     p.add_argument("--seed", type=int, default=s.seed, help="probe minibatches")
@@ -52,6 +52,9 @@ def probe(request: pipeline.ProbeRequest, out: str | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    for flag in ("sequences", "batch", "probe_batch", "steps"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')}={getattr(args, flag)}: must be >= 1")
     if not 0 < args.test_fraction < 1:
         parser.error(f"--test-fraction={args.test_fraction}: must be in (0, 1)")
     if not (args.lr > 0 and args.weight_decay >= 0):

@@ -49,6 +49,7 @@ seeds004 --max-batch` finds the largest batch that fits one device).
 
 import ml_collections
 
+from configs import sizes
 from gssm_jax.config import default_config
 
 SETUPS = {
@@ -79,16 +80,6 @@ def get_config(setup: str = "small_z") -> ml_collections.ConfigDict:
     c.data.graph = graph(**SETUPS[setup])
     c.data.seq_len = 2048
     c.data.batch_size = 16
-    c.model.emb_dim = 288
-    c.model.nb_layers = 12
-    c.model.transformer.nb_heads = 12
-    c.model.transformer.hidden_dim = 4 * 288
-    c.model.dtype = "bfloat16"
-    c.optim.steps = 10_000  # 16 x 2048 tokens per step: 328M tokens
-    c.optim.warmup = 500
-    c.optim.lr = 1e-3
-    c.log.period = 50
-    c.eval.period = 500
-    c.eval.batches = 8
-    c.checkpoint.period = 500
+    sizes.transformer(c, emb_dim=288, nb_layers=12, nb_heads=12)
+    sizes.long_run(c, steps=10_000, every=500)  # 16 x 2048 tokens per step: 328M tokens
     return c

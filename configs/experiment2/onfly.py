@@ -32,6 +32,7 @@ graph seed.
 
 import ml_collections
 
+from configs import sizes
 from gssm_jax.config import default_config
 
 ALPHA_X = 0.05
@@ -76,16 +77,6 @@ def get_config(arg: str = "4") -> ml_collections.ConfigDict:
         return c
     c.data.seq_len = 1024
     c.data.batch_size = 32
-    c.model.emb_dim = 256
-    c.model.nb_layers = 8
-    c.model.transformer.nb_heads = 8
-    c.model.transformer.hidden_dim = 4 * 256
-    c.model.dtype = "bfloat16"
-    c.optim.steps = 10_000
-    c.optim.warmup = 500
-    c.optim.lr = 1e-3
-    c.log.period = 50
-    c.eval.period = 500
-    c.eval.batches = 8
-    c.checkpoint.period = 500
+    sizes.transformer(c, emb_dim=256, nb_layers=8, nb_heads=8)
+    sizes.long_run(c, steps=10_000, every=500)
     return c

@@ -20,6 +20,11 @@ def _require(ok: bool, key: str, value, msg: str) -> None:
         raise ConfigError(f"config {key}={value!r}: {msg}")
 
 
+def _choice(key: str, value, choices: tuple[str, ...]) -> None:
+    listed = ", ".join(repr(c) for c in choices[:-1]) + f" or {choices[-1]!r}"
+    _require(value in choices, key, value, f"must be {listed}")
+
+
 def _positive_int(c: ml_collections.ConfigDict, key: str) -> None:
     value = c
     for part in key.split("."):
@@ -33,9 +38,7 @@ def check_data(c: ml_collections.ConfigDict) -> None:
     for key in ("seq_len", "batch_size", "mc_draws"):
         _positive_int(c, f"data.{key}")
     _require(d.seq_len >= 2, "data.seq_len", d.seq_len, "must be >= 2")
-    _require(
-        d.source in ("stream", "files"), "data.source", d.source, "must be 'stream' or 'files'"
-    )
+    _choice("data.source", d.source, ("stream", "files"))
     _require(
         d.source != "files" or bool(d.path),
         "data.path",
@@ -76,12 +79,7 @@ def check_optim(c: ml_collections.ConfigDict) -> None:
         _require(0 <= o[key] < 1, f"optim.{key}", o[key], "must be in [0, 1)")
     _require(o.weight_decay >= 0, "optim.weight_decay", o.weight_decay, "must be >= 0")
     _require(o.clip_norm >= 0, "optim.clip_norm", o.clip_norm, "must be >= 0 (0 disables clipping)")
-    _require(
-        o.schedule in ("cosine", "constant"),
-        "optim.schedule",
-        o.schedule,
-        "must be 'cosine' or 'constant'",
-    )
+    _choice("optim.schedule", o.schedule, ("cosine", "constant"))
     _require(
         0 <= o.warmup <= o.steps, "optim.warmup", o.warmup, f"must be in [0, optim.steps={o.steps}]"
     )
@@ -99,12 +97,7 @@ def check_kron_training(c: ml_collections.ConfigDict) -> None:
     """optim.freeze, optim.kron_lr and optim.distill (the Kronecker factors themselves are checked
     by the model's dataclass)."""
     o = c.optim
-    _require(
-        o.freeze in ("none", "kron", "pretrained"),
-        "optim.freeze",
-        o.freeze,
-        "must be 'none', 'kron' or 'pretrained'",
-    )
+    _choice("optim.freeze", o.freeze, ("none", "kron", "pretrained"))
     _require(
         o.freeze == "none" or c.model.mlp == "kronecker",
         "optim.freeze",
@@ -156,12 +149,7 @@ def check_loop(c: ml_collections.ConfigDict) -> None:
 
 def check_runtime(c: ml_collections.ConfigDict) -> None:
     r = c.runtime
-    _require(
-        r.keep_freed_memory in ("auto", "on", "off"),
-        "runtime.keep_freed_memory",
-        r.keep_freed_memory,
-        "must be 'auto', 'on' or 'off'",
-    )
+    _choice("runtime.keep_freed_memory", r.keep_freed_memory, ("auto", "on", "off"))
     cpu = r.cpu_devices
     _require(cpu >= -1, "runtime.cpu_devices", cpu, "must be -1 (one per core), 0 or a count")
     _require(

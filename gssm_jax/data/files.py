@@ -21,6 +21,7 @@ from array_record.python.array_record_module import ArrayRecordReader
 
 from gssm_jax.config import ConfigError
 from gssm_jax.data import layout
+from gssm_jax.data.bursts import burst_stream
 from gssm_jax.gssm.graph import Graph
 from gssm_jax.gssm.kernels import Tables, kernels_hash
 
@@ -286,20 +287,15 @@ class TrainWalk:
 
     def stream(self, prefetch: int = 4) -> grain.IterDataset:
         """`dataset()`'s elements in order, as the trainer reads them: in one background thread,
-        `prefetch` elements ahead; its iterator state (Grain's) resumes mid-epoch.
-
-        Grain's shuffle releases and retakes the GIL once per sequence. Drawn one batch at a
-        time, each release hands the GIL to the train loop's own Python and back; drawn
-        BURST_SEQUENCES at a time (Grain's batch of the walk, split by its rebatch), the draws run
-        while the loop waits.
-        """
-        per_burst = max(1, BURST_SEQUENCES // self.global_batch)  # whole batches a burst
-        bursts = self._batched(per_burst * self.global_batch)
-        stream = bursts.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
-        stream = grain.experimental.RebatchIterDataset(stream, batch_size=self.global_batch)
-        stream = grain.experimental.LimitIterDataset(stream, count=self.num_batches)
-        return grain.experimental.ThreadPrefetchIterDataset(
-            stream.map(self._read), prefetch_buffer_size=max(prefetch, 1)
+        `prefetch` elements ahead, the walk drawn BURST_SEQUENCES at a time (`bursts`); its
+        iterator state (Grain's) resumes mid-epoch."""
+        return burst_stream(
+            self._batched,
+            self.global_batch,
+            self.num_batches,
+            self._read,
+            prefetch,
+            BURST_SEQUENCES,
         )
 
 

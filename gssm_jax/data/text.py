@@ -23,6 +23,7 @@ from collections.abc import Mapping
 import grain
 import numpy as np
 
+from gssm_jax.data.bursts import burst_stream
 from gssm_jax.data.text_config import check_text_config, text_section, text_sources, text_weights
 from gssm_jax.data.text_sources import TextDataError, read_documents
 from gssm_jax.data.text_tokenizers import Tokenizer, load_tokenizer, token_stream
@@ -230,13 +231,8 @@ class TextWalk:
         """`dataset()`'s elements in order, as the trainer reads them: ids drawn BURST_WINDOWS at
         a time in one background thread, `prefetch` batches ahead; its iterator state (Grain's)
         resumes exactly."""
-        per_burst = max(1, BURST_WINDOWS // self.global_batch)
-        bursts = self.ids(per_burst * self.global_batch)
-        stream = bursts.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
-        stream = grain.experimental.RebatchIterDataset(stream, batch_size=self.global_batch)
-        stream = grain.experimental.LimitIterDataset(stream, count=self.num_batches)
-        return grain.experimental.ThreadPrefetchIterDataset(
-            stream.map(self._read), prefetch_buffer_size=max(prefetch, 1)
+        return burst_stream(
+            self.ids, self.global_batch, self.num_batches, self._read, prefetch, BURST_WINDOWS
         )
 
 

@@ -11,10 +11,10 @@ import grain
 import numpy as np
 import pytest
 
-from gssm_jax.train import checkpoint
 from gssm_jax.data import text, text_metrics
 from gssm_jax.data.text_sources import TextDataError
 from gssm_jax.data.text_tokenizers import ByteTokenizer, token_stream
+from gssm_jax.train import checkpoint
 
 T = 32  # window length of these tests
 

@@ -41,16 +41,16 @@ def test_measures_grow_with_alpha_x():
     assert hard["entropy"] > 0.9 and easy["entropy"] < hard["entropy"] - 0.2
 
 
-@pytest.mark.parametrize("node,measure", [("x", "gzip"), ("x", "entropy"), ("z", "entropy")])
-def test_alpha_search_reaches_target(node, measure):
+@pytest.mark.parametrize("node,which", [("x", "gzip"), ("x", "entropy"), ("z", "entropy")])
+def test_alpha_search_reaches_target(node, which):
     graph = parse_graph(SMALL)
-    result = measure.search_alpha(graph, 0.6, node, measure, SETUP, tol=0.02)
+    result = measure.search_alpha(graph, 0.6, node, which, SETUP, tol=0.02)
     assert result.converged, result
     assert abs(result.value - 0.6) <= 0.02
     # The reported alpha reproduces the reported value.
     fixed = {"x": dict(alpha_x=result.alpha), "z": dict(alpha_z=result.alpha)}[node]
-    again = measure.measure(measure.with_alphas(graph, **fixed), SETUP, (measure,))
-    assert math.isclose(again[measure], result.value, abs_tol=1e-6)
+    again = measure.measure(measure.with_alphas(graph, **fixed), SETUP, (which,))
+    assert math.isclose(again[which], result.value, abs_tol=1e-6)
 
 
 def test_alpha_search_rejects_unreachable_target():

@@ -11,11 +11,11 @@ import sys
 import numpy as np
 from conftest import one_line_error, read_jsonl, run_cmd, tree_digest
 
+from gssm_jax import evaluate
 from gssm_jax.config import four_graph
 from gssm_jax.data import set_writer
 from gssm_jax.gssm.graph import parse_graph
 from gssm_jax.gssm.kernels import draw_kernels
-from gssm_jax import evaluate
 
 
 def write_set(path, graph_spec: dict, n: int = 16, seq_len: int = 32) -> str:

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from conftest import one_line_error, run_cmd, tree_digest
 
-from gssm_jax.config import default_config, family_config
 from gssm_jax import generate
+from gssm_jax.config import default_config, family_config
 from gssm_jax.inference import decoding
 from gssm_jax.inference.rundir import open_run
 from gssm_jax.models import registry

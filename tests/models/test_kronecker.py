@@ -10,8 +10,7 @@ import pytest
 
 from gssm_jax.models import kronecker
 from gssm_jax.models.configs import TransformerConfig
-from gssm_jax.models.mlp import Mlp
-from gssm_jax.models.mlp import KronMlp
+from gssm_jax.models.mlp import KronMlp, Mlp
 
 
 def _planted(rng, a_shape, b_shape, terms):
@@ -124,7 +123,9 @@ def test_bad_shapes_and_ranks_are_named_errors():
 
 
 def _cfg(**kw):
-    base = dict(vocab_size=8, emb_dim=16, hidden_dim=24, nb_layers=2, mlp="kronecker")
+    base = dict(
+        vocab_size=8, emb_dim=16, hidden_dim=24, nb_layers=2, mlp="kronecker", init="fan_in"
+    )
     return TransformerConfig(**{**base, **kw})
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, main_cmd, run_cmd
 
+from gssm_jax import probe
 from gssm_jax.config import default_config
 from gssm_jax.inference.rundir import open_run
-from gssm_jax import probe
 from gssm_jax.runtime.exitcodes import EXIT_BAD_CONFIG
 
 STEPS = [

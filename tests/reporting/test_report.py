@@ -19,6 +19,7 @@ pytest.importorskip("pandas")
 
 import matplotlib.image as mpimg  # noqa: E402
 import pandas as pd  # noqa: E402
+
 from gssm_jax.report import main as report_main  # noqa: E402
 
 FIGURES = (

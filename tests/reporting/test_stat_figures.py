@@ -4,6 +4,7 @@ and the reasons given when there is nothing to draw."""
 import numpy as np
 import pandas as pd
 import pytest
+from planted import planted_scaling
 
 from gssm_jax.reporting import scaling, scaling_figures, stat_figures
 
@@ -100,8 +101,8 @@ def test_kl_t_bands_of_groups(tmp_path):
     )
 
 
-def _two_term_runs(scaling_runs):
-    table = scaling_runs(
+def _two_term_runs():
+    table = planted_scaling(
         np.geomspace(1e4, 1e6, 4),
         np.geomspace(1e5, 1e8, 4),
         seeds=2,
@@ -112,8 +113,8 @@ def _two_term_runs(scaling_runs):
     return table
 
 
-def test_iso_kl_contours_of_a_two_term_fit(tmp_path, scaling_runs):
-    table = _two_term_runs(scaling_runs)
+def test_iso_kl_contours_of_a_two_term_fit(tmp_path):
+    table = _two_term_runs()
     fit = scaling.fit_scaling(table, "best_eval_kl_gap", resamples=20)
     path = tmp_path / "iso.png"
     assert _drawn(scaling_figures.iso_kl_contours(fit, table, path), path)
@@ -128,8 +129,8 @@ def test_iso_kl_contours_of_a_two_term_fit(tmp_path, scaling_runs):
     assert levels.tolist() == sorted(set(levels.tolist())) and 0.011 < levels[0] < levels[-1] < 0.9
 
 
-def test_kl_against_compute_per_family(tmp_path, scaling_runs):
-    table = _two_term_runs(scaling_runs)
+def test_kl_against_compute_per_family(tmp_path):
+    table = _two_term_runs()
     table["family"] = np.where(table.params > 5e4, "mamba", "transformer")
     table["flops_per_token"] = 6.0 * table["params"]
     table["tokens"] = table["train_sequences"] * 128

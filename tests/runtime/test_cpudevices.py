@@ -39,7 +39,7 @@ def test_apply_once_jax_has_started_changes_nothing(monkeypatch):
 
 def test_a_fresh_process_gets_the_requested_devices():
     code = (
-        "from gssm_jax import cpudevices; n = cpudevices.apply(2, 16); import jax; "
+        "from gssm_jax.runtime import cpudevices; n = cpudevices.apply(2, 16); import jax; "
         "print(n, jax.device_count())"
     )
     env = subprocess_env(JAX_PLATFORMS="cpu")

@@ -36,7 +36,7 @@ def test_on_keeps_a_freed_large_block_mapped():
     """After free(), a 64 MiB block stays in the heap with the settings and is unmapped without."""
     probe = (
         "import ctypes, resource, sys\n"
-        "from gssm_jax import hostmem\n"
+        "from gssm_jax.runtime import hostmem\n"
         "kept = hostmem.apply(sys.argv[1])\n"
         "libc = ctypes.CDLL('libc.so.6')\n"
         "libc.malloc.restype = ctypes.c_void_p\n"

@@ -37,10 +37,14 @@ def test_mesh_that_does_not_match_the_devices_names_the_keys():
 def test_model_axis_must_divide_heads_and_mlp():
     c = _config()
     c.model.transformer.nb_heads, c.model.emb_dim, c.model.transformer.hidden_dim = 6, 96, 256
-    with pytest.raises(ConfigError, match=r"mesh\.model=4 does not divide model\.nb_heads=6"):
+    with pytest.raises(
+        ConfigError, match=r"mesh\.model=4 does not divide model\.transformer\.nb_heads=6"
+    ):
         parallel.check_divisibility(c, AbstractMesh((2, 4), ("data", "model")))
     c.model.transformer.nb_heads, c.model.transformer.hidden_dim = 4, 250
-    with pytest.raises(ConfigError, match=r"mesh\.model=4 does not divide model\.hidden_dim=250"):
+    with pytest.raises(
+        ConfigError, match=r"mesh\.model=4 does not divide model\.transformer\.hidden_dim=250"
+    ):
         parallel.check_divisibility(c, AbstractMesh((2, 4), ("data", "model")))
     c.model.transformer.hidden_dim = 256
     parallel.check_divisibility(c, AbstractMesh((2, 4), ("data", "model")))

@@ -7,14 +7,15 @@ import gzip
 import json
 import os
 
-import ml_collections
 from conftest import read_jsonl
 
+from gssm_jax.config import default_config
 from gssm_jax.train import profile
 
 
 def test_flops_match_a_hand_count():
-    model = ml_collections.ConfigDict(dict(emb_dim=4, hidden_dim=8, nb_layers=2))
+    model = default_config().model
+    model.emb_dim, model.nb_layers, model.transformer.hidden_dim = 4, 2, 8
     # Per layer: QKV 3*4*4 + out 4*4 = 64 weights, SwiGLU 3*4*8 = 96 weights -> 2*160 = 320 FLOPs;
     # attention over 5 positions: QK^T 2*5*4 = 40 and AV 40 -> 80. Two layers: 800.
     # Head: 2*4*3 = 24. Forward 824; backward 1648; total 2472.

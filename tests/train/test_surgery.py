@@ -111,10 +111,10 @@ def test_bad_input_is_a_named_error_before_anything_is_written(source_run, tmp_p
     assert "error: config model.kron_factor='3x1'" in log and "Traceback" not in log, log
     assert not out.exists()
     cases = [
-        ("prune", 3, "2x1", None, {}, "model.kron_terms"),
-        ("svd", 1, "", None, {}, "--init 'svd'"),
-        ("vanloan", 1, "", None, {"optim.freeze": "everything"}, "optim.freeze"),
-        ("vanloan", 1, "", 7, {}, "--step 7"),
+        ("prune", 3, "2x1", None, [], "model.kron_terms"),
+        ("svd", 1, "", None, [], "--init 'svd'"),
+        ("vanloan", 1, "", None, [("optim.freeze", "everything")], "optim.freeze"),
+        ("vanloan", 1, "", 7, [], "--step 7"),
     ]
     for init, terms, factor, step, overrides, name in cases:
         with pytest.raises(SurgeryError, match=re.escape(name)):

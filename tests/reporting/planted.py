@@ -1,4 +1,4 @@
-"""Planted runs tables for the reporting tests: the columns of gssm_jax.reporting.table with made-up
+"""Planted runs tables for the reporting tests (imported as `planted`): the columns of gssm_jax.reporting.table with made-up
 results whose truth is known (a power law with multiplicative noise, a setup effect per seed)."""
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ import itertools
 
 import numpy as np
 import pandas as pd
-import pytest
 
 
 def planted_scaling(sizes, data, seeds: int, noise: float, rng_seed: int, law) -> pd.DataFrame:
@@ -32,8 +31,3 @@ def planted_scaling(sizes, data, seeds: int, noise: float, rng_seed: int, law) -
             }
         )
     return pd.DataFrame(rows)
-
-
-@pytest.fixture
-def scaling_runs():
-    return planted_scaling

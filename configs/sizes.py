@@ -1,0 +1,25 @@
+"""Settings several config files share: the model sizes of the original's experiments and the
+schedule of a long (GPU) run. A config file imports these: `from configs.sizes import ...`."""
+
+import ml_collections
+
+
+def transformer(c: ml_collections.ConfigDict, emb_dim: int, nb_layers: int, nb_heads: int) -> None:
+    """A bfloat16 transformer of width `emb_dim` with a 4x SwiGLU MLP."""
+    c.model.emb_dim = emb_dim
+    c.model.nb_layers = nb_layers
+    c.model.transformer.nb_heads = nb_heads
+    c.model.transformer.hidden_dim = 4 * emb_dim
+    c.model.dtype = "bfloat16"
+
+
+def long_run(c: ml_collections.ConfigDict, steps: int, every: int, lr: float = 1e-3) -> None:
+    """`steps` steps at peak `lr` after `every` warmup steps; eval (8 batches) and checkpoints
+    every `every` steps, a log line every 50."""
+    c.optim.steps = steps
+    c.optim.warmup = every
+    c.optim.lr = lr
+    c.log.period = 50
+    c.eval.period = every
+    c.eval.batches = 8
+    c.checkpoint.period = every
