@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
+from typing import Any
 
 from gssm_jax.config import graph_of, validate
 from gssm_jax.gssm import measure
@@ -20,12 +21,12 @@ from gssm_jax.runtime import cli
 
 def _parser():
     p = cli.config_parser("python -m gssm_jax.difficulty", __doc__, "configs/debug.py")
-    alphas = dict(type=float, nargs="+", default=None)
+    alphas: dict[str, Any] = dict(type=float, nargs="+", default=None)
     p.add_argument("--alphas-x", **alphas, help="alpha of X (default: as in the config)")
     p.add_argument("--alphas-z", **alphas, help="alpha of every hidden node (default: config)")
     p.add_argument("--batch", type=int, default=None, help="sequences measured (default 32)")
     p.add_argument("--seq-len", type=int, default=None, help="default 1024")
-    choices = dict(choices=measure.MEASURES)
+    choices: dict[str, Any] = dict(choices=measure.MEASURES)
     p.add_argument("--measures", nargs="+", default=["gzip", "entropy"], **choices)
     p.add_argument(
         "--original",

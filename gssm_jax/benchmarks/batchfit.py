@@ -31,7 +31,7 @@ def step_bytes(
     from gssm_jax.train import step as train_step
 
     c = with_batch(c, batch)
-    step_fn = train_step.make_train_step(c, model, mesh, shardings)
+    step_fn: Any = train_step.make_train_step(c, model, mesh, shardings)  # in_mesh keeps .lower
     tokens = jax.ShapeDtypeStruct((batch, c.data.seq_len), np.int32)
     stats = step_fn.lower(abstract_state, tokens).compile().memory_analysis()
     parts = {
@@ -53,6 +53,7 @@ def _next_probe(
 ) -> int:
     """The next batch to compile, strictly inside the bracket (lo fits, hi does not)."""
     if lo == 0:  # nothing fits yet: halve
+        assert hi is not None  # the first probe did not fit
         return max(multiple, _floor_to(hi // 2, multiple))
     top = hi - multiple if hi is not None else 64 * lo
     middle = max(lo + multiple, _floor_to((lo + hi) // 2, multiple)) if hi is not None else 2 * lo

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from gssm_jax.benchmarks.common import machine
 
@@ -91,7 +92,7 @@ def main(args: argparse.Namespace, kept: bool) -> int:
     info = machine()
     for family in names:
         cfg = checked_family_config(runs[family, lengths[0]][0], vocab)
-        row = {
+        row: dict[str, Any] = {
             "bench": "train",
             "family": family,
             "params": cfg.param_count(),

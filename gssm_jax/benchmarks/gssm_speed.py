@@ -16,6 +16,7 @@ import math
 import resource
 import sys
 import time
+from typing import Any
 
 import jax
 import numpy as np
@@ -80,7 +81,7 @@ def reference_sample(graph: Graph, tables: kernels.Tables, batch: int, seq_len: 
         return np.minimum((cdf_BxS <= u_B[:, None]).sum(-1), node.state_dim - 1)
 
     for t in range(1, seq_len):
-        values = {}
+        values: dict[str, np.ndarray] = {}
         for i, node in enumerate(graph.hidden):
             values[node.name] = draw(i, node, states[:, t - 1, i], values, tokens[:, t - 1])
             states[:, t, i] = values[node.name]
@@ -137,7 +138,7 @@ def reference_entropy(graph: Graph, tables: kernels.Tables, tokens_BxT, max_seco
 # ---- measurements -------------------------------------------------------------------------------
 
 
-def _time(fn) -> tuple[float, object]:
+def _time(fn) -> tuple[float, Any]:
     """Best wall time of fn(run) over runs until MIN_SECONDS have passed (MAX_RUNS at most), and
     the first run's output."""
     best, total, runs, first = math.inf, 0.0, 0, None
@@ -191,7 +192,7 @@ def bench_entropy(name: str, graph: Graph, tables, batch: int, seq_len: int) -> 
     compile_s = time.perf_counter() - start
     best, h_B = _time(lambda r: compiled(device_tables, tokens))
     n = batch * seq_len
-    extra = {
+    extra: dict[str, Any] = {
         "compile_s": round(compile_s, 2),
         "entropy_normalised": round(float(h_B.mean()) / math.log(graph.vocab_size), 4),
     }

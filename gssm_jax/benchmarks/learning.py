@@ -133,9 +133,9 @@ def jax_trainer(c):
 def torch_trainer(c, vocab: int, seed: int, threads: int, params: dict | None = None):
     """The reference's update, from its own fan-in draw (torch seed `seed`) or from `params`, a
     JAX transformer's parameters."""
-    from gssm_jax.config import family_config
+    from gssm_jax.benchmarks.timing import transformer_config
 
-    m, o = family_config(c.model, vocab), c.optim
+    m, o = transformer_config(c, vocab), c.optim
     shape = torch_ref.TorchShape(
         vocab, m.emb_dim, m.nb_layers, m.nb_heads, m.hidden_dim, m.rope_theta, m.norm_eps
     )

@@ -8,6 +8,7 @@ import gc
 import resource
 import sys
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from gssm_jax.benchmarks import torch_ref
@@ -21,6 +22,7 @@ if TYPE_CHECKING:  # JAX is imported lazily: `keep_freed_memory` must run before
     import ml_collections
     from jax.sharding import Mesh
 
+    from gssm_jax.models.configs import TransformerConfig
     from gssm_jax.models.registry import Model
 
 TORCH_THREADS = 2  # the earlier system's CPU runs; this project's CPU machines have 2 cores
@@ -36,7 +38,7 @@ PRESETS = {
 
 
 def bench_config(
-    shape: dict, attention: str = "auto", overrides: list[tuple[str, str]] = ()
+    shape: dict, attention: str = "auto", overrides: Sequence[tuple[str, str]] = ()
 ) -> ml_collections.ConfigDict:
     """The default config with the benchmark's shape (a PRESETS entry with overrides), then the
     command line's `--config.KEY=VALUE` overrides."""
@@ -53,6 +55,20 @@ def bench_config(
         cli.apply_override(c, key, text)
     validate(c)
     return c
+
+
+def transformer_config(c: ml_collections.ConfigDict, vocab: int) -> TransformerConfig:
+    """The transformer's dataclass of config `c`: what the PyTorch reference and `bench train`'s
+    plain model are written for (ConfigError for another family)."""
+    from gssm_jax.config import ConfigError
+    from gssm_jax.models.configs import TransformerConfig
+
+    m = family_config(c.model, vocab)
+    if not isinstance(m, TransformerConfig):
+        raise ConfigError(
+            f"config model.family={c.model.family!r}: this benchmark times a transformer"
+        )
+    return m
 
 
 def random_tokens(c: ml_collections.ConfigDict, count: int, vocab: int) -> list:
@@ -82,8 +98,17 @@ def real_tokens(c: ml_collections.ConfigDict, count: int) -> list:
 class Timed:
     """One model's jitted train step with its state, and the times of its timed steps."""
 
+    step_fn: Callable[..., Any]  # (state, tokens) -> (state, metrics); TorchTimed's: tokens -> loss
+    peak_bytes: int | None  # set by start_model after the warm-up
+    config: ml_collections.ConfigDict  # the config it ran at, set by start_model
+
     def __init__(
-        self, name: str, model: Model, c: ml_collections.ConfigDict, mesh: Mesh, batches: list
+        self,
+        name: str,
+        model: Model | None,
+        c: ml_collections.ConfigDict,
+        mesh: Mesh,
+        batches: list,
     ) -> None:
         import jax
         from jax.sharding import NamedSharding
@@ -92,6 +117,7 @@ class Timed:
         from gssm_jax.train import state as train_state
         from gssm_jax.train import step as train_step
 
+        assert model is not None  # None only for TorchTimed, which builds its own
         self.model = model
         sharding = NamedSharding(mesh, parallel.batch_spec(c))
         batches = [jax.device_put(b, sharding) for b in batches]
@@ -105,7 +131,10 @@ class Timed:
         t0 = time.perf_counter()
         self.run_step()
         self.compile_s = time.perf_counter() - t0
-        self.wall, self.cpu, self.faults, self.losses = [], [], [], []
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+        self.faults: list[int] = []
+        self.losses: list[float] = []
 
     def _step(self, batch) -> Any:
         """One train step, waited for; its loss (read after the timing)."""
@@ -140,10 +169,15 @@ class TorchTimed(Timed):
     """The PyTorch eager reference's train step (`torch_ref.TrainStep`), timed like `Timed`."""
 
     def __init__(
-        self, name: str, model: None, c: ml_collections.ConfigDict, mesh: Mesh, batches: list
+        self,
+        name: str,
+        model: Model | None,
+        c: ml_collections.ConfigDict,
+        mesh: Mesh,
+        batches: list,
     ) -> None:
         o, vocab = c.optim, graph_of(c).vocab_size
-        m = family_config(c.model, vocab)
+        m = transformer_config(c, vocab)
         shape = torch_ref.TorchShape(
             vocab, m.emb_dim, m.nb_layers, m.nb_heads, m.hidden_dim, m.rope_theta, m.norm_eps
         )
@@ -156,7 +190,7 @@ class TorchTimed(Timed):
         return self.step_fn(batch)
 
 
-def percentile(values: list[float], q: float) -> float:
+def percentile(values: Sequence[float], q: float) -> float:
     import numpy as np
 
     return float(np.percentile(np.asarray(values), q))
@@ -168,7 +202,7 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 def start_model(
     name: str,
-    build: Callable[[ml_collections.ConfigDict], Model],
+    build: Callable[[ml_collections.ConfigDict], Model | None],  # None: TorchTimed builds it
     c: ml_collections.ConfigDict,
     mesh: Mesh,
     tokens: str,

@@ -142,7 +142,7 @@ def _model_class():
     return Model
 
 
-_Model = None
+_Model: Any = None  # the torch Module class, defined on first use (torch is optional)
 
 
 def load_jax_params(model: Any, params: dict) -> None:

@@ -48,6 +48,7 @@ from gssm_jax.benchmarks.timing import (
     bench_config,
     percentile,
     start_model,
+    transformer_config,
 )
 from gssm_jax.config import graph_of
 from gssm_jax.models.configs import ATTENTION_CHOICES
@@ -235,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     build = {
         "optimized": lambda c: train_state.model_from_config(c, vocab),
         "plain": lambda c: registry.build(
-            family_config(c.model, vocab), PlainTransformer(family_config(c.model, vocab))
+            family_config(c.model, vocab), PlainTransformer(transformer_config(c, vocab))
         ),
         "torch": lambda c: None,  # TorchTimed builds it
     }
@@ -251,7 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.model_names:
         run_c = c
         if limit is not None:
-            searches[name] = search_batch(c, mesh, limit, build[name](c), multiple)
+            model = build[name](c)
+            assert model is not None  # torch, built by TorchTimed, is not searched (removed above)
+            searches[name] = search_batch(c, mesh, limit, model, multiple)
             run_c = with_batch(c, max(multiple, searches[name]["largest_batch"]))
         t = start_model(name, build[name], run_c, mesh, args.tokens, args.warmup, step_down)
         if isinstance(t, Timed):
@@ -266,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         for t in timed:
             t.timed_steps(args.steps)
 
-    m = family_config(c.model, vocab)
+    m = transformer_config(c, vocab)
     device_kind = jax.devices()[0].device_kind
     peak = profile.peak_flops(device_kind, m.dtype)
     flops = profile.flops_per_token(m, c.data.seq_len - 1, vocab)["total"]

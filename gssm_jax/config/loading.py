@@ -71,6 +71,7 @@ def _import_file(file: str, function: str) -> ModuleType:
             return module
         # the package name is taken by another tree (a copy of configs/, say): run this file
     spec = importlib.util.spec_from_file_location(f"gssm_{function}_file", file)
+    assert spec is not None and spec.loader is not None  # a .py path always has a file loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

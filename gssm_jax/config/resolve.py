@@ -89,6 +89,8 @@ def checked_family_config(c: ml_collections.ConfigDict, vocab_size: int) -> Shar
     return cfg
 
 
-def mesh_rules(mesh_cfg: ml_collections.ConfigDict) -> tuple[tuple[str, object], ...]:
+def mesh_rules(
+    mesh_cfg: ml_collections.ConfigDict,
+) -> tuple[tuple[str, str | tuple[str, ...] | None], ...]:
     """`mesh.rules` as the tuple of (logical axis, mesh axis or None) pairs Flax expects."""
     return tuple((str(k), v) for k, v in mesh_cfg.rules)

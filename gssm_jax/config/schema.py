@@ -10,6 +10,7 @@ model default is written once, there: `model.<field>` for the fields every famil
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import ml_collections
 
@@ -20,7 +21,9 @@ DEFAULT_FAMILY = "transformer"
 
 def four_graph(alpha_x: float = 0.05, alpha_z: float = 0.05) -> dict:
     """Z1..Z4 (4 states each) -> X (32 tokens): the `four` graph of the benchmarks."""
-    graph = {f"Z{i}": dict(state_dim=4, alpha=alpha_z) for i in range(1, 5)}
+    graph: dict[str, dict[str, Any]] = {
+        f"Z{i}": dict(state_dim=4, alpha=alpha_z) for i in range(1, 5)
+    }
     graph["X"] = dict(state_dim=32, alpha=alpha_x, parents=["Z1", "Z2", "Z3", "Z4"], observed=True)
     return graph
 

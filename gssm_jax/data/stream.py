@@ -24,11 +24,12 @@ def process_rows(sharding: jax.sharding.Sharding, global_shape: tuple[int, ...])
     """The contiguous range of global rows held by this process's devices under `sharding`."""
     starts, stops = [], []
     for index in sharding.addressable_devices_indices_map(global_shape).values():
+        assert index is not None  # typed Optional by JAX; every addressable device has an index
         rows = index[0]
         starts.append(rows.start or 0)
         stops.append(global_shape[0] if rows.stop is None else rows.stop)
     lo, hi = min(starts), max(stops)
-    covered = set()
+    covered: set[int] = set()
     for a, b in zip(starts, stops):
         covered.update(range(a, b))
     if len(covered) != hi - lo:

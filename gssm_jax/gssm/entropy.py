@@ -48,6 +48,9 @@ ELEM_MAX_D = 8
 DENSE_MAX_ENTRIES = 2**28
 MC_MEMORY_BUDGET = 2**28  # bytes of forward state per chunk of Monte Carlo draws
 
+# what `make_entropy_fn`'s function returns: H_B, or (H_B, stderr_B or None) with `stderr`
+EntropyOut = jax.Array | tuple[jax.Array, jax.Array | None]
+
 
 class EntropyResult(NamedTuple):
     """Per-sequence entropy (B,), optional per-position values (B, T-1), Monte Carlo draws and the
@@ -284,10 +287,12 @@ def forward_fns(graph: Graph, tables: Tables, method: str, dtype) -> Forward:
         return Forward((graph.joint_size,), lambda pred, x_B: pred * e_VxS[x_B], transition)
     ops = _operands(graph, tables, dtype)
 
-    def transition(alpha, x_prev_B):
+    def factored_transition(alpha, x_prev_B):
         return _transition(graph, ops, alpha, x_prev_B)
 
-    return Forward(graph.hidden_dims, lambda pred, x_B: pred * ops.emission[x_B], transition)
+    return Forward(
+        graph.hidden_dims, lambda pred, x_B: pred * ops.emission[x_B], factored_transition
+    )
 
 
 def first_prediction(graph: Graph, fwd: Forward, tokens_BxT, dtype) -> jax.Array:
@@ -422,7 +427,7 @@ def make_entropy_fn(
     mc_draws: int = 64,
     mc_seed: int = 0,
     stderr: bool = False,
-) -> Callable[[Tables, jax.Array], jax.Array]:
+) -> Callable[[Tables, jax.Array], EntropyOut]:
     """A pure, jittable (tables, tokens_BxT) -> H_B for the training loop (Monte Carlo if context);
     with `stderr`, -> (H_B, standard error (B,) of the Monte Carlo estimate or None when exact).
 
@@ -436,7 +441,7 @@ def make_entropy_fn(
     method = _resolve(graph, method)
     draws = context_draws(graph, mc_draws, mc_seed, jnp.float64) if graph.has_context else None
 
-    def entropy_fn(tables: Tables, tokens_BxT: jax.Array) -> jax.Array:
+    def entropy_fn(tables: Tables, tokens_BxT: jax.Array) -> EntropyOut:
         if tokens_BxT.shape[1] != seq_len:
             raise ValueError(f"tokens have length {tokens_BxT.shape[1]}, expected {seq_len}")
         tables = tuple(tables)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -51,7 +52,7 @@ def _floor_np(p: np.ndarray) -> np.ndarray:
     return p / p.sum(axis=-1, keepdims=True)
 
 
-def _product_table(log_factors: list, input_dims: tuple[int, ...], xp) -> object:
+def _product_table(log_factors: list, input_dims: tuple[int, ...], xp) -> Any:
     """log p[*inputs, v] = sum_k log M_k[input_k, v], broadcast over the joint input grid."""
     n = len(input_dims)
     total = 0.0

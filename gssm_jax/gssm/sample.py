@@ -45,7 +45,7 @@ def cdf_tables(tables: kernels.Tables) -> CdfTables:
     """Cumulative tables as rows (R, S-1) float32. Computed in float64 NumPy from the float32 tables
     when concrete, so every backend and caller gets bit-identical thresholds; traced tables (a
     caller's own jit) use an XLA float32 cumsum, which may differ in the last bit."""
-    out = []
+    out: list[jax.Array | None] = []
     for t in tables:
         if t is None:
             out.append(None)
@@ -79,7 +79,7 @@ def _draw(cdf_RxS1: jax.Array, row: jax.Array, u: jax.Array) -> jax.Array:
     return jnp.sum(cdf_RxS1[row] <= u[..., None], axis=-1, dtype=jnp.int32)
 
 
-def _row(graph: Graph, node: NodeSpec, own_prev, values: dict, prev_token) -> jax.Array:
+def _row(graph: Graph, node: NodeSpec, own_prev, values: dict, prev_token) -> jax.Array | int:
     """Flat row index of the node's inputs: own previous value (hidden only), then parents in order,
     a parent X meaning the previous token and a hidden parent its new value."""
     dims = graph.input_dims(node)
@@ -100,17 +100,17 @@ def _sampler(graph: Graph, seq_len: int) -> Callable:
     names = [n.name for n in graph.hidden]
     x_name = graph.observed.name
 
-    def run(cdfs: CdfTables, data_seed, seq_idx_B):
+    def run(fixed_cdfs: CdfTables, data_seed, seq_idx_B):
         B = seq_idx_B.shape[0]
+        cdfs: list[jax.Array] = list(fixed_cdfs)  # context nodes' None: their rows, set below
         keys_B = sequence_keys(data_seed, seq_idx_B)
         noise_keys_B = jax.vmap(lambda k: jax.random.fold_in(k, _NOISE))(keys_B)
         u_BxT1xN = jax.vmap(lambda k: _noise(k, seq_len - 1, n_nodes))(noise_keys_B)
         u_T1xNxB = jnp.transpose(u_BxT1xN, (1, 2, 0))
-        offsets = [None] * n_nodes  # context rows live at b * rows_per_sequence + row
-        ctx = (None,) * n_nodes
+        offsets: list[jax.Array | None] = [None] * n_nodes  # context rows: b * rows_per_seq + row
+        ctx: kernels.Tables = (None,) * n_nodes
         if graph.has_context:
             ctx = _context_tables(graph, keys_B)
-            cdfs = list(cdfs)
             for i, node in enumerate(graph.nodes):
                 if node.mode == "context":
                     cdfs[i] = _cdf_rows(ctx[i])
@@ -121,7 +121,7 @@ def _sampler(graph: Graph, seq_len: int) -> Callable:
             return row if offsets[i] is None else row + offsets[i]
 
         def step(prev: dict, u_NxB):
-            new = {}
+            new: dict[str, jax.Array] = {}
             for i, node in enumerate(graph.hidden):
                 row = _row(graph, node, prev[node.name], new, prev.get(x_name))
                 new[node.name] = _draw(cdfs[i], lookup(i, row), u_NxB[i])
@@ -159,7 +159,8 @@ class Sampler:
         self.graph, self.seq_len = graph, _check_seq_len(seq_len)
         # once tables are drawn, fixed nodes' alphas play no part
         self._run = _compiled(graph.blanked(keep_context=True, alpha=1.0), self.seq_len)
-        self._last = (None, None)  # (tables, their cdfs), swapped as one object for threads
+        # (tables, their cdfs), swapped as one object for threads
+        self._last: tuple[kernels.Tables | None, CdfTables] = (None, ())
 
     def cdfs(self, tables: kernels.Tables) -> CdfTables:
         last_tables, last_cdfs = self._last

@@ -119,6 +119,7 @@ def generate_cached(
     tokens = jnp.concatenate([first_B[:, None], rest_KxB.T], axis=1)
     if not keep_logits:
         return Completions(tokens, None)
+    assert rest_logits is not None  # decode_steps keeps them with keep_logits
     logits = jnp.concatenate([logits_BxV[:, None], jnp.swapaxes(rest_logits, 0, 1)], axis=1)
     return Completions(tokens, logits)
 

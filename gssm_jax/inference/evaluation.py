@@ -153,6 +153,7 @@ def evaluate_run(
     Returns the paths written. Every user error (ConfigError) is raised before any evaluation."""
     run = open_run(workdir)
     latest = run.step_or_latest(None if all_steps else step)  # a RunError when there is none
+    assert run.manager is not None  # step_or_latest raised without one
     steps = run.steps if all_steps else [latest]
     for s in steps:
         run.check_compatible(s)

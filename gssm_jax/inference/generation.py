@@ -232,7 +232,7 @@ def generate_run(
         for i in range(n)
     ]
     write_jsonl(out, rows)
-    summary = {
+    summary: dict[str, Any] = {
         "workdir": run.workdir,
         "step": step,
         "num": n,

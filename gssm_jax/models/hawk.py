@@ -131,6 +131,7 @@ class RGLRU(nn.Module):
                 h_BxLxHxK = (a[:, 0] * state.h + b[:, 0])[:, None]
             else:
                 h_BxLxHxK = recurrent.linear_scan(a, b, state.h)
+            assert window is not None  # valid_B comes with a state
             new_state = HawkState(h_BxLxHxK[:, -1], window)
         y = lm.constrain(h_BxLxHxK.astype(dtype) * gate_BxLxHxK, HEAD_AXES)
         y_NxD = dense(y.reshape(B * L, H, K), w_out.astype(dtype), 2)

@@ -150,7 +150,7 @@ def kron_apply(x_Nxm: Any, A_rxm1xn1: Any, B_rxm2xn2: Any) -> Any:
 def materialise(A_rxm1xn1: Any, B_rxm2xn2: Any) -> np.ndarray:
     """sum_k kron(A_k, B_k) as a dense numpy matrix (tests and reconstruction errors)."""
     A, B = np.asarray(A_rxm1xn1), np.asarray(B_rxm2xn2)
-    return sum(np.kron(a, b) for a, b in zip(A, B))
+    return np.asarray(sum(np.kron(a, b) for a, b in zip(A, B)))
 
 
 def relative_error(W_mxn: Any, A_rxm1xn1: Any, B_rxm2xn2: Any) -> float:

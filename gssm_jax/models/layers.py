@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Literal, cast
 
 import jax
 import jax.numpy as jnp
@@ -146,6 +147,10 @@ def _rope_freqs(head_dim: int, theta: float) -> np.ndarray:
     return (np.float32(theta) ** exponent).astype(np.float32)
 
 
+# sin and cos of the rotary angles: host constants (`rope_tables`) or traced (`rope_at`)
+Angles = jax.Array | np.ndarray
+
+
 def rope_tables(length: int, head_dim: int, theta: float) -> tuple[np.ndarray, np.ndarray]:
     """sin and cos of position x frequency for positions 0..length-1, each (length, head_dim // 2),
     float32, computed on the host: they enter the jitted step as constants, where XLA would
@@ -160,7 +165,7 @@ def rope_at(positions: jax.Array, head_dim: int, theta: float) -> tuple[jax.Arra
     return jnp.sin(angle), jnp.cos(angle)
 
 
-def rope(x_BxLxHxK: jax.Array, sin: jax.Array, cos: jax.Array) -> jax.Array:
+def rope(x_BxLxHxK: jax.Array, sin: Angles, cos: Angles) -> jax.Array:
     """Rotates the pairs (x[k], x[k + K/2]) by position-dependent angles (GPT-NeoX layout).
 
     sin and cos are (L, K/2) (the same positions for every sequence) or (B, L, K/2). With -sin
@@ -172,7 +177,7 @@ def rope(x_BxLxHxK: jax.Array, sin: jax.Array, cos: jax.Array) -> jax.Array:
 
 
 def rotate_qk(
-    q_BxLxHxK: jax.Array, k_BxLxHxK: jax.Array, sin: jax.Array, cos: jax.Array
+    q_BxLxHxK: jax.Array, k_BxLxHxK: jax.Array, sin: Angles, cos: Angles
 ) -> tuple[jax.Array, jax.Array]:
     """q and k rotated in float32 and cast back to their dtype (positions are explicit here,
     outside any attention kernel)."""
@@ -281,8 +286,9 @@ def causal_attention(
 
 
 def _attention_fwd(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, steps, block_len):
-    def body(_, group):
-        return None, _group_fwd(*group, block_len)
+    def body(_, group: tuple[jax.Array, ...]):  # q, k, v of one group
+        q, k, v = group
+        return None, _group_fwd(q, k, v, block_len)
 
     qkv = tuple(_to_groups(a, steps) for a in (q_BxLxHxK, k_BxLxHxK, v_BxLxHxK))
     _, (o, lse) = lax.scan(body, None, qkv)
@@ -291,8 +297,9 @@ def _attention_fwd(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, steps, block_len):
 
 
 def _attention_bwd(steps, block_len, res, do_BxLxHxK):
-    def body(_, group):
-        return None, _group_bwd(*group, block_len)
+    def body(_, group: tuple[jax.Array, ...]):  # q, k, v, o, lse, do of one group
+        q, k, v, o, lse, do = group
+        return None, _group_bwd(q, k, v, o, lse, do, block_len)
 
     groups = tuple(_to_groups(a, steps) for a in (*res, do_BxLxHxK))
     _, grads = lax.scan(body, None, groups)
@@ -324,8 +331,10 @@ def dot_product_attention(
     implementation "xla" is the textbook formula (the yardstick for `causal_attention`); "cudnn"
     is cuDNN's fused flash attention (GPU, bfloat16 or float16 inputs), which skips the masked half.
     """
+    # a str here (`resolve_attention` passes the config's value on); JAX checks it at run time
+    jax_implementation = cast(Literal["xla", "cudnn"], implementation)
     return jax.nn.dot_product_attention(
-        q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, is_causal=True, implementation=implementation
+        q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, is_causal=True, implementation=jax_implementation
     )
 
 

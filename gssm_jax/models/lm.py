@@ -84,7 +84,8 @@ class RMSNorm(nn.Module):
     @nn.compact
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
         init = nn.with_logical_partitioning(nn.initializers.ones, (self.axis_name,))
-        scale_D = self.param("scale", init, (x_BxLxD.shape[-1],), jnp.float32)
+        # unbox=True (the default) spelled out: it selects the overload typed as the bare array
+        scale_D = self.param("scale", init, (x_BxLxD.shape[-1],), jnp.float32, unbox=True)
         x = x_BxLxD.astype(jnp.float32)
         x = x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + self.eps)
         return (x * scale_D).astype(self.dtype)

@@ -196,6 +196,7 @@ class Mamba2(nn.Module):
                 y_BxLxHxP, h = ssd(
                     u_BxLxHxP, dt_BxLxH, A_H, b_BxLxN, c_BxLxN, cfg.chunk_size, state.ssm
                 )
+            assert window_u is not None and window_bc is not None  # valid_B comes with a state
             new_state = MambaState(h, window_u, window_bc)
         y = y_BxLxHxP + d_skip[:, None] * u_BxLxHxP
         y = y * jax.nn.silu(z_BxLxHxP.astype(F32))

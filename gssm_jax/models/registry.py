@@ -86,7 +86,12 @@ class Model:
         return self.module.init(rng, tokens_BxL)["params"]
 
     def apply(self, params: Any, tokens_BxL: jax.Array) -> jax.Array:
-        return self.module.apply({"params": params}, tokens_BxL)
+        return self._run(params, tokens_BxL)
+
+    def _run(self, params: Any, *args: Any) -> Any:
+        """The module's outputs on `args` (Flax types `apply` as also returning the
+        (outputs, variables) pair it gives only with `mutable=`)."""
+        return self.module.apply({"params": params}, *args)
 
     def init_cache(self, batch: int, cache_len: int) -> Cache:
         return self.implementation.init_cache(self.cfg, batch, cache_len)
@@ -113,7 +118,7 @@ class Model:
             )
         cache = self.init_cache(B, cache_len)
         valid_B = jnp.asarray(lengths_B, jnp.int32)
-        return self.module.apply({"params": params}, tokens_BxL, cache, valid_B)
+        return self._run(params, tokens_BxL, cache, valid_B)
 
     def decode(self, params: Any, cache: Cache, tokens_B: jax.Array) -> tuple[jax.Array, Cache]:
         """(logits_BxV predicting the next token, cache) after feeding token b at position
@@ -126,9 +131,7 @@ class Model:
                 "(prefill with a larger cache_len)"
             )
         valid_B = jnp.ones_like(cache.lengths)
-        logits_Bx1xV, cache = self.module.apply(
-            {"params": params}, tokens_B[:, None], cache, valid_B
-        )
+        logits_Bx1xV, cache = self._run(params, tokens_B[:, None], cache, valid_B)
         return logits_Bx1xV[:, 0], cache
 
     def param_count(self) -> int:

@@ -94,6 +94,8 @@ class Attention(nn.Module):
         qkv_BxLx3xHxK = dense(x_BxLxD.reshape(B * L, D), w_qkv.astype(dtype)).reshape(B, L, 3, H, K)
         qkv_BxLx3xHxK = lm.constrain(qkv_BxLx3xHxK, ("batch", "length", None, "heads", "kv"))
         q, k, v = qkv_BxLx3xHxK[:, :, 0], qkv_BxLx3xHxK[:, :, 1], qkv_BxLx3xHxK[:, :, 2]
+        sin: layers.Angles
+        cos: layers.Angles
         if cache is None:
             sin, cos = layers.rope_tables(L, K, cfg.rope_theta)
             q, k = layers.rotate_qk(q, k, sin, cos)

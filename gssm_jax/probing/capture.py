@@ -70,7 +70,9 @@ def _layer_order(name: str) -> tuple:
     if name == EMBED:
         return (-1, 0, "")
     path = name.split("/")
-    block = int(BLOCK.fullmatch(path[0]).group(1))
+    match = BLOCK.fullmatch(path[0])
+    assert match is not None, name  # a captured layer is the embedding or inside a block
+    block = int(match.group(1))
     return (block, 0, path[1]) if len(path) == 2 else (block, 1, "")
 
 

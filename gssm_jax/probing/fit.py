@@ -42,11 +42,12 @@ class Probes(NamedTuple):
 
 
 class Scores(NamedTuple):
-    """Per (layer, node) test-split scores, each shaped (L, K)."""
+    """Per (layer, node) test-split scores, each shaped (L, K) (JAX arrays from `score`; NumPy,
+    one layer's (K,), from `probe_layers`)."""
 
-    accuracy: jax.Array  # argmax of the probe against the true state
-    xent_posterior: jax.Array  # -sum_v p(v | x) log q(v), q the probe
-    nll_true: jax.Array  # -log q(true state)
+    accuracy: jax.Array | np.ndarray  # argmax of the probe against the true state
+    xent_posterior: jax.Array | np.ndarray  # -sum_v p(v | x) log q(v), q the probe
+    nll_true: jax.Array | np.ndarray  # -log q(true state)
 
 
 def class_mask(dims: tuple[int, ...]) -> jax.Array:
@@ -78,7 +79,10 @@ def minibatches(n_rows: int, settings: ProbeSettings) -> np.ndarray:
 
 
 def fit(
-    x_LxNxD: jax.Array, y_KxN: jax.Array, dims: tuple[int, ...], settings: ProbeSettings
+    x_LxNxD: jax.Array,
+    y_KxN: jax.Array | np.ndarray,
+    dims: tuple[int, ...],
+    settings: ProbeSettings,
 ) -> Probes:
     """Probes for every (layer, node) of standardised features and integer states y_KxN."""
     idx_SxB = minibatches(x_LxNxD.shape[1], settings)

@@ -111,7 +111,7 @@ def _setup(args: ProbeRequest) -> _Setup:
             f"--sequences {args.sequences} --test-fraction {args.test_fraction}: "
             "both splits need at least one sequence"
         )
-    params = run.init_params() if args.init else run.restore_params(step)
+    params = run.init_params() if isinstance(step, str) else run.restore_params(step)  # "init"
     module = run.model.module
     available = capture.available_layers(module, params, jnp.zeros((1, length), jnp.int32))
     layers = tuple(args.layers) if args.layers else available

@@ -94,8 +94,8 @@ def kl_gap_vs_tokens(
     drawn, dropped = 0, 0
     for run, (_, row) in zip(runs, table.iterrows()):
         per_step = row["tokens"] / row["step"] if row["tokens"] and row["step"] else None
-        points = [(r.get("step"), finite(r.get("kl_gap"))) for r in run.eval]
-        points = [(s * per_step, g) for s, g in points if per_step and s and g is not None]
+        steps_gaps = [(r.get("step"), finite(r.get("kl_gap"))) for r in run.eval]
+        points = [(s * per_step, g) for s, g in steps_gaps if per_step and s and g is not None]
         dropped += sum(g <= 0 for _, g in points)
         points = [(t, g) for t, g in points if g > 0]
         if not points:
@@ -213,6 +213,7 @@ def kl_t_curves(runs: list[RunRecord], table: pd.DataFrame, color: str, path: Pa
     palette = Palette(color, pd.Series([row[color] for _, row in have]))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for run, row in have:
+        assert run.kl_t is not None  # `have` keeps the runs with one
         kl_t = np.asarray(run.kl_t["kl_t"], float)
         value = row[color]
         ax.plot(

@@ -44,13 +44,16 @@ class Keys:
 
 
 def choose_keys(table, args: ReportRequest) -> Keys:
-    heat = tuple(args.heatmap) if args.heatmap else None
+    heat: tuple[str, str] | None = None
+    if args.heatmap:
+        x_key, y_key = args.heatmap  # a pair (ReportRequest.heatmap)
+        heat = (x_key, y_key)
     if heat is None and {"alpha_x", "alpha_z"} <= set(_candidates(table, ["alpha_x", "alpha_z"])):
         heat = ("alpha_x", "alpha_z")
     if heat is None:
         first = choose(table)
         second = choose(table, exclude=(first,)) if first else None
-        heat = (first, second) if second else None
+        heat = (first, second) if first and second else None  # second is None without first
     return Keys(
         color=args.color or choose(table) or "run",
         group_params=args.group or choose(table, ("params",), ("model.",)),

@@ -144,6 +144,7 @@ def fit_law(
         )
         if best is None or (result.success and (not best.success or result.cost < best.cost)):
             best = result
+    assert best is not None  # _starts gives at least one starting point
     if not best.success or not np.all(np.isfinite(best.x)):
         raise NotConvergedError(
             f"fit over {', '.join(axes)} did not converge after {best.nfev} evaluations: "

@@ -149,7 +149,7 @@ def _events(log: Path | None, task_id: int | None) -> list[tuple[float, str, int
     """(time, 'start' | 'exit', exit code) of the launcher's lines about this task."""
     if log is None or not log.is_file():
         return []
-    out = []
+    out: list[tuple[float, str, int | None]] = []
     for line in log.read_text(errors="replace").splitlines():
         m = _EVENT.match(line)
         if m and (task_id is None or int(m.group("task")) == task_id):
@@ -161,8 +161,9 @@ def _events(log: Path | None, task_id: int | None) -> list[tuple[float, str, int
     return out
 
 
-def _attempt_time(events: list, now: float) -> float | None:
-    """Seconds between each attempt's start and its exit (up to `now` for one still running)."""
+def _attempt_time(events: list, now: float | None) -> float | None:
+    """Seconds between each attempt's start and its exit (up to `now` for one still running;
+    `now` is None only when there is no log file, so no events)."""
     total, start = 0.0, None
     for when, kind, _ in events:
         if kind == "start":
@@ -170,6 +171,7 @@ def _attempt_time(events: list, now: float) -> float | None:
         elif start is not None:
             total, start = total + when - start, None
     if start is not None:
+        assert now is not None  # the events came from a log file, which has an mtime
         total += max(0.0, now - start)
     return total if events else None
 

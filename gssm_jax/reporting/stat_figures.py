@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -96,7 +97,9 @@ def metric_vs_key(
         if column not in table:
             return f"no column {column} in the runs table"
     others, tied, lines = key_lines(table, key, metric, seed_keys)
-    xs = sorted({stats.cell(x) for _, part in lines for x in part[key]}, key=stats.sort_key)
+    xs: list[Any] = sorted(
+        {stats.cell(x) for _, part in lines for x in part[key]}, key=stats.sort_key
+    )
     if len(xs) < 2:
         return f"fewer than two values of {key} among runs with a {metric}"
     numeric = all(_is_number(x) for x in xs)

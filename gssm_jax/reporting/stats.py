@@ -156,7 +156,9 @@ def error_bars(summary: pd.DataFrame, spread: str) -> np.ndarray:
     return np.nan_to_num(bars, nan=0.0)
 
 
-def percentile_interval(samples: np.ndarray, confidence: float) -> tuple[float, float]:
+def percentile_interval(
+    samples: np.ndarray | Sequence[float], confidence: float
+) -> tuple[float, float]:
     """The central `confidence` interval of bootstrap `samples` (percentile method)."""
     if not 0 < confidence < 1:
         raise StatsError(f"confidence={confidence}: expected a number between 0 and 1")

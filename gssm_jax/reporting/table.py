@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -134,7 +135,7 @@ def _train_time(records: list[dict]) -> float | None:
     return total if records else None
 
 
-def runs_table(runs: list[RunRecord], extra_keys: list[str] = ()) -> pd.DataFrame:
+def runs_table(runs: list[RunRecord], extra_keys: Sequence[str] = ()) -> pd.DataFrame:
     """The table of `runs`: leading columns, grid keys, derived facts, results; `extra_keys` (any
     dotted config key, e.g. optim.lr) are added from each run's config when not already there."""
     rows = [run_row(r) for r in runs]

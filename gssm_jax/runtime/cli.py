@@ -159,11 +159,19 @@ def parse_args(
         rest, overrides = split_overrides(argv)
         if "-h" in rest or "--help" in rest:
             args, _ = parser.parse_known_args([a for a in rest if a not in ("-h", "--help")])
+<<<<<<< HEAD
             config_file = args.config or default_config
             if config_file is not None:  # a command without a default lists keys of --config only
                 parser.epilog = (
                     f"config keys (set any with --config.KEY=VALUE; values from {config_file}):\n"
                     + keys_help(load_config_file(config_file))
+=======
+            help_config = args.config or default_config
+            if help_config is not None:  # without a config file there are no keys to list
+                parser.epilog = (
+                    f"config keys (set any with --config.KEY=VALUE; values from {help_config}):\n"
+                    + keys_help(load_config_file(help_config))
+>>>>>>> mypy
                 )
             parser.print_help()
             sys.exit(0)
@@ -195,7 +203,7 @@ def report_error(error: BaseException) -> int:
     return EXIT_BAD_CONFIG
 
 
-def exit_with_error(error: BaseException) -> None:
+def exit_with_error(error: BaseException) -> NoReturn:
     """`report_error`, then exit with EXIT_BAD_CONFIG."""
     sys.exit(report_error(error))
 
@@ -210,6 +218,7 @@ def config_parser(
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
+    # one-line errors; mypy rejects assigning to a method, which is what this override is
     parser.error = _usage_error  # type: ignore[method-assign]
     parser.add_argument(
         "--config",
@@ -220,7 +229,7 @@ def config_parser(
     return parser
 
 
-def _usage_error(message: str) -> None:
+def _usage_error(message: str) -> NoReturn:
     print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(EXIT_BAD_CONFIG)
 

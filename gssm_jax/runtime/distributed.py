@@ -32,7 +32,9 @@ def initialize(dist: ml_collections.ConfigDict) -> None:
     import jax
 
     check(dist)
-    if jax.config.jax_platforms in (None, "", "cpu") or "cpu" in str(jax.config.jax_platforms):
+    # jax's Config sets its flags as attributes at run time; its type stub declares none of them
+    platforms = jax.config.jax_platforms  # type: ignore[attr-defined]
+    if platforms in (None, "", "cpu") or "cpu" in str(platforms):
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     if dist.coordinator:
         jax.distributed.initialize(dist.coordinator, dist.num_processes, dist.process_id)

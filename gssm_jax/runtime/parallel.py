@@ -46,6 +46,7 @@ def in_mesh(fn: Callable, mesh: Mesh, mesh_cfg: ml_collections.ConfigDict) -> Ca
 
     call = wrap(fn)
     if hasattr(fn, "lower"):
+        # a function object takes new attributes; the Callable type declares none
         call.lower = wrap(fn.lower)  # type: ignore[attr-defined]
     return call
 
@@ -76,7 +77,9 @@ def make_mesh(mesh_cfg: ml_collections.ConfigDict, devices: Sequence | None = No
 
 def logical_spec(names: Sequence[str | None], mesh_cfg: ml_collections.ConfigDict) -> PartitionSpec:
     """PartitionSpec over mesh axes of an array whose axes have these logical names."""
-    return nn.logical_to_mesh_axes(tuple(names), rules(mesh_cfg))
+    spec = nn.logical_to_mesh_axes(tuple(names), rules(mesh_cfg))
+    assert spec is not None  # Flax returns None only for names=None
+    return spec
 
 
 def logical_sharding(

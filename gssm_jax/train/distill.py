@@ -71,6 +71,7 @@ def load_teacher(config: ml_collections.ConfigDict, mesh: Mesh) -> Teacher | Non
     step = None if manager is None else manager.latest_step()
     if step is None:
         raise ConfigError(f"{key}: the run has no checkpoint")
+    assert manager is not None  # step is None without one
     abstract, _ = train_state.abstract_train_state(t_config, mesh, model)
     state = checkpoint.restore(manager, step, abstract)
     manager.close()

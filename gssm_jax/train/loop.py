@@ -163,6 +163,7 @@ class Trainer:
         iterator: Iterator = iter(dataset)
         if restored_step is not None:
             reader = checkpoint.open_read_only(self.checkpoint_dir)
+            assert reader is not None  # the directory holds checkpoint restored_step
             try:
                 checkpoint.restore_iterator(reader, restored_step, iterator)
             finally:
@@ -209,15 +210,15 @@ class Trainer:
     def run(self, stop: StopFlag | None = None) -> int:
         """Trains to optim.steps, or until `stop` is set (by default a flag installed here)."""
         own_flag = stop is None
+        flag = StopFlag() if stop is None else stop
         if own_flag:
-            stop = StopFlag()
-            stop.install()
-        self.stop = stop
+            flag.install()
+        self.stop = flag
         try:
             return self._run()
         finally:
             if own_flag:
-                stop.restore()
+                flag.restore()
 
     def _run(self) -> int:
         c = self.config
@@ -357,6 +358,7 @@ class Trainer:
     def _finish(self, loop: LoopState) -> int:
         self.files.manager.wait_until_finished()
         ev = loop.last_eval
+        assert ev is not None  # the loop's last step evaluates
         if self.is_chief:
             final = {"step": loop.step, "workdir": self.workdir, "eval": ev}
             with open(os.path.join(self.workdir, "final.json"), "w") as f:
@@ -383,14 +385,14 @@ def train_and_evaluate(
     workdir: str,
     stop: StopFlag | None = None,
     allow_config_change: bool = False,
-    malloc_kept: str | None = None,
+    malloc_kept: bool = False,
 ) -> int:
     """Trains per `config` into `workdir` (resuming if it holds a checkpoint); returns the exit code.
 
     Joins the other processes first (`distributed.*`, or Slurm's). `stop`: an installed StopFlag
     (gssm_jax.main installs one at start-up); None installs one here. `allow_config_change`: resume
-    even when the config changes the experiment (see train.workdir). `malloc_kept`: what
-    `runtime.hostmem.apply` reported, for the start line.
+    even when the config changes the experiment (see train.workdir). `malloc_kept`: whether
+    `runtime.hostmem.apply` put its settings in force, for the start line.
     """
     from absl import logging
 

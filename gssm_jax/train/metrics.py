@@ -43,6 +43,7 @@ class MetricsWriter:
         step = record.get("step", 0)
         for key, value in record.items():
             if key != "step" and isinstance(value, int | float) and not isinstance(value, bool):
+                assert self._tb is not None  # an enabled writer's, until close()
                 self._tb.add_scalar(f"{stream}/{key}", value, step)
 
     def flush(self) -> None:
