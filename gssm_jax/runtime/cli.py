@@ -159,19 +159,11 @@ def parse_args(
         rest, overrides = split_overrides(argv)
         if "-h" in rest or "--help" in rest:
             args, _ = parser.parse_known_args([a for a in rest if a not in ("-h", "--help")])
-<<<<<<< HEAD
-            config_file = args.config or default_config
-            if config_file is not None:  # a command without a default lists keys of --config only
-                parser.epilog = (
-                    f"config keys (set any with --config.KEY=VALUE; values from {config_file}):\n"
-                    + keys_help(load_config_file(config_file))
-=======
             help_config = args.config or default_config
             if help_config is not None:  # without a config file there are no keys to list
                 parser.epilog = (
                     f"config keys (set any with --config.KEY=VALUE; values from {help_config}):\n"
                     + keys_help(load_config_file(help_config))
->>>>>>> mypy
                 )
             parser.print_help()
             sys.exit(0)
