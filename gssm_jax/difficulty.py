@@ -13,7 +13,7 @@ import dataclasses
 import math
 import sys
 
-from gssm_jax.config import graph_of, validate
+from gssm_jax.config import graph_of, require_process, validate
 from gssm_jax.gssm import measure
 from gssm_jax.runtime import cli
 
@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"--{flag.replace('_', '-')}: {a} is not a finite alpha > 0")
     try:
         validate(config)
+        require_process(config, "gssm_jax.difficulty")
         graph = graph_of(config)
     except ValueError as e:
         return cli.report_error(e)

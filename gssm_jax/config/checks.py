@@ -12,7 +12,15 @@ import os
 import ml_collections
 
 from gssm_jax.config.errors import ConfigError
-from gssm_jax.config.resolve import checked_family_config, graph_of, mesh_rules, resolved_data_path
+from gssm_jax.config.resolve import (
+    checked_family_config,
+    graph_of,
+    is_text,
+    mesh_rules,
+    resolved_data_path,
+    vocab_size,
+)
+from gssm_jax.data.text_config import check_text_config
 
 
 def _require(ok: bool, key: str, value, msg: str) -> None:
@@ -34,7 +42,10 @@ def check_data(c: ml_collections.ConfigDict) -> None:
         _positive_int(c, f"data.{key}")
     _require(d.seq_len >= 2, "data.seq_len", d.seq_len, "must be >= 2")
     _require(
-        d.source in ("stream", "files"), "data.source", d.source, "must be 'stream' or 'files'"
+        d.source in ("stream", "files", "text"),
+        "data.source",
+        d.source,
+        "must be 'stream', 'files' or 'text'",
     )
     _require(
         d.source != "files" or bool(d.path),
@@ -63,6 +74,8 @@ def check_data(c: ml_collections.ConfigDict) -> None:
         d.shuffle_seed,
         "must be an integer in [0, 2**32)",
     )
+    if is_text(c):
+        check_text_config(d)
 
 
 def check_optim(c: ml_collections.ConfigDict) -> None:
@@ -174,9 +187,10 @@ def check_runtime(c: ml_collections.ConfigDict) -> None:
 
 def validate(c: ml_collections.ConfigDict) -> None:
     """Raises ConfigError (or GraphError) naming the first bad field, before any work starts."""
-    graph = graph_of(c)
+    if not is_text(c):  # a text run has no graph: its vocabulary is its tokenizer's
+        graph_of(c)
     check_data(c)
-    checked_family_config(c, graph.vocab_size)
+    checked_family_config(c, vocab_size(c))
     check_optim(c)
     check_mesh(c)
     check_loop(c)

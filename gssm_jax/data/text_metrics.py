@@ -51,7 +51,7 @@ def unigram_baseline(
     targets of `batches` (token arrays; default: every held-out window of the corpus)."""
     batches = [corpus.heldout] if batches is None else batches
     bits_V = -np.log2(unigram_probs(corpus))
-    bits = tokens = nbytes = 0
+    bits, tokens, nbytes = 0.0, 0, 0
     for tokens_BxT in batches:
         t, b = scored_counts(tokens_BxT, corpus.tokenizer.token_bytes_V)
         bits += float(bits_V[tokens_BxT[:, 1:]].sum())

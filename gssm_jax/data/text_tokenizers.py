@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gssm_jax.config import ConfigError
+from gssm_jax.config.errors import ConfigError
 
 BYTES = "bytes"
 SPECIAL_TEXT = {"bos": "<|bos|>", "eos": "<|eos|>"}
@@ -105,7 +105,8 @@ def _decode(tok: Tokenizer, ids: Sequence[int], specials: bool) -> str:
     if not specials:
         return tok._decode_plain(ids)
     marks = {tok.bos_id: SPECIAL_TEXT["bos"], tok.eos_id: SPECIAL_TEXT["eos"]}
-    out, stretch = [], []
+    out: list[str] = []
+    stretch: list[int] = []
     for i in ids:
         if i in marks:
             out += [tok._decode_plain(stretch), marks[i]]
