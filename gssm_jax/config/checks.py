@@ -20,7 +20,6 @@ from gssm_jax.config.resolve import (
     resolved_data_path,
     vocab_size,
 )
-from gssm_jax.data.text_config import check_text_config
 
 
 def _require(ok: bool, key: str, value, msg: str) -> None:
@@ -75,6 +74,9 @@ def check_data(c: ml_collections.ConfigDict) -> None:
         "must be an integer in [0, 2**32)",
     )
     if is_text(c):
+        # imported here: gssm_jax.data.text_config imports this package's errors module
+        from gssm_jax.data.text_config import check_text_config
+
         check_text_config(d)
 
 

@@ -11,7 +11,6 @@ from collections.abc import Mapping
 import ml_collections
 
 from gssm_jax.config.errors import ConfigError
-from gssm_jax.data.text_tokenizers import BYTES, ByteTokenizer, load_tokenizer
 from gssm_jax.gssm.graph import Graph, parse_graph, with_alphas
 from gssm_jax.models.configs import FAMILY_CONFIGS, FieldError, Shared
 
@@ -41,7 +40,8 @@ def headline_metric(data: Mapping) -> str:
     if data.get("source") != "text":
         return "kl_gap"
     section = data.get("text") or {}
-    return "bits_per_byte" if section.get("tokenizer", BYTES) == BYTES else "bits_per_token"
+    tokenizer = section.get("tokenizer", "bytes")
+    return "bits_per_byte" if tokenizer == "bytes" else "bits_per_token"
 
 
 def require_process(c: ml_collections.ConfigDict, command: str) -> None:
@@ -55,6 +55,8 @@ def require_process(c: ml_collections.ConfigDict, command: str) -> None:
 
 @functools.lru_cache(maxsize=8)
 def _tokenizer_size(path: str, mtime_ns: int, size: int) -> int:
+    from gssm_jax.data.text_tokenizers import load_tokenizer
+
     return load_tokenizer(path).vocab_size
 
 
@@ -63,6 +65,9 @@ def vocab_size(c: ml_collections.ConfigDict) -> int:
     bytes; a SentencePiece model's from its file, without reading the corpus)."""
     if not is_text(c):
         return graph_of(c).vocab_size
+    # imported here: the tokenizers import this package's errors module
+    from gssm_jax.data.text_tokenizers import BYTES, ByteTokenizer, load_tokenizer
+
     spec = c.data.text.tokenizer
     if spec == BYTES:
         return ByteTokenizer.vocab_size

@@ -13,7 +13,6 @@ import dataclasses
 
 import ml_collections
 
-from gssm_jax.data.text_config import TEXT_DEFAULTS
 from gssm_jax.models.configs import FAMILY_CONFIGS, Shared
 
 DEFAULT_FAMILY = "transformer"
@@ -79,6 +78,8 @@ def data_section() -> ml_collections.ConfigDict:
     d.mc_draws = 64
     d.mc_seed = 0
     # with source="text": sources, weights, tokenizer, JSONL field, held-out fraction (data.text_config)
+    from gssm_jax.data.text_config import TEXT_DEFAULTS  # it imports this package's errors
+
     d.text = ml_collections.ConfigDict(TEXT_DEFAULTS)
     return d
 

@@ -107,3 +107,19 @@ def test_every_data_text_key_is_an_experiment_key_on_resume(tmp_path):
         "data.text.jsonl_field",
         "data.text.weights.text",
     ]
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["gssm_jax.data.text", "gssm_jax.data.text_tokenizers", "gssm_jax.data.text_metrics"],
+)
+def test_a_text_module_imports_first_without_a_cycle(module):
+    """The text modules import the config package's errors, and the config reads the text
+    defaults: either may be imported first in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", f"import {module}"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr

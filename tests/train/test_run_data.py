@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from conftest import (
     RESUME_STEPS,
+    ROOT,
     read_jsonl,
     run_cmd,
     signal_at_step,
@@ -24,6 +25,7 @@ from conftest import (
 )
 
 from gssm_jax.config import ConfigError, default_config
+from gssm_jax.runtime import cli
 from gssm_jax.runtime.exitcodes import EXIT_BAD_CONFIG, EXIT_PREEMPTED
 from gssm_jax.train import loop
 
@@ -167,43 +169,51 @@ def _data_cases(tmp_path):
     (tmp_path / "short.txt").write_text("too short for a window\n")
     (tmp_path / "bad.jsonl").write_text('{"text": "a line"}\n{not json\n')
     (tmp_path / "nofield.jsonl").write_text('{"text": "fine"}\n{"body": "no text field"}\n')
-    big = write_play(tmp_path / "play")
+    big = str(write_play(tmp_path / "play"))
     return [
-        ([f"--config.data.path={tmp_path / 'empty.txt'}"], "empty.txt: no text (empty file)"),
-        ([f"--config.data.path={tmp_path / 'none'}"], "none: folder holds no *.txt or *.jsonl"),
-        ([f"--config.data.path={tmp_path / 'short.txt'}"], "short.txt: its train part is"),
-        ([f"--config.data.path={tmp_path / 'bad.jsonl'}"], "bad.jsonl, line 2: not JSON"),
-        ([f"--config.data.path={tmp_path / 'nofield.jsonl'}"], "line 2: no field 'text'"),
+        ({"data.path": str(tmp_path / "nowhere")}, "nowhere': no such file or folder"),
+        ({"data.path": str(tmp_path / "empty.txt")}, "empty.txt: no text (empty file)"),
+        ({"data.path": str(tmp_path / "none")}, "none: folder holds no *.txt or *.jsonl"),
+        ({"data.path": str(tmp_path / "short.txt")}, "short.txt: its train part is 24 tokens"),
+        ({"data.path": str(tmp_path / "bad.jsonl")}, "bad.jsonl, line 2: not JSON"),
+        ({"data.path": str(tmp_path / "nofield.jsonl")}, "line 2: no field 'text'"),
         (
-            [f"--config.data.path={big}", "--config.data.text.weights.text=0"],
+            {"data.path": big, "data.text.weights.text": "0"},
             "config data.text.weights.text=0: must be a number > 0",
         ),
         (
-            [f"--config.data.path={big}", "--config.data.text.weights.plays=1"],
+            {"data.path": big, "data.text.weights.plays": "1"},
             "config data.text.weights.plays=1: no source of that name",
         ),
     ]
 
 
-def test_bad_text_input_is_one_line_and_exit_2_before_any_work(tmp_path):
-    missing = tmp_path / "nowhere"
-    code, out, err = run_cmd(text_cmd(tmp_path / "run", missing), tmp_path)
-    assert code == EXIT_BAD_CONFIG and (out + err).strip().splitlines() == [
-        f"error: config data.path='{missing}': no such file or folder"
-    ], out + err
-    for flags, named in _data_cases(tmp_path):
-        workdir = tmp_path / "run"
-        code, out, err = run_cmd(text_cmd(workdir, tmp_path, *flags), tmp_path, timeout=120)
-        lines = [line for line in (out + err).splitlines() if line.startswith("error:")]
-        assert code == EXIT_BAD_CONFIG and len(lines) == 1 and named in lines[0], out + err
-        assert "Traceback" not in out + err and not workdir.exists(), (flags, out + err)
+def test_every_bad_text_input_is_a_one_line_config_error_before_the_workdir_exists(tmp_path):
+    """What `main` reports: the config's checks and the Trainer's reading of the sources (before
+    it writes anything) raise one ConfigError line naming the path, line or key."""
+    for overrides, named in _data_cases(tmp_path):
+        c = cli.load_config(str(ROOT / "configs" / "text.py"), list(overrides.items()))
+        with pytest.raises(ConfigError) as e:
+            loop.Trainer(c, str(tmp_path / "run"))
+        assert named in str(e.value) and "\n" not in str(e.value), (overrides, str(e.value))
+        assert not (tmp_path / "run").exists()
 
 
-def test_a_source_read_at_start_up_fails_before_the_workdir_exists(tmp_path):
-    """The in-process form of the errors above: the Trainer reads the corpus before it writes."""
+def test_bad_text_input_through_main_is_one_line_and_exit_2(tmp_path):
+    """One error of each kind through the command: a checked key (before JAX starts) and a source
+    read at start-up."""
     (tmp_path / "empty.txt").write_text("")
-    c = default_config()
-    c.data.source, c.data.path = "text", str(tmp_path / "empty.txt")
-    with pytest.raises(ConfigError, match=r"empty.txt: no text \(empty file\)"):
-        loop.Trainer(c, str(tmp_path / "run"))
-    assert not (tmp_path / "run").exists()
+    for path, line in [
+        (
+            tmp_path / "nowhere",
+            f"error: config data.path='{tmp_path / 'nowhere'}': no such file or folder",
+        ),
+        (
+            tmp_path / "empty.txt",
+            f"error: text source {tmp_path / 'empty.txt'}: no text (empty file)",
+        ),
+    ]:
+        code, out, err = run_cmd(text_cmd(tmp_path / "run", path), tmp_path)
+        assert code == EXIT_BAD_CONFIG, out + err
+        assert (out + err).strip().splitlines() == [line], out + err
+        assert not (tmp_path / "run").exists()
