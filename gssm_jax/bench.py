@@ -13,7 +13,7 @@ import sys
 BENCHES = {
     "gssm": "gssm_speed",  # sampler and exact entropy against the original's algorithms
     "train": "train_step",  # train step: optimized vs plain Flax vs PyTorch eager
-    "data": "data_read",  # the files loader's read rate against the train step's consumption
+    "data": "data_read",  # the files (or text) loader's read rate against the train step's
     "generate": "decode",  # prefill + cached decode against recomputation, per family
     "learn": "learning",  # KL per update against the PyTorch reference on identical batches
 }

@@ -14,7 +14,7 @@ import math
 import sys
 from typing import Any
 
-from gssm_jax.config import graph_of, validate
+from gssm_jax.config import graph_of, require_process, validate
 from gssm_jax.gssm import measure
 from gssm_jax.runtime import cli
 
@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"--{flag.replace('_', '-')}: {a} is not a finite alpha > 0")
     try:
         validate(config)
+        require_process(config, "gssm_jax.difficulty")
         graph = graph_of(config)
     except ValueError as e:
         return cli.report_error(e)

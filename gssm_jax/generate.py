@@ -1,12 +1,16 @@
 """Sample completions from a trained checkpoint and score them under the true process.
 
     python -m gssm_jax.generate --workdir RUN --max-new-tokens K [--step N] [--num 64]
-        [--prompt-len L | --prompts FILE] [--temperature T] [--top-k k] [--seed s] [--out FILE]
+        [--prompt-len L | --prompts FILE | --prompt TEXT] [--temperature T] [--top-k k]
+        [--seed s] [--out FILE]
 
 Prompts are held-out stream sequences cut to lengths spread over [1, seq_len/2] (or all
 `--prompt-len L`), or a JSON/JSONL file of token lists starting with the start token 0. Writes
 JSONL rows (prompt, completion, exact -log p and entropy of every new token, excess nats) and a
-`.summary.json`. Library: gssm_jax/inference/generation.py. Errors exit 2 with one line.
+`.summary.json`. On a text run (data.source="text") prompts and completions are text:
+`--prompt "ROMEO:"` (--num completions of it), a `--prompts` file of strings, or held-out windows;
+nothing is scored (text has no true process). Library: gssm_jax/inference/generation.py and
+text_generation.py. Errors exit 2 with one line.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--num", type=cli.positive_int, default=64, help="prompts from the stream")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--prompt-len", type=cli.positive_int, help="every stream prompt this long")
-    src.add_argument("--prompts", help="JSON or JSONL file of token lists")
+    src.add_argument("--prompts", help="JSON or JSONL file of token lists (text run: strings)")
+    src.add_argument("--prompt", help="a text run's prompt, as text (--num completions of it)")
     p.add_argument("--max-new-tokens", type=cli.positive_int, required=True)
     p.add_argument("--temperature", type=cli.non_negative(float), default=1.0, help="0: greedy")
     p.add_argument("--top-k", type=cli.non_negative(int), default=0, help="0: no top-k cut")
@@ -37,7 +42,17 @@ def parse_args(argv: list[str] | None):
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     sampling = Sampling(a.max_new_tokens, a.temperature, a.top_k, a.seed)
-    return run_cli(generate_run, a.workdir, sampling, a.step, a.num, a.prompt_len, a.prompts, a.out)
+    return run_cli(
+        generate_run,
+        a.workdir,
+        sampling,
+        a.step,
+        a.num,
+        a.prompt_len,
+        a.prompts,
+        a.out,
+        a.prompt,
+    )
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
 # freezing (optim.freeze=pretrained: only the factors train) and with and without distillation from
 # the dense run, then print the table (python -m gssm_jax.kron --table).
 #   launch/kron_sweep.sh DENSE_RUN OUT_DIR [FACTOR] [STEPS]
-# DENSE_RUN: a finished `python -m gssm_jax.main` run (e.g. the default debug run).
+# DENSE_RUN: a finished `python -m gssm_jax.main` run (e.g. the default debug run). KRON_ARGS: more
+# flags for every surgery (e.g. KRON_ARGS=--config.optim.warmup=4 when STEPS < the run's warmup).
 set -euo pipefail
 dense=$1
 out=$2
@@ -27,19 +28,21 @@ job() {
   if [ ! -f "$base.kron/kron.json" ]; then
     rm -rf "$base.kron"
     python -m gssm_jax.kron --from "$dense" --out "$base.kron" --init "$init" --terms "$r" \
-      --factor "$factor" --steps "$steps" --config.optim.freeze="$freeze" > "$base.kron.log" 2>&1
+      --factor "$factor" --steps "$steps" --config.optim.freeze="$freeze" ${KRON_ARGS:-} \
+      > "$base.kron.log" 2>&1
   fi
   for distill in 0 1; do
     local run=${base}_distill-$distill teacher=""
     [ -f "$run/final.json" ] && continue
     rm -rf "$run" && cp -r "$base.kron" "$run"
     [ "$distill" = 1 ] && teacher=$dense
+    # the teacher is the one intended change to the surgery's config (recorded as config.1.json)
     python -m gssm_jax.main --workdir "$run" --config.optim.distill.teacher="$teacher" \
-      > "$run.log" 2>&1
+      --allow-config-change > "$run.log" 2>&1
   done
 }
 export -f job
-export dense out factor steps
+export dense out factor steps KRON_ARGS
 for freeze in none pretrained; do
   for init in vanloan prune random; do
     for r in 1 2; do echo "$init $r $freeze"; done

@@ -138,6 +138,86 @@ def tiny_run(tmp_path_factory) -> Path:
     return workdir
 
 
+def write_play(folder: Path, speeches: int = 400, seed: int = 0) -> Path:
+    """A small corpus the tests write themselves: `folder/act1.txt`, `folder/act2.txt` and
+    `folder/songs.jsonl` of play-like lines (names, words, a non-ASCII character), about 20 kB."""
+    import json
+    import random
+
+    rng = random.Random(seed)
+    names = ["ROMEO", "JULIET", "NURSE", "FRIAR"]
+    words = [
+        "the",
+        "king",
+        "queen",
+        "lord",
+        "lady",
+        "sword",
+        "love",
+        "night",
+        "sun",
+        "moon",
+        "and",
+        "of",
+        "to",
+        "my",
+        "thy",
+        "thou",
+        "art",
+        "fair",
+    ]
+
+    def speech() -> str:
+        line = " ".join(rng.choice(words) for _ in range(rng.randint(4, 9)))
+        return f"{rng.choice(names)}.\n{line.capitalize()}, é.\n\n"
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for act in ("act1", "act2"):
+        (folder / f"{act}.txt").write_text("".join(speech() for _ in range(speeches // 2)))
+    songs = [json.dumps({"text": "".join(speech() for _ in range(5))}) for _ in range(8)]
+    (folder / "songs.jsonl").write_text("\n".join(songs) + "\n")
+    return folder
+
+
+# A text run as small as TINY: configs/text.py on a written corpus, bytes, 32-byte windows.
+TEXT_TINY = [
+    "--config.model.emb_dim=32",
+    "--config.model.nb_layers=1",
+    "--config.model.transformer.nb_heads=2",
+    "--config.model.transformer.hidden_dim=64",
+    "--config.data.seq_len=32",
+    "--config.data.batch_size=8",
+    "--config.eval.batches=1",
+]
+
+
+def text_cmd(workdir: Path, corpus: Path, *overrides: str) -> list[str]:
+    """`python -m gssm_jax.main` of configs/text.py on `corpus` at TEXT_TINY sizes."""
+    return [
+        sys.executable,
+        "-m",
+        "gssm_jax.main",
+        f"--config={ROOT / 'configs' / 'text.py'}",
+        f"--workdir={workdir}",
+        f"--config.data.path={corpus}",
+        *TEXT_TINY,
+        *overrides,
+    ]
+
+
+@pytest.fixture(scope="session")
+def tiny_text_run(tmp_path_factory) -> Path:
+    """A finished 20-step text run (checkpoints and evals at 10 and 20) on `write_play`'s corpus,
+    shared by the text evaluation, generation and surgery tests; copy it before writing into it."""
+    root = tmp_path_factory.mktemp("tiny_text_run")
+    corpus = write_play(root / "corpus")
+    steps = ["--config.optim.steps=20", "--config.optim.warmup=2", "--config.log.period=10"]
+    steps += ["--config.eval.period=10", "--config.checkpoint.period=10"]
+    code, out, err = run_cmd(text_cmd(root / "run", corpus, *steps), root)
+    assert code == 0, out + err
+    return root / "run"
+
+
 @pytest.fixture
 def run_copy(tiny_run, tmp_path):
     """A copy of `tiny_run` for a test to write into."""

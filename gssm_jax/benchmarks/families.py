@@ -47,7 +47,7 @@ def main(args: argparse.Namespace, kept: bool) -> int:
 
     from gssm_jax.benchmarks.batchfit import with_batch
     from gssm_jax.benchmarks.timing import Timed, bench_config, percentile, start_model
-    from gssm_jax.config import ConfigError, checked_family_config, graph_of, validate
+    from gssm_jax.config import ConfigError, checked_family_config, validate, vocab_size
     from gssm_jax.runtime import parallel
     from gssm_jax.train import state as train_state
 
@@ -57,7 +57,7 @@ def main(args: argparse.Namespace, kept: bool) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     base = bench_config(args.shape, args.attention, args.overrides)
-    vocab = graph_of(base).vocab_size
+    vocab = vocab_size(base)
     tokens_per_step = base.data.batch_size * lengths[0]
     runs = {}
     try:

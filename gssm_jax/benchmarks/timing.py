@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from gssm_jax.benchmarks import torch_ref
 from gssm_jax.benchmarks.batchfit import with_batch
-from gssm_jax.config import family_config, graph_of
+from gssm_jax.config import family_config, graph_of, vocab_size
 from gssm_jax.runtime import cli
 
 if TYPE_CHECKING:  # JAX is imported lazily: `keep_freed_memory` must run before it starts
@@ -176,7 +176,7 @@ class TorchTimed(Timed):
         mesh: Mesh,
         batches: list,
     ) -> None:
-        o, vocab = c.optim, graph_of(c).vocab_size
+        o, vocab = c.optim, vocab_size(c)
         m = transformer_config(c, vocab)
         shape = torch_ref.TorchShape(
             vocab, m.emb_dim, m.nb_layers, m.nb_heads, m.hidden_dim, m.rope_theta, m.norm_eps
@@ -217,7 +217,7 @@ def start_model(
     """
     from gssm_jax.train import profile
 
-    vocab = graph_of(c).vocab_size
+    vocab = vocab_size(c)
     attempt = 1
     while True:
         try:

@@ -50,7 +50,7 @@ from gssm_jax.benchmarks.timing import (
     start_model,
     transformer_config,
 )
-from gssm_jax.config import graph_of
+from gssm_jax.config import vocab_size
 from gssm_jax.models.configs import ATTENTION_CHOICES
 from gssm_jax.runtime import cli, cpudevices
 from gssm_jax.runtime.hostmem import keep_freed_memory
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     from gssm_jax.train import state as train_state
 
     try:
-        vocab = graph_of(c).vocab_size
+        vocab = vocab_size(c)
         mesh = parallel.make_mesh(c.mesh)
         parallel.check_divisibility(c, mesh)
         train_state.model_from_config(c, vocab)  # cudnn on a CPU backend fails here

@@ -16,9 +16,13 @@ from gssm_jax.config.resolve import (
     family_config,
     family_key,
     graph_of,
+    headline_metric,
+    is_text,
     mesh_rules,
+    require_process,
     resolved_data_path,
     resolved_graph_spec,
+    vocab_size,
 )
 from gssm_jax.config.schema import default_config, four_graph, get_config
 
@@ -35,10 +39,14 @@ __all__ = [
     "four_graph",
     "get_config",
     "graph_of",
+    "headline_metric",
+    "is_text",
     "load_config_file",
     "load_python_function",
     "mesh_rules",
+    "require_process",
     "resolved_data_path",
     "resolved_graph_spec",
     "validate",
+    "vocab_size",
 ]

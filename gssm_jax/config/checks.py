@@ -12,7 +12,14 @@ import os
 import ml_collections
 
 from gssm_jax.config.errors import ConfigError
-from gssm_jax.config.resolve import checked_family_config, graph_of, mesh_rules, resolved_data_path
+from gssm_jax.config.resolve import (
+    checked_family_config,
+    graph_of,
+    is_text,
+    mesh_rules,
+    resolved_data_path,
+    vocab_size,
+)
 
 
 def _require(ok: bool, key: str, value, msg: str) -> None:
@@ -38,7 +45,7 @@ def check_data(c: ml_collections.ConfigDict) -> None:
     for key in ("seq_len", "batch_size", "mc_draws"):
         _positive_int(c, f"data.{key}")
     _require(d.seq_len >= 2, "data.seq_len", d.seq_len, "must be >= 2")
-    _choice("data.source", d.source, ("stream", "files"))
+    _choice("data.source", d.source, ("stream", "files", "text"))
     _require(
         d.source != "files" or bool(d.path),
         "data.path",
@@ -66,6 +73,11 @@ def check_data(c: ml_collections.ConfigDict) -> None:
         d.shuffle_seed,
         "must be an integer in [0, 2**32)",
     )
+    if is_text(c):
+        # imported here: gssm_jax.data.text_config imports this package's errors module
+        from gssm_jax.data.text_config import check_text_config
+
+        check_text_config(d)
 
 
 def check_optim(c: ml_collections.ConfigDict) -> None:
@@ -162,9 +174,10 @@ def check_runtime(c: ml_collections.ConfigDict) -> None:
 
 def validate(c: ml_collections.ConfigDict) -> None:
     """Raises ConfigError (or GraphError) naming the first bad field, before any work starts."""
-    graph = graph_of(c)
+    if not is_text(c):  # a text run has no graph: its vocabulary is its tokenizer's
+        graph_of(c)
     check_data(c)
-    checked_family_config(c, graph.vocab_size)
+    checked_family_config(c, vocab_size(c))
     check_optim(c)
     check_mesh(c)
     check_loop(c)

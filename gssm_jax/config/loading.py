@@ -23,7 +23,7 @@ from types import ModuleType
 import ml_collections
 
 from gssm_jax.config.errors import ConfigError, MissingConfigFileError
-from gssm_jax.config.schema import default_config, family_fields
+from gssm_jax.config.schema import FREE_FORM, default_config, family_fields
 
 # Keys that sat in the shared `model.*` namespace before each family had its section: the
 # transformer's own fields (schema of gssm_jax up to 2026-12-02).
@@ -121,7 +121,8 @@ def _update_from(c: ml_collections.ConfigDict, saved: dict, prefix: str = "") ->
     for key, value in saved.items():
         if key not in c:
             raise ConfigError(f"saved config key {prefix}{key} is not in this version's schema")
-        if isinstance(c[key], ml_collections.ConfigDict) and key != "graph":
+        free = f"{prefix}{key}" in FREE_FORM or key == "graph"
+        if isinstance(c[key], ml_collections.ConfigDict) and not free:
             _update_from(c[key], value, f"{prefix}{key}.")
         elif key == "rules":
             c[key] = tuple(tuple(rule) for rule in value)

@@ -1,8 +1,12 @@
-"""What a run config resolves to: its graph (alphas applied), its data path, its model dataclass."""
+"""What a run config resolves to: its graph (alphas applied), its data path, its vocabulary, its
+model dataclass."""
 
 from __future__ import annotations
 
+import functools
+import os
 import string
+from collections.abc import Mapping
 
 import ml_collections
 
@@ -22,6 +26,56 @@ def resolved_graph_spec(c: ml_collections.ConfigDict) -> dict:
 def graph_of(c: ml_collections.ConfigDict) -> Graph:
     """The parsed graph of a run config (GraphError naming the node and field if it is bad)."""
     return parse_graph(resolved_graph_spec(c))
+
+
+def is_text(c: ml_collections.ConfigDict) -> bool:
+    """Whether the run trains on real text (`data.source="text"`): no graph, no exact entropy."""
+    return c.data.source == "text"
+
+
+def headline_metric(data: Mapping) -> str:
+    """The metric a run is judged by, from its `data` section (a ConfigDict or a saved dict):
+    `kl_gap` for a GSSM run, `bits_per_byte` for text with the byte tokenizer, `bits_per_token`
+    with SentencePiece (whose byte counts are approximate, docs/text.md)."""
+    if data.get("source") != "text":
+        return "kl_gap"
+    section = data.get("text") or {}
+    tokenizer = section.get("tokenizer", "bytes")
+    return "bits_per_byte" if tokenizer == "bytes" else "bits_per_token"
+
+
+def require_process(c: ml_collections.ConfigDict, command: str) -> None:
+    """ConfigError for a text config given to a command that needs a GSSM process (a graph)."""
+    if is_text(c):
+        raise ConfigError(
+            f"config data.source='text': {command} needs a GSSM process (data.graph); a text "
+            "run has none"
+        )
+
+
+@functools.lru_cache(maxsize=8)
+def _tokenizer_size(path: str, mtime_ns: int, size: int) -> int:
+    from gssm_jax.data.text_tokenizers import load_tokenizer
+
+    return load_tokenizer(path).vocab_size
+
+
+def vocab_size(c: ml_collections.ConfigDict) -> int:
+    """The model's vocabulary: the graph's observed states, or the text tokenizer's size (258 for
+    bytes; a SentencePiece model's from its file, without reading the corpus)."""
+    if not is_text(c):
+        return graph_of(c).vocab_size
+    # imported here: the tokenizers import this package's errors module
+    from gssm_jax.data.text_tokenizers import BYTES, ByteTokenizer, load_tokenizer
+
+    spec = c.data.text.tokenizer
+    if spec == BYTES:
+        return ByteTokenizer.vocab_size
+    try:
+        st = os.stat(spec)
+    except OSError:
+        return load_tokenizer(spec).vocab_size  # raises its ConfigError naming the key
+    return _tokenizer_size(spec, st.st_mtime_ns, st.st_size)
 
 
 def resolved_data_path(c: ml_collections.ConfigDict) -> str:

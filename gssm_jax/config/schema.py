@@ -17,6 +17,10 @@ import ml_collections
 from gssm_jax.models.configs import FAMILY_CONFIGS, Shared
 
 DEFAULT_FAMILY = "transformer"
+# Sections keyed by text source names: a `--config.KEY=VALUE` override may add a name to them.
+NAMED_SOURCES = ("data.text.sources", "data.text.weights")
+# Sections whose keys are the user's own (graph nodes, source names): a saved config replaces them.
+FREE_FORM = ("data.graph", *NAMED_SOURCES)
 
 
 def four_graph(alpha_x: float = 0.05, alpha_z: float = 0.05) -> dict:
@@ -60,10 +64,13 @@ def data_section() -> ml_collections.ConfigDict:
     d.seed = 1  # training stream
     d.seq_len = 128
     d.batch_size = 32  # global, in sequences
-    d.source = "stream"  # "stream" (generated on the fly) or "files"
-    d.path = ""  # with source="files": a set written by gssm_jax.write_data (its train/ dir)
+    # "stream" (generated on the fly), "files" (a written set) or "text" (real text: docs/text.md)
+    d.source = "stream"
+    # with source="files": a set written by gssm_jax.write_data (its train/ dir); with
+    # source="text": a text file, JSONL file or folder of them (or data.text.sources)
+    d.path = ""
     d.test_path = ""  # with source="files": the eval set; empty: the `test` set beside `path`
-    d.shuffle_seed = 0  # with source="files": seed of the per-epoch orders of the train set
+    d.shuffle_seed = 0  # with source="files" or "text": seed of the train set's per-epoch orders
     d.train_sequences = 0  # with source="files": train on the set's first N sequences (0: all)
     # Grain threads sampling stream batches in the background (a files run reads in one thread:
     # its work holds the GIL, so more threads would only contend for it)
@@ -73,6 +80,10 @@ def data_section() -> ml_collections.ConfigDict:
     # seed, for train and eval alike (with source="files" the set's stored entropies are used).
     d.mc_draws = 64
     d.mc_seed = 0
+    # with source="text": sources, weights, tokenizer, JSONL field, held-out fraction (data.text_config)
+    from gssm_jax.data.text_config import TEXT_DEFAULTS  # it imports this package's errors
+
+    d.text = ml_collections.ConfigDict(TEXT_DEFAULTS)
     return d
 
 

@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from gssm_jax.config import ConfigError
+from gssm_jax.config.errors import ConfigError
 from gssm_jax.data.text_tokenizers import BYTES
 
 SINGLE_SOURCE = "text"  # the name of the one source `data.path` gives

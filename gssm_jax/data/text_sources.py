@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 
-from gssm_jax.config import ConfigError
+from gssm_jax.config.errors import ConfigError
 
 TEXT_SUFFIXES = (".txt", ".jsonl")
 

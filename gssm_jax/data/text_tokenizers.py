@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gssm_jax.config import ConfigError
+from gssm_jax.config.errors import ConfigError
 
 BYTES = "bytes"
 SPECIAL_TEXT = {"bos": "<|bos|>", "eos": "<|eos|>"}

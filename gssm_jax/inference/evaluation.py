@@ -47,10 +47,11 @@ def held_out_batches(run: RunDir, data: str, batches: int) -> tuple[list[np.ndar
     c = run.config
     batch_sharding = NamedSharding(run.mesh, parallel.batch_spec(c))
     rows = process_rows(batch_sharding, (c.data.batch_size, c.data.seq_len))
+    graph, tables = run.process
     if data == "stream":
         source = StreamSource(
-            run.graph,
-            cpu_tables(run.tables),
+            graph,
+            cpu_tables(tables),
             c.eval.seed,
             c.data.seq_len,
             c.data.batch_size,
@@ -58,14 +59,14 @@ def held_out_batches(run: RunDir, data: str, batches: int) -> tuple[list[np.ndar
             batches,
         )
         return [source[k]["tokens"] for k in range(batches)], f"stream eval.seed={c.eval.seed}"
-    fs = files.open_checked(data, run.graph, run.tables, c.data)
+    fs = files.open_checked(data, graph, tables, c.data)
     local = files.eval_batches(fs, c.data.batch_size, rows, batches)
     return [element["tokens"] for element in local], fs.path
 
 
 def exact_per_position(run: RunDir, tokens_BxT: np.ndarray) -> np.ndarray:
     """-log p(x(t) | x(<t)) for t = 1..T-1 under the true process (Monte Carlo for context)."""
-    res = sequence_entropy(run.graph, run.tables, tokens_BxT, per_position=True)
+    res = sequence_entropy(*run.process, tokens_BxT, per_position=True)
     return np.asarray(res.per_position, np.float64)
 
 
@@ -158,6 +159,10 @@ def evaluate_run(
     for s in steps:
         run.check_compatible(s)
     batches = batches or run.config.eval.batches
+    if run.is_text:  # no true process: loss and bits per byte (inference/text_eval.py)
+        from gssm_jax.inference.text_eval import evaluate_text_run
+
+        return evaluate_text_run(run, steps, data, batches)
     tokens, label = held_out_batches(run, data, batches)
     h_list = [exact_per_position(run, t) for t in tokens]
     nll_fn, _ = make_nll_fn(run)

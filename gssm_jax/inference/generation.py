@@ -63,9 +63,10 @@ def stream_prompts(run: RunDir, num: int, prompt_len: int | None) -> list[list[i
     lengths = (
         np.full(num, prompt_len) if prompt_len else spread_lengths(num, c.data.seq_len)
     ).tolist()
-    tables = as_device_tables(run.tables)
+    graph, tables_np = run.process
+    tables = as_device_tables(tables_np)
     tokens = np.asarray(
-        sample_tokens(run.graph, tables, c.eval.seed, np.arange(num), max(2, max(lengths)))
+        sample_tokens(graph, tables, c.eval.seed, np.arange(num), max(2, max(lengths)))
     )
     return [tokens[i, :n].tolist() for i, n in enumerate(lengths)]
 
@@ -155,7 +156,8 @@ def make_generate_fn(run: RunDir, max_new: int, temperature: float, top_k: int, 
 def score(run: RunDir, prompts_BxL, lengths_B, new_BxK) -> tuple[np.ndarray, np.ndarray, Any]:
     """Per generated token: true -log p and H_t, (B, K) each, and the excess per sequence."""
     joined = decoding.join(jnp.asarray(prompts_BxL), jnp.asarray(lengths_B), jnp.asarray(new_BxK))
-    scores = scoring.token_scores(run.graph, as_device_tables(run.tables), joined)
+    graph, tables = run.process
+    scores = scoring.token_scores(graph, as_device_tables(tables), joined)
     k = new_BxK.shape[1]
     cols = np.asarray(lengths_B)[:, None] - 1 + np.arange(k)  # position t is index t - 1
     rows = np.arange(len(cols))[:, None]
@@ -196,15 +198,21 @@ def generate_run(
     prompt_len: int | None = None,
     prompts_file: str | None = None,
     out: str | None = None,
+    prompt: str | None = None,
 ) -> str:
     """Samples completions from checkpoint `step` (default the latest) of the run in `workdir` and
     scores them under the true process; writes the JSONL rows and a `.summary.json` beside them
-    (default RUN/samples/<step>-seed<s>.jsonl) and prints one line. Returns the JSONL path."""
+    (default RUN/samples/<step>-seed<s>.jsonl) and prints one line. Returns the JSONL path. A text
+    run (or a text `prompt`) goes to `text_generation`: text in, text out, nothing scored."""
     run = open_run(workdir)
+    if run.is_text or prompt is not None:
+        from gssm_jax.inference.text_generation import generate_text_run
+
+        return generate_text_run(run, sampling, step, num, prompt_len, prompts_file, prompt, out)
     step = run.step_or_latest(step)
     run.check_compatible(step)
     if prompts_file:
-        prompts = file_prompts(prompts_file, run.graph.vocab_size)
+        prompts = file_prompts(prompts_file, run.process[0].vocab_size)
     else:
         prompts = stream_prompts(run, num, prompt_len)
     args = sampling

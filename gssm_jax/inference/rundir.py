@@ -1,6 +1,7 @@
 """A finished (or running) training run read back from its directory, without writing to it.
 
-`open_run(workdir)` gives the run's resolved config (from `config.json`), its graph and kernel tables,
+`open_run(workdir)` gives the run's resolved config (from `config.json`), its graph and kernel tables
+(None for a text run, which has no true process),
 its mesh, its model (`gssm_jax.models.registry.Model`: apply, prefill, decode), and its checkpoints through a read-only Orbax manager, so the
 evaluation and generation CLIs use exactly what training used. Every problem with the directory is
 a `RunError` (a ConfigError: the CLIs print it as one line and exit 2).
@@ -22,7 +23,15 @@ import orbax.checkpoint as ocp
 from absl import logging
 from jax.sharding import Mesh, NamedSharding
 
-from gssm_jax.config import ConfigError, config_from_dict, config_from_json, graph_of, validate
+from gssm_jax.config import (
+    ConfigError,
+    config_from_dict,
+    config_from_json,
+    graph_of,
+    is_text,
+    validate,
+    vocab_size,
+)
 from gssm_jax.gssm.graph import Graph
 from gssm_jax.gssm.kernels import Tables, draw_kernels
 from gssm_jax.models.registry import Model
@@ -94,11 +103,23 @@ class RunDir:
 
     workdir: str
     config: ml_collections.ConfigDict
-    graph: Graph
-    tables: Tables  # float64 NumPy, as training drew them
+    graph: Graph | None  # None: a text run
+    tables: Tables | None  # float64 NumPy, as training drew them (None: a text run)
     mesh: Mesh
     model: Model
     manager: ocp.CheckpointManager | None  # None: no checkpoints/ directory (nothing trained yet)
+
+    @property
+    def is_text(self) -> bool:
+        """A run on real text (`data.source="text"`): no graph, no exact entropy."""
+        return is_text(self.config)
+
+    @property
+    def process(self) -> tuple[Graph, Tables]:
+        """(graph, tables) of a GSSM run; RunError for a text run, which has no true process."""
+        if self.graph is None or self.tables is None:
+            raise RunError(f"run {self.workdir} trains on text (data.source='text'): no process")
+        return self.graph, self.tables
 
     @property
     def steps(self) -> list[int]:
@@ -156,9 +177,9 @@ def open_run(workdir: str) -> RunDir:
     if not os.path.isdir(workdir):
         raise RunError(f"--workdir {workdir}: no such directory")
     c = load_config(workdir)
-    graph = graph_of(c)
+    graph = None if is_text(c) else graph_of(c)
     mesh = parallel.make_mesh(c.mesh)
-    model = train_state.model_from_config(c, graph.vocab_size)
-    tables = draw_kernels(graph, c.data.graph_seed)
+    model = train_state.model_from_config(c, vocab_size(c))
+    tables = None if graph is None else draw_kernels(graph, c.data.graph_seed)
     manager = checkpoint.open_read_only(os.path.join(workdir, CHECKPOINTS))
     return RunDir(workdir, c, graph, tables, mesh, model, manager)

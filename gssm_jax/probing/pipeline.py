@@ -34,7 +34,7 @@ import numpy as np
 from gssm_jax.gssm import posterior, sample
 from gssm_jax.gssm.graph import Graph
 from gssm_jax.gssm.kernels import Tables, as_device_tables
-from gssm_jax.inference.rundir import open_run
+from gssm_jax.inference.rundir import RunError, open_run
 from gssm_jax.probing import capture, fit, probe_table
 
 FIRST_INDEX = 2**31  # held-out sequences: indices [2**31, 2**31 + n) of the chosen stream
@@ -96,6 +96,11 @@ def _setup(args: ProbeRequest) -> _Setup:
     """Reads the run and checks every user input, before any real work."""
     run = open_run(args.workdir)
     config, graph = run.config, run.graph
+    if graph is None:
+        raise RunError(
+            f"--workdir {run.workdir}: a text run (data.source='text') has no hidden process "
+            "states to probe"
+        )
     if graph.has_context:
         names = [n.name for n in graph.nodes if n.mode == "context"]
         raise posterior.ContextPosteriorError(
@@ -118,7 +123,9 @@ def _setup(args: ProbeRequest) -> _Setup:
     if not args.layers and not args.parts:
         layers = capture.residual_layers(available)
     capture.check_layers(layers, available)
-    return _Setup(run.workdir, config, graph, run.tables, module, params, step, layers, positions)
+    return _Setup(
+        run.workdir, config, graph, run.process[1], module, params, step, layers, positions
+    )
 
 
 def _rows(a_NxPx: np.ndarray) -> np.ndarray:

@@ -37,10 +37,10 @@ def _merged_config(config: dict) -> Any:
 
 @functools.cache
 def _count(config_json: str) -> int:
-    from gssm_jax.config import family_config, graph_of
+    from gssm_jax.config import family_config, vocab_size
 
     c = _merged_config(json.loads(config_json))
-    return family_config(c.model, graph_of(c).vocab_size).param_count()
+    return family_config(c.model, vocab_size(c)).param_count()
 
 
 def count_params(config: dict | None) -> int | None:
@@ -52,7 +52,11 @@ def count_params(config: dict | None) -> int | None:
     data = config.get("data", {})
     key = {
         "model": config.get("model", {}),
-        "data": {k: data.get(k) for k in ("graph", "alpha_x", "alpha_z", "seq_len") if k in data},
+        "data": {
+            k: data.get(k)
+            for k in ("graph", "alpha_x", "alpha_z", "seq_len", "source", "text")
+            if k in data
+        },
     }
     try:
         return _count(json.dumps(key, sort_keys=True))

@@ -35,6 +35,8 @@ RESULTS = (
     "eval_kl_gap",
     "best_eval_kl_gap",
     "best_eval_step",
+    "train_bits_per_byte",  # text runs (no entropy, no kl_gap): docs/text.md
+    "eval_bits_per_byte",
     "wall_time_s",
     "train_time_s",
     "exit_code",
@@ -45,8 +47,11 @@ RESULTS = (
 
 def graph_facts(config: dict) -> dict[str, Any]:
     """hidden_nodes, vocab, alpha_x and alpha_z (None unless every hidden node shares one) of the
-    run's graph, with data.alpha_x / data.alpha_z applied."""
+    run's graph, with data.alpha_x / data.alpha_z applied. A text run has no graph: its vocab is its
+    tokenizer's and the rest is None."""
     data = config.get("data", {})
+    if data.get("source") == "text":
+        return {"hidden_nodes": None, "vocab": _text_vocab(data), "alpha_x": None, "alpha_z": None}
     graph = data.get("graph") or {}
     hidden = [f for f in graph.values() if isinstance(f, dict) and not f.get("observed", False)]
     observed = [f for f in graph.values() if isinstance(f, dict) and f.get("observed", False)]
@@ -62,6 +67,17 @@ def graph_facts(config: dict) -> dict[str, Any]:
         "alpha_x": alpha_x,
         "alpha_z": alphas_z.pop() if len(alphas_z) == 1 else None,
     }
+
+
+def _text_vocab(data: dict) -> int | None:
+    """The tokenizer's vocabulary of a text run's `data` section (None when it cannot be read)."""
+    from gssm_jax.data.text_tokenizers import BYTES, ByteTokenizer, load_tokenizer
+
+    spec = (data.get("text") or {}).get("tokenizer", BYTES)
+    try:
+        return ByteTokenizer.vocab_size if spec == BYTES else load_tokenizer(spec).vocab_size
+    except (ValueError, OSError):
+        return None
 
 
 def train_sequences(config: dict) -> int | None:
@@ -111,6 +127,8 @@ def run_row(run: RunRecord) -> dict[str, Any]:
         for key in ("loss", "entropy", "kl_gap"):
             row[f"{prefix}_{key}"] = finite(record.get(key))
     row["best_eval_kl_gap"], row["best_eval_step"] = best
+    for prefix, record in (("train", last_train), ("eval", last_eval)):
+        row[f"{prefix}_bits_per_byte"] = finite(record.get("bits_per_byte"))
     row["wall_time_s"] = run.wall_time_s
     row["train_time_s"] = _train_time(run.train)
     row["exit_code"] = run.exit_code

@@ -53,6 +53,9 @@ def _walk(config: ml_collections.ConfigDict, key: str) -> tuple[Any, str]:
     node: Any = config
     parts = key.split(".")
     for depth, part in enumerate(parts):
+        named = depth == len(parts) - 1 and ".".join(parts[:depth]) in schema.NAMED_SOURCES
+        if named and isinstance(node, ml_collections.ConfigDict):
+            break  # a text source's name: a new one is added
         if not isinstance(node, ml_collections.ConfigDict) or part not in node:
             where = ".".join(parts[:depth])
             known = list(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
@@ -112,10 +115,15 @@ def apply_override(config: ml_collections.ConfigDict, key: str, text: str) -> No
         section, name = _walk(config, key)
     except CliError as e:
         raise CliError(f"{flag}: {e}") from None
-    kind = section.get_type(name)
+    # a text source's path or weight: any literal (a weight may turn from 3 to 2.5), else a string
+    named = key.rpartition(".")[0] in schema.NAMED_SOURCES
+    kind = object if named else section.get_type(name)
     try:
         value = parse_value(kind, text)
-        section[name] = value
+        with section.unlocked():
+            if named and name in section:
+                del section[name]  # its old value's type does not bind the new one
+            section[name] = value
     except (ValueError, TypeError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CliError(f"{flag}: config key {key} ({kind.__name__}): {reason}") from None

@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from gssm_jax.config import ConfigError, family_config, family_key, graph_of, mesh_rules
+from gssm_jax.config import ConfigError, family_config, family_key, mesh_rules, vocab_size
 
 AXES = ("data", "model")
 Rules = tuple[tuple[str, Any], ...]
@@ -115,7 +115,7 @@ def check_divisibility(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
     The batch is checked per micro-batch (data.batch_size / optim.accum_steps), the length as the
     model sees it (data.seq_len - 1 inputs).
     """
-    vocab = graph_of(config).vocab_size
+    vocab = vocab_size(config)
     sizes = [
         (
             "batch",
@@ -123,7 +123,7 @@ def check_divisibility(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
             config.data.batch_size // config.optim.accum_steps,
         ),
         ("length", "data.seq_len - 1", config.data.seq_len - 1),
-        ("vocab", "vocabulary size of data.graph", vocab),
+        ("vocab", "vocabulary size (of data.graph, or data.text.tokenizer's)", vocab),
     ]
     for logical, field, size in family_config(config.model, vocab).axis_sizes():
         key = re.sub(r"[a-z_]+", lambda w: family_key(config.model, w.group()), field)

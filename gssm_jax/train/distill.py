@@ -2,7 +2,8 @@
 
 The teacher is another run directory (`optim.distill.teacher`): its saved config builds its model
 and its latest checkpoint gives its parameters, placed on the student's mesh. It must have been
-trained on the same graph (same vocabulary and process).
+trained on the same graph (same vocabulary and process), or for a text run on text with the same
+tokenizer (same vocabulary; the corpus may differ).
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ import ml_collections
 import optax
 from jax.sharding import Mesh
 
-from gssm_jax.config import ConfigError, config_from_json, graph_of, resolved_graph_spec
+from gssm_jax.config import (
+    ConfigError,
+    config_from_json,
+    is_text,
+    resolved_graph_spec,
+    vocab_size,
+)
 from gssm_jax.models.registry import Model
 from gssm_jax.train import checkpoint
 from gssm_jax.train import state as train_state
@@ -51,21 +58,29 @@ def load_teacher(config: ml_collections.ConfigDict, mesh: Mesh) -> Teacher | Non
     model family can teach.
 
     Raises ConfigError naming optim.distill.teacher for a run without a checkpoint or one trained
-    on another graph.
+    on another graph (a text run: on GSSM data or with another tokenizer).
     """
     teacher_dir = config.optim.distill.teacher
     if not teacher_dir:
         return None
     key = f"config optim.distill.teacher={teacher_dir!r}"
     t_config = config_from_json(os.path.join(teacher_dir, "config.json"))
-    if resolved_graph_spec(t_config) != resolved_graph_spec(config) or (
+    if is_text(config) or is_text(t_config):
+        if not (is_text(config) and is_text(t_config)):
+            raise ConfigError(f"{key}: a text run and a GSSM run cannot teach each other")
+        if t_config.data.text.tokenizer != config.data.text.tokenizer:
+            raise ConfigError(
+                f"{key}: the teacher's tokenizer {t_config.data.text.tokenizer!r} is not this "
+                f"run's {config.data.text.tokenizer!r}"
+            )
+    elif resolved_graph_spec(t_config) != resolved_graph_spec(config) or (
         t_config.data.graph_seed != config.data.graph_seed
     ):
         raise ConfigError(f"{key}: the teacher was trained on another graph or graph seed")
     with t_config.unlocked():
         t_config.mesh = config.mesh  # the student's devices and rules
         t_config.data.seq_len = config.data.seq_len
-    vocab = graph_of(config).vocab_size
+    vocab = vocab_size(config)
     model = train_state.model_from_config(t_config, vocab)
     manager = checkpoint.open_read_only(os.path.join(teacher_dir, "checkpoints"))
     step = None if manager is None else manager.latest_step()

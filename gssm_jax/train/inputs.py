@@ -2,9 +2,10 @@
 element with the entropy baseline of its tokens.
 
 A source is picked by `data.source` ("stream": sampled on the fly; "files": a set written by
-`gssm_jax.write_data`). Either way element k of the training dataset is this process's rows of
-global batch k (so the global batch at a step is the same whatever the number of processes), and
-the dataset is a Grain iterator whose state goes into every checkpoint.
+`gssm_jax.write_data`; "text": real text, `gssm_jax.data.text`, whose elements have no entropy).
+Either way element k of the training dataset is this process's rows of global batch k (so the
+global batch at a step is the same whatever the number of processes), and the dataset is a Grain
+iterator whose state goes into every checkpoint.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import grain
 import ml_collections
 import numpy as np
 
-from gssm_jax.data import files
+from gssm_jax.data import files, text
 from gssm_jax.data.stream import StreamSource, cpu_tables, threaded
 from gssm_jax.gssm.graph import Graph
 from gssm_jax.gssm.kernels import Tables
@@ -86,3 +87,20 @@ def eval_elements(
         return files.eval_batches(test_set, c.data.batch_size, rows, c.eval.batches)
     source = stream_source(c, graph, tables_np, c.eval.seed, c.eval.batches, rows)
     return [source[k] for k in range(c.eval.batches)]
+
+
+def text_train_dataset(
+    c: ml_collections.ConfigDict, corpus: text.TextCorpus, rows: tuple[int, int]
+) -> grain.IterDataset:
+    """The shuffled, mixed walk through a text corpus's train windows: element k is this process's
+    rows of global batch k."""
+    walk = text.TextWalk(corpus, c.data.batch_size, rows, c.optim.steps, c.data.shuffle_seed)
+    return walk.stream(c.data.prefetch)
+
+
+def text_eval_elements(
+    c: ml_collections.ConfigDict, corpus: text.TextCorpus, rows: tuple[int, int]
+) -> list[dict]:
+    """This process's rows of the `eval.batches` held-out text batches, each with the scored
+    targets and bytes of the whole global batch."""
+    return text.eval_batches(corpus, c.data.batch_size, rows, c.eval.batches)

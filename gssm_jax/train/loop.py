@@ -1,7 +1,7 @@
 """The training loop: the only stateful code; it ties data, model, baseline, metrics and checkpoints.
 
 Each logged step reports the batch's loss next to the exact entropy of the same tokens
-(`kl_gap = loss - entropy`). The host dispatches steps without waiting for the device and fetches
+(`kl_gap = loss - entropy`), or on text its bits per byte (`train.run_data`). The host dispatches steps without waiting for the device and fetches
 their results only on logged, evaluated and checkpointed steps, so on an accelerator the device
 never idles while Python runs. SIGTERM, SIGUSR1 and SIGINT finish the current step, save a
 checkpoint and return EXIT_PREEMPTED, so a job scheduler can requeue the run and resume it exactly;
@@ -22,13 +22,11 @@ import ml_collections
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from gssm_jax.config import ConfigError, graph_of, resolved_data_path, validate
+from gssm_jax.config import ConfigError, resolved_data_path, validate
 from gssm_jax.data.stream import process_rows
-from gssm_jax.gssm.entropy import make_entropy_fn
-from gssm_jax.gssm.kernels import as_device_tables, draw_kernels
 from gssm_jax.runtime import distributed, parallel
 from gssm_jax.runtime.exitcodes import EXIT_OK, EXIT_PREEMPTED
-from gssm_jax.train import checkpoint, inputs, profile
+from gssm_jax.train import checkpoint, profile, run_data
 from gssm_jax.train import state as train_state
 from gssm_jax.train import step as train_step_lib
 from gssm_jax.train import workdir as workdir_lib
@@ -98,37 +96,26 @@ class Trainer:
         if resolved_data_path(config) != config.data.path:  # a sweep's {alpha_x}... placeholders
             config = config.copy_and_resolve_references()
             config.data.path = resolved_data_path(config)
+        config = run_data.with_absolute_paths(config)  # a text run's sources, as recorded
         self.config = c = config
         self.workdir = workdir
         self.allow_config_change = allow_config_change
-        self.graph = graph_of(c)
-        self.tables_np = draw_kernels(self.graph, c.data.graph_seed)
         self.mesh = parallel.make_mesh(c.mesh)
         parallel.check_divisibility(c, self.mesh)
         self.batch_sharding = NamedSharding(self.mesh, parallel.batch_spec(c))
         self.replicated = NamedSharding(self.mesh, P())
-        self.model = train_state.model_from_config(c, self.graph.vocab_size)
+        # the graph and its entropy, or the text corpus (read here: a bad source exits 2)
+        self.data = run_data.for_config(c, self.batch_sharding, self.replicated)
+        self.model = train_state.model_from_config(c, self.data.vocab_size)
         self.abstract, self.shardings = train_state.abstract_train_state(c, self.mesh, self.model)
         self.global_shape = (c.data.batch_size, c.data.seq_len)
         self.rows = process_rows(self.batch_sharding, self.global_shape)
         self.is_chief = jax.process_index() == 0
         self.checkpoint_dir = os.path.join(workdir, "checkpoints")
-        self.tables = jax.device_put(as_device_tables(self.tables_np), self.replicated)
-        self.entropy_fn = jax.jit(
-            make_entropy_fn(
-                self.graph,
-                c.data.seq_len,
-                mc_draws=c.data.mc_draws,
-                mc_seed=c.data.mc_seed,
-                stderr=True,
-            ),
-            in_shardings=(self.replicated, self.batch_sharding),
-            out_shardings=NamedSharding(self.mesh, P(self.batch_sharding.spec[0])),
-        )
         self.train_step = train_step_lib.make_train_step(c, self.model, self.mesh, self.shardings)
         self.eval_step = train_step_lib.make_eval_step(c, self.model, self.mesh, self.shardings)
         self.tokens_per_step = c.data.batch_size * c.data.seq_len
-        self.flops = profile.flops_per_token(c.model, c.data.seq_len - 1, self.graph.vocab_size)
+        self.flops = profile.flops_per_token(c.model, c.data.seq_len - 1, self.data.vocab_size)
         self.peak = profile.peak_flops(jax.devices()[0].device_kind, c.model.dtype)
         self.trace = profile.TraceWindow(c.profile, workdir)
         self.stop = StopFlag()
@@ -171,15 +158,12 @@ class Trainer:
         return iterator
 
     def _eval_set(self) -> list[tuple[jax.Array, dict]]:
-        """Fixed held-out batches, each with its entropy baseline (stored, or exact)."""
-        c = self.config
+        """Fixed held-out batches, each with its entropy baseline (stored, or exact) or, on text,
+        its scored tokens and bytes."""
         out = []
-        for element in inputs.eval_elements(c, self.graph, self.tables_np, self.rows):
-            batch = self._global(element["tokens"], c.data.batch_size)
-            if "entropy" in element:
-                out.append((batch, inputs.stored(element)))
-            else:
-                out.append((batch, inputs.baseline(*self.entropy_fn(self.tables, batch))))
+        for element in self.data.eval_elements(self.rows):
+            batch = self._global(element["tokens"], self.config.data.batch_size)
+            out.append((batch, self.data.measure(element, batch)))
         return out
 
     def _open_run_dir(self, start: Start) -> RunFiles:
@@ -222,7 +206,7 @@ class Trainer:
 
     def _run(self) -> int:
         c = self.config
-        dataset = inputs.train_dataset(c, self.graph, self.tables_np, self.rows)  # checks sets
+        dataset = self.data.train_dataset(self.rows)  # checks sets
         start = self._restore()
         if start.step >= c.optim.steps:
             print(f"run already complete at step {start.step}: {self.workdir}", flush=True)
@@ -231,6 +215,8 @@ class Trainer:
         loop = LoopState(start.state, start.step, iterator, self._eval_set())
         self.say(f"gssm_jax: writing to {self.workdir}{self.banner}", flush=True)
         log_environment(self.workdir)
+        for line in self.data.describe():
+            self.say(line, flush=True)
         self.files = self._open_run_dir(start)
         try:
             if (
@@ -300,15 +286,11 @@ class Trainer:
         with w.timed("compute"):
             m = {k: float(v) for k, v in jax.device_get(metrics).items()}
         with w.timed("log"), jax.profiler.TraceAnnotation("log"):
-            if "entropy" in element:  # a written set: its stored per-sequence values
-                entropy = inputs.stored(element)
-            else:
-                entropy = inputs.baseline(*self.entropy_fn(self.tables, batch))
+            measured = self.data.measure(element, batch)  # entropy (stored or exact) or bytes
         record = {
             "step": loop.step,
             "loss": m["loss"],
-            **entropy,
-            "kl_gap": m["loss"] - entropy["entropy"],
+            **self.data.train_fields(m["loss"], measured),
             "lr": m["lr"],
             "grad_norm": m["grad_norm"],
             **w.timings(self.tokens_per_step, jax.device_count()),
@@ -328,17 +310,9 @@ class Trainer:
         with loop.window.excluded(), jax.profiler.TraceAnnotation("eval"):
             losses = [self.eval_step(loop.state.params, batch) for batch, _ in loop.eval_set]
             loss = sum(float(x) for x in jax.device_get(losses)) / len(losses)
-            means = {
-                k: sum(b[k] for _, b in loop.eval_set) / len(loop.eval_set)
-                for k in loop.eval_set[0][1]
-            }
-        ev = {"loss": loss, **means, "kl_gap": loss - means["entropy"]}
+            ev = self.data.eval_record(loss, [b for _, b in loop.eval_set])
         self.files.metrics.write("eval", {"step": loop.step, **ev})
-        self.say(
-            f"eval step {loop.step} | loss {ev['loss']:.4f} | entropy {ev['entropy']:.4f} | "
-            f"kl_gap {ev['kl_gap']:.4f}",
-            flush=True,
-        )
+        self.say(self.data.eval_line(loop.step, ev), flush=True)
         loop.last_eval = ev
 
     def _checkpoint(self, loop: LoopState) -> None:
@@ -361,11 +335,11 @@ class Trainer:
         assert ev is not None  # the loop's last step evaluates
         if self.is_chief:
             final = {"step": loop.step, "workdir": self.workdir, "eval": ev}
+            final.update(self.data.final_fields())
             with open(os.path.join(self.workdir, "final.json"), "w") as f:
                 json.dump(final, f)
             print(
-                f"done: final eval kl_gap {ev['kl_gap']:.4f} nats/token (loss {ev['loss']:.4f}, "
-                f"entropy {ev['entropy']:.4f}); metrics in {self.workdir}/metrics, "
+                f"{self.data.done_line(ev)}; metrics in {self.workdir}/metrics, "
                 f"checkpoints in {self.workdir}/checkpoints",
                 flush=True,
             )

@@ -83,11 +83,12 @@ def _clock(seconds: float) -> str:
 
 
 def console_line(record: dict[str, Any], total_steps: int, elapsed_s: float) -> str:
-    """`step N/M | loss .. | entropy .. | kl_gap .. | .. tok/s | elapsed H:MM:SS | eta H:MM:SS`;
-    the ETA is the remaining steps at this window's step time (eval and checkpoints excluded)."""
+    """`step N/M | loss .. | entropy .. | kl_gap .. | .. tok/s | elapsed H:MM:SS | eta H:MM:SS`
+    (a text run: `bits_per_byte ..` where a GSSM run has entropy and kl_gap); the ETA is the
+    remaining steps at this window's step time (eval and checkpoints excluded)."""
     step = record["step"]
     parts = [f"step {step}/{total_steps}"]
-    for key in ("loss", "entropy", "kl_gap", "grad_norm", "lr"):
+    for key in ("loss", "entropy", "kl_gap", "bits_per_byte", "grad_norm", "lr"):
         if record.get(key) is not None:
             parts.append(f"{key} {record[key]:.4g}")
     parts.append(f"{record['tokens_per_s']:,.0f} tok/s")

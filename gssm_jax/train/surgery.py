@@ -9,7 +9,8 @@ with model.mlp='kronecker', model.kron_terms, model.kron_factor, optim.steps = N
 --workdir NEWRUN` then continues training it. RUN is only read.
 
 It prints, and writes to NEWRUN/kron.json, each matrix's relative reconstruction error, the
-parameter counts before and after, and the held-out kl_gap of both models at that step. Errors a
+parameter counts before and after, and the held-out kl_gap (a text run: bits per byte) of both
+models at that step. Errors a
 user can cause exit 2 with one line naming the flag or key, before anything is written.
 """
 
@@ -40,7 +41,7 @@ def source_config(run: str):
         raise SurgeryError(f"--from {run!r}: no config.json, not a run directory")
     try:
         config = config_lib.config_from_json(path)
-        cfg = config_lib.family_config(config.model, config_lib.graph_of(config).vocab_size)
+        cfg = config_lib.family_config(config.model, config_lib.vocab_size(config))
     except (OSError, ValueError) as e:
         raise SurgeryError(f"--from {run!r}: {path} does not load ({e})") from None
     if cfg.mlp_hidden_dim == 0:
@@ -83,7 +84,7 @@ def factorised_params(src_params: dict, config, init: str, seed: int) -> tuple[d
     """(params of the Kronecker model, one row per matrix: block, matrix, shapes, error, counts)."""
     from gssm_jax.models import kronecker
 
-    m = config_lib.family_config(config.model, config_lib.graph_of(config).vocab_size)
+    m = config_lib.family_config(config.model, config_lib.vocab_size(config))
     shapes = kronecker.mlp_shapes(m.emb_dim, m.mlp_hidden_dim, kronecker.mlp_b_shape(m.kron_factor))
     rng = np.random.default_rng(seed)
     std, out_std = m.init_std, m.init_std / np.sqrt(2 * m.nb_layers)
@@ -142,6 +143,10 @@ def _heldout(runs: list, step: int) -> list[dict]:
     from gssm_jax.inference import evaluation
 
     c = runs[0].config
+    if runs[0].is_text:  # loss and bits per byte on the run's held-out text
+        from gssm_jax.inference.text_eval import compare_runs
+
+        return compare_runs(runs, step, c.eval.batches)
     data = files.eval_set_path(c.data) if c.data.source == "files" else "stream"
     batches, _ = evaluation.held_out_batches(runs[0], data, c.eval.batches)
     h_list = [evaluation.exact_per_position(runs[0], tokens) for tokens in batches]
@@ -186,7 +191,7 @@ def surgery(
     src_params = jax.tree.map(np.asarray, jax.device_get(source.restore_params(step)))
 
     params_np, rows = factorised_params(src_params, config, init, seed)
-    model = train_state.model_from_config(new_local, source.graph.vocab_size)
+    model = train_state.model_from_config(new_local, config_lib.vocab_size(new_local))
     new_abstract, shardings = train_state.abstract_train_state(new_local, mesh, model)
     wanted = jax.tree.map(lambda s: tuple(s.shape), new_abstract.params)
     got = jax.tree.map(lambda a: tuple(a.shape), params_np)
@@ -234,6 +239,7 @@ def surgery(
             "mlp_before": sum(r["params_dense"] for r in rows),
             "mlp_after": sum(r["params_kron"] for r in rows),
         },
+        "metric": config_lib.headline_metric(config.data),
         "eval_before": heldout[0],
         "eval_after": heldout[1],
     }
@@ -281,8 +287,10 @@ def print_report(report: dict, out: str) -> None:
         f"params: model {p['model_before']} -> {p['model_after']}, "
         f"MLP {p['mlp_before']} -> {p['mlp_after']}"
     )
+    key = report.get("metric", "kl_gap")
+    unit = {"kl_gap": "nats/token", "bits_per_byte": "bits/byte"}.get(key, "bits/token")
     print(
-        f"held-out kl_gap at step {report['step']}: dense {b['kl_gap']:.4f} -> "
-        f"{report['init']} r={report['terms']} {a['kl_gap']:.4f} nats/token"
+        f"held-out {key} at step {report['step']}: dense {b[key]:.4f} -> "
+        f"{report['init']} r={report['terms']} {a[key]:.4f} {unit}"
     )
     print(f"wrote {out} (continue: python -m gssm_jax.main --workdir {out})")

@@ -129,3 +129,36 @@ def test_bad_input_is_a_named_error_before_anything_is_written(source_run, tmp_p
         surgery(str(other), str(out), None, "prune", 1, "", 5, 0, {})
     with pytest.raises(SurgeryError, match="not a run directory"):
         surgery(str(tmp_path / "nothing"), str(out), None, "prune", 1, "", 5, 0, {})
+
+
+def test_surgery_and_distillation_on_a_text_run(tiny_text_run, tmp_path):
+    """A text run's MLPs factorised: held-out bits per byte before and after, fine-tuning with the
+    dense run as teacher, and the kron table's rows in bits per byte."""
+    sweep = tmp_path / "sweep"
+    dense = sweep / "dense"
+    shutil.copytree(tiny_text_run, dense)
+    out = sweep / "vanloan_r1_freeze-none_distill-1"
+    teacher = f"--config.optim.distill.teacher={tiny_text_run}"
+    code, log = _kron(tiny_text_run, out, "--terms=1", "--factor=2x1", "--steps=4", teacher)
+    assert code == 0, log
+    report = json.loads((out / "kron.json").read_text())
+    assert report["metric"] == "bits_per_byte" and report["step"] == 20
+    before, after = report["eval_before"], report["eval_after"]
+    final = json.loads((tiny_text_run / "final.json").read_text())["eval"]
+    assert before["bits_per_byte"] == pytest.approx(final["bits_per_byte"], abs=1e-5)
+    assert set(after) == {"loss", "bits_per_token", "bits_per_byte"} and after["loss"] > 0
+    assert f"held-out bits_per_byte at step 20: dense {before['bits_per_byte']:.4f}" in log
+    code, stdout, stderr = run_cmd(_main(out), tmp_path)
+    assert code == 0, stdout + stderr
+    assert "resumed from" in stdout and "done: final eval bits_per_byte" in stdout
+    code, stdout, stderr = run_cmd(
+        [sys.executable, "-m", "gssm_jax.kron", "--table", str(sweep), f"--from={tiny_text_run}"],
+        tmp_path,
+    )
+    assert code == 0, stdout + stderr
+    lines = stdout.strip().splitlines()
+    assert "bits_per_byte after factorisation" in lines[0]
+    assert lines[2].startswith(
+        f"| dense (reference, trained on) | - | {report['params']['mlp_before']}"
+    )
+    assert lines[3].startswith(f"| vanloan | 1 | {report['params']['mlp_after']} | none | yes |")

@@ -1,0 +1,169 @@
+"""Sample text from a checkpoint of a text run (`python -m gssm_jax.generate` on a run with
+`data.source="text"`): text in, text out.
+
+Prompts: `--prompt TEXT` (its tokens, `--num` completions of it, each with its own key), a
+`--prompts FILE` of text prompts (a JSON list of strings, or JSONL: one string or {"prompt":
+string} per line), or by default the starts of the first `--num` held-out windows cut to lengths
+spread over [1, seq_len / 2] (or all `--prompt-len L`). A prompt is not given a BOS token: training
+windows start anywhere in a document, so a prompt reads as text met mid-stream; an empty prompt is
+BOS alone, the start of a new document.
+
+Completions are decoded by the run's tokenizer: invalid UTF-8 (a cut character) is shown as U+FFFD
+and BOS/EOS as `<|bos|>`/`<|eos|>`. Sampling is `gssm_jax.inference.generation`'s (one jitted
+prefill + decode scan, temperature and top-k as for every run). Scoring against a true process is
+skipped: text has none, and the summary says so. Writes JSONL rows (index, prompt, completion and
+their tokens) and a `.summary.json`, prints each completion and a closing line.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+from gssm_jax.data import text
+from gssm_jax.data.text_tokenizers import Tokenizer, load_tokenizer
+from gssm_jax.inference.generation import (
+    PromptError,
+    Sampling,
+    default_out,
+    make_generate_fn,
+    padded,
+    spread_lengths,
+    write_jsonl,
+)
+from gssm_jax.inference.rundir import RunDir
+from gssm_jax.runtime import parallel
+
+NOT_SCORED = "skipped: text has no true process to score completions against"
+
+
+def encoded(tok: Tokenizer, prompt: str) -> list[int]:
+    """A text prompt's tokens; the empty prompt is BOS alone."""
+    return [int(t) for t in tok.encode(prompt)] or [tok.bos_id]
+
+
+def file_text_prompts(path: str) -> list[str]:
+    """Text prompts from a JSON list of strings or a JSONL file of strings / {"prompt": string}."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            content = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise PromptError(f"--prompts {path}: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        data = json.loads(content)
+    except ValueError:
+        data = None
+    if isinstance(data, list):
+        items = [(f"item {i}", x) for i, x in enumerate(data)]
+    else:
+        items = []
+        for n, line in enumerate(content.splitlines(), 1):
+            if line.strip():
+                try:
+                    items.append((f"line {n}", json.loads(line)))
+                except ValueError as e:
+                    raise PromptError(f"--prompts {path} line {n}: not JSON ({e})") from None
+    if not items:
+        raise PromptError(f"--prompts {path}: no prompts")
+    prompts = []
+    for where, item in items:
+        prompt = item.get("prompt") if isinstance(item, dict) else item
+        if not isinstance(prompt, str):
+            raise PromptError(
+                f"--prompts {path} {where}: expected a string (a text run's prompts are text)"
+            )
+        prompts.append(prompt)
+    return prompts
+
+
+def heldout_prompts(run: RunDir, num: int, prompt_len: int | None) -> list[list[int]]:
+    """The starts of the first `num` held-out windows (in eval order), cut to prompt lengths."""
+    c = run.config
+    corpus = text.corpus_from_config(c.data)
+    order = text.heldout_order(corpus)
+    lengths = np.full(num, prompt_len) if prompt_len else spread_lengths(num, c.data.seq_len)
+    return [
+        corpus.heldout[order[i % len(order)], :n].astype(int).tolist()
+        for i, n in enumerate(lengths.tolist())
+    ]
+
+
+def generate_text_run(
+    run: RunDir,
+    sampling: Sampling,
+    step: int | None,
+    num: int,
+    prompt_len: int | None,
+    prompts_file: str | None,
+    prompt: str | None,
+    out: str | None,
+) -> str:
+    """Samples text from checkpoint `step` (default the latest) of text run `run`; writes the JSONL
+    rows and `.summary.json`, prints each completion and one closing line; returns the JSONL path."""
+    if not run.is_text:
+        raise PromptError(
+            f"--prompt: text prompts need a text run (data.source='text'); {run.workdir} has "
+            f"data.source={run.config.data.source!r} (give --prompts FILE of token lists)"
+        )
+    step = run.step_or_latest(step)
+    run.check_compatible(step)
+    tok = load_tokenizer(run.config.data.text.tokenizer)
+    if prompt is not None:
+        prompts = [encoded(tok, prompt)] * num
+    elif prompts_file:
+        prompts = [encoded(tok, p) for p in file_text_prompts(prompts_file)]
+    else:
+        prompts = heldout_prompts(run, num, prompt_len)
+    args = sampling
+    out = out or default_out(run, step, args.seed)
+    params = run.restore_params(step)
+    multiple = parallel.data_parallel_size(run.config, run.mesh)
+    tokens, lengths = padded(prompts, multiple)
+    seq_ids = np.arange(len(tokens), dtype=np.uint32)
+    gen = make_generate_fn(run, args.max_new_tokens, args.temperature, args.top_k, args.seed)
+    t0 = time.perf_counter()
+    new = np.asarray(jax.device_get(gen(params, tokens, lengths, seq_ids)))
+    seconds = time.perf_counter() - t0
+    n = len(prompts)
+    rows = [
+        {
+            "index": i,
+            "prompt": tok.decode(prompts[i], specials=True),
+            "completion": tok.decode(new[i].tolist(), specials=True),
+            "prompt_tokens": prompts[i],
+            "completion_tokens": new[i].tolist(),
+        }
+        for i in range(n)
+    ]
+    write_jsonl(out, rows)
+    summary: dict[str, Any] = {
+        "workdir": run.workdir,
+        "step": step,
+        "num": n,
+        "max_new_tokens": args.max_new_tokens,
+        "temperature": args.temperature,
+        "top_k": args.top_k,
+        "seed": args.seed,
+        "prompt_lengths": [int(lengths[:n].min()), int(lengths[:n].max())],
+        "tokenizer": tok.describe(),
+        "scoring": NOT_SCORED,
+        "seconds": seconds,
+    }
+    summary_path = out.removesuffix(".jsonl") + ".summary.json"
+    with open(summary_path, "w") as f:
+        json.dump(summary, f, indent=1)
+        f.write("\n")
+    for row in rows:
+        print(f"--- {row['index']}: {row['prompt']}{row['completion']}", flush=True)
+    print(
+        f"generated {n} x {args.max_new_tokens} tokens of text from step {step} (prompts "
+        f"{summary['prompt_lengths'][0]}-{summary['prompt_lengths'][1]} tokens, temperature "
+        f"{args.temperature}, top_k {args.top_k or 'off'}) in {seconds:.2f} s incl. compile | "
+        f"scoring {NOT_SCORED} | wrote {out}",
+        flush=True,
+    )
+    return out

@@ -1,0 +1,49 @@
+"""The runs table's row of a text run: bits per byte where a GSSM run has entropy and kl_gap, the
+tokenizer's vocabulary, no graph facts, and the whole report built over it."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from gssm_jax.config import config_from_dict, family_config, vocab_size
+from gssm_jax.reporting.runs import RunRef, load_run, read_jsonl
+from gssm_jax.reporting.table import run_row
+
+
+def test_a_text_runs_row_has_bits_per_byte_and_no_entropy(tiny_text_run):
+    row = run_row(load_run(RunRef("text", tiny_text_run)))
+    final = json.loads((tiny_text_run / "final.json").read_text())
+    train = read_jsonl(tiny_text_run / "metrics" / "train.jsonl")[-1]
+    assert row["status"] == "complete" and row["step"] == 20 and row["tokens"] == 20 * 8 * 32
+    assert row["eval_bits_per_byte"] == pytest.approx(final["eval"]["bits_per_byte"])
+    assert row["train_bits_per_byte"] == pytest.approx(train["bits_per_byte"])
+    assert row["eval_loss"] == pytest.approx(final["eval"]["loss"])
+    for key in ("train_entropy", "train_kl_gap", "eval_entropy", "eval_kl_gap", "best_eval_kl_gap"):
+        assert row[key] is None, key
+    assert (row["vocab"], row["hidden_nodes"], row["alpha_x"], row["alpha_z"]) == (
+        258,
+        None,
+        None,
+        None,
+    )
+    config = config_from_dict(json.loads((tiny_text_run / "config.json").read_text()))
+    assert vocab_size(config) == 258
+    assert row["params"] == family_config(config.model, 258).param_count()
+
+
+def test_the_report_of_a_text_run_builds_and_skips_the_kl_figures(tiny_text_run, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from gssm_jax.report import main as report_main
+
+    assert report_main([str(tiny_text_run), "--out", str(tmp_path / "report"), "-q"]) == 0
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "report" / "runs.csv")
+    assert math.isclose(
+        table["eval_bits_per_byte"][0],
+        run_row(load_run(RunRef("t", tiny_text_run)))["eval_bits_per_byte"],
+    )
+    assert (tmp_path / "report" / "index.html").is_file()
