@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gssm_jax.reporting.runs import ReportError
+from gssm_jax.reporting.series import SEED_KEYS
 
-SEED_KEYS = ("seed", "data.seed", "data.graph_seed", "data.shuffle_seed", "eval.seed")
 FACTS = ("hidden_nodes", "alpha_x", "alpha_z", "family", "params", "train_sequences", "vocab")
 
 
@@ -44,6 +44,8 @@ class Keys:
 
 
 def choose_keys(table, args: ReportRequest) -> Keys:
+    # runs of several families: coloured and grouped by family (a line never joins two families)
+    family = "family" if "family" in _candidates(table, ["family"]) else None
     heat = tuple(args.heatmap) if args.heatmap else None
     if heat is None and {"alpha_x", "alpha_z"} <= set(_candidates(table, ["alpha_x", "alpha_z"])):
         heat = ("alpha_x", "alpha_z")
@@ -52,9 +54,11 @@ def choose_keys(table, args: ReportRequest) -> Keys:
         second = choose(table, exclude=(first,)) if first else None
         heat = (first, second) if second else None
     return Keys(
-        color=args.color or choose(table) or "run",
-        group_params=args.group or choose(table, ("params",), ("model.",)),
-        group_sequences=args.group or choose(table, ("train_sequences", "data.train_sequences")),
+        color=args.color or family or choose(table) or "run",
+        group_params=args.group or family or choose(table, ("params",), ("model.",)),
+        group_sequences=args.group
+        or family
+        or choose(table, ("train_sequences", "data.train_sequences")),
         heatmap=heat,
         metric="best_eval_kl_gap" if args.metric == "best" else "eval_kl_gap",
     )
@@ -74,13 +78,14 @@ def figure_plan(runs, table, keys: Keys) -> list[tuple[str, str, Callable]]:
         ),
         (
             "kl_gap_vs_params.png",
-            f"{which} eval kl_gap against parameters, a line per {keys.group_params or 'all runs'}",
+            f"{which} eval kl_gap against parameters, colour: {keys.group_params or 'none'}; a "
+            "line joins runs equal in every other varying key",
             lambda p: figures.scaling(table, "params", keys.metric, keys.group_params, p),
         ),
         (
             "kl_gap_vs_train_sequences.png",
-            f"{which} eval kl_gap against training sequences, a line per "
-            f"{keys.group_sequences or 'all runs'}",
+            f"{which} eval kl_gap against training sequences, colour: "
+            f"{keys.group_sequences or 'none'}; a line joins runs equal in every other varying key",
             lambda p: figures.scaling(
                 table, "train_sequences", keys.metric, keys.group_sequences, p
             ),
@@ -144,7 +149,8 @@ def build_report(args: ReportRequest) -> Path:
     table.to_csv(out / "runs.csv", index=False)
     say(f"wrote {out / 'runs.csv'}")
     drawn = []
-    for name, caption, draw in figure_plan(runs, table, choose_keys(table, args)):
+    keys = choose_keys(table, args)
+    for name, caption, draw in figure_plan(runs, table, keys):
         reason = draw(out / name)
         if reason is None:
             say(f"wrote {out / name}")
