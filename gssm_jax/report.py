@@ -3,7 +3,8 @@
 PATH is a run directory, a `launch.submit` root, or a folder holding them. DIR (default
 PATH/report) gets `runs.csv` (one row per run), PNG figures (KL gap against tokens, parameters and
 training sequences, a heatmap over two keys, per-position KL curves where `gssm_jax.evaluate`
-wrote them) and `index.html` showing both. Needs the `report` extra (matplotlib, pandas):
+wrote them) and `index.html` showing both (interactive plotly charts, a sortable table; see
+docs/dashboards.md). Needs the `report` extra (matplotlib, pandas, plotly):
 `pip install -e ".[report]"`. Library: gssm_jax/reporting/. Errors exit 2 with one line.
 """
 
@@ -53,9 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import matplotlib  # noqa: F401
         import pandas  # noqa: F401
+        import plotly  # noqa: F401
     except ImportError as e:
         return cli.report_error(
-            ImportError(f"the report needs matplotlib and pandas ({e}): pip install -e '.[report]'")
+            ImportError(
+                f"the report needs matplotlib, pandas, plotly ({e}): pip install -e '.[report]'"
+            )
         )
     from gssm_jax.reporting.plan import ReportError, ReportRequest, build_report
 

@@ -121,7 +121,7 @@ class ReportRequest:
 def build_report(args: ReportRequest) -> Path:
     """Reads the runs, writes OUT/runs.csv, the figures and OUT/index.html; returns OUT.
     ReportError for paths without runs and for keys that are no column."""
-    from gssm_jax.reporting import page
+    from gssm_jax.reporting import interactive, page
     from gssm_jax.reporting.runs import find_runs, load_run
     from gssm_jax.reporting.table import runs_table
 
@@ -160,7 +160,11 @@ def build_report(args: ReportRequest) -> Path:
         drawn.append((name, caption, reason))
     sources = [str(Path(p).expanduser()) for p in args.paths]
     title = f"gssm_jax report: {', '.join(Path(s).name for s in sources)}"
-    (out / "index.html").write_text(page.render(title, sources, table, drawn))
+    groups = (keys.group_params, keys.group_sequences)
+    charts = interactive.page_figures(
+        runs, table, out, keys.color, groups, keys.heatmap, keys.metric
+    )
+    (out / "index.html").write_text(page.render(title, sources, table, drawn, *charts))
     counts = table["status"].value_counts().to_dict()
     took = time.perf_counter() - start
     say(f"wrote {out / 'index.html'} ({len(runs)} runs: {counts}; {took:.1f} s)")

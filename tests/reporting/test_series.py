@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from fake_runs import mixed_runs
 
-from gssm_jax.reporting import figures, plan
+from gssm_jax.reporting import figures, interactive, plan
 from gssm_jax.reporting.runs import find_runs, load_run
-from gssm_jax.reporting.series import label, series_labels
+from gssm_jax.reporting.series import cell_splits, label, series_labels
 from gssm_jax.reporting.table import DERIVED, grid_keys, runs_table
 
 
@@ -64,6 +64,35 @@ def test_the_png_draws_a_line_per_series_whatever_colours_it(mixed, colour, tmp_
     monkeypatch.setattr(matplotlib.axes.Axes, "plot", record)
     assert figures.scaling(mixed, "params", "best_eval_kl_gap", colour, tmp_path / "p.png") is None
     assert len(drawn) == 4
+
+
+def test_the_interactive_chart_draws_the_same_lines_and_hovers_each_run(mixed):
+    fig = interactive.scaling(mixed, "params", "best_eval_kl_gap", "family")
+    lines = [t for t in fig.data if t.mode == "lines+markers"]
+    dots = [t for t in fig.data if t.mode == "markers"]
+    assert len(lines) == 4 and sum(len(t.x) for t in dots) == len(mixed)
+    colours = {t.name: t.line.color for t in lines}
+    assert colours["optim.lr=none, family=mamba"] != colours["optim.lr=none, family=transformer"]
+    texts = [text for t in dots for text in t.text]
+    assert any("<b>lr/5</b>" in t and "optim.lr=0.003" in t and "seed=1" in t for t in texts)
+    assert any("<b>mamba_64</b>" in t and "family=mamba" in t for t in texts)
+
+
+def test_a_heatmap_cell_never_averages_two_families():
+    table = pd.DataFrame(
+        {
+            "run": [f"r{i}" for i in range(8)],
+            "alpha_x": [0.1, 0.1, 1.0, 1.0] * 2,
+            "alpha_z": [0.1, 1.0] * 4,
+            "family": ["transformer"] * 4 + ["mamba"] * 4,
+            "best_eval_kl_gap": [0.1, 0.2, 0.3, 0.4, 1.1, 1.2, 1.3, 1.4],
+        }
+    )
+    assert cell_splits(table, ["alpha_x", "alpha_z"], ["family", *DERIVED]) == ["family"]
+    fig = interactive.heatmap(table, "alpha_x", "alpha_z", "best_eval_kl_gap")
+    assert [a.text for a in fig.layout.annotations] == ["family=transformer", "family=mamba"]
+    means = sorted(cell[0] for t in fig.data for row in t.customdata for cell in row)  # z: log10
+    assert means == pytest.approx([0.1, 0.2, 0.3, 0.4, 1.1, 1.2, 1.3, 1.4])
 
 
 def test_the_report_colours_and_groups_by_family_when_families_differ(mixed):
