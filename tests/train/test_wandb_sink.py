@@ -60,6 +60,13 @@ def test_a_run_and_its_resume_are_one_wandb_run_with_every_record(wandb_env, tmp
     (artifact,) = first.artifacts
     assert artifact["type"] == "profile" and "trace.json.gz" in artifact["files"]
     assert not second.artifacts  # the traces did not change: not sent again
+    # uploading the run afterwards adds its report's summary and figures, no record twice
+    from gssm_jax.report import main as report_main
+
+    assert report_main([str(run), "--wandb", "offline", "--quiet"]) == 0
+    third = wandb_offline.offline_runs(run / "wandb")[2]
+    assert third.run_id == state.id and third.history == []
+    assert third.summary["params"] > 0 and "figures/report/kl_gap_vs_tokens" in third.summary
 
 
 def _records(steps):
