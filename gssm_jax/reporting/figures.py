@@ -170,6 +170,7 @@ def heatmap(table: pd.DataFrame, kx: str, ky: str, metric: str, path: Path) -> s
     if kx not in table or ky not in table:
         return f"no column {kx if kx not in table else ky}"
     data = table[pd.to_numeric(table[metric], errors="coerce").notna()]
+    data = data[data[kx].notna() & data[ky].notna()]  # runs of another sweep may lack a key
     nx, ny = data[kx].astype(str).nunique(), data[ky].astype(str).nunique()
     if data.empty or nx * ny < 2:
         return f"fewer than two ({kx}, {ky}) cells with a {metric}"

@@ -32,6 +32,20 @@ def choose(table, exclude=(), prefixes=()) -> str | None:
     return None
 
 
+def _heatmap_pair(table) -> tuple[str, str] | None:
+    """The first two candidate keys (choose's order) that form a grid: among the runs holding
+    both, each takes two values or more (keys of two different sweeps never do)."""
+    from gssm_jax.reporting.table import grid_keys
+
+    keys = [k for k in _candidates(table, [*grid_keys(table), *FACTS]) if k not in SEED_KEYS]
+    for i, kx in enumerate(keys):
+        for ky in keys[i + 1 :]:
+            both = table[table[kx].notna() & table[ky].notna()]
+            if both[kx].nunique() > 1 and both[ky].nunique() > 1:
+                return kx, ky
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class Keys:
     """What the figures plot: the colour key, one group key per scaling plot, the heatmap's keys."""
@@ -46,13 +60,11 @@ class Keys:
 def choose_keys(table, args: ReportRequest) -> Keys:
     # runs of several families: coloured and grouped by family (a line never joins two families)
     family = "family" if "family" in _candidates(table, ["family"]) else None
-    heat = tuple(args.heatmap) if args.heatmap else None
+    heat: tuple[str, str] | None = (args.heatmap[0], args.heatmap[1]) if args.heatmap else None
     if heat is None and {"alpha_x", "alpha_z"} <= set(_candidates(table, ["alpha_x", "alpha_z"])):
         heat = ("alpha_x", "alpha_z")
     if heat is None:
-        first = choose(table)
-        second = choose(table, exclude=(first,)) if first else None
-        heat = (first, second) if second else None
+        heat = _heatmap_pair(table)
     return Keys(
         color=args.color or family or choose(table) or "run",
         group_params=args.group or family or choose(table, ("params",), ("model.",)),

@@ -56,6 +56,8 @@ def line_keys(table: pd.DataFrame, x: str, keys: list[str]) -> list[str]:
     for key in dict.fromkeys(keys):
         if key not in table or key in SEED_KEYS or moves_along(key, x, table[key]):
             continue
+        if key == "model.family" and "family" in keys and "family" in table:
+            continue  # the derived family column says the same for every run, grid or not
         if table[key].map(label).nunique() > 1:
             out.append(key)
     return out

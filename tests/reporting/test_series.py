@@ -102,3 +102,25 @@ def test_the_report_colours_and_groups_by_family_when_families_differ(mixed):
     assert plan.choose_keys(one_family, plan.ReportRequest(paths=[])).color == "optim.lr"
     chosen = plan.choose_keys(mixed, plan.ReportRequest(paths=[], color="seed", group="seed"))
     assert chosen.color == "seed" and chosen.group_params == "seed"  # what the user asks wins
+
+
+def test_the_heatmap_takes_two_keys_that_form_a_grid_among_the_runs_holding_both(tmp_path):
+    nan = float("nan")
+    table = pd.DataFrame(
+        {
+            "run": [f"r{i}" for i in range(7)],
+            "status": "complete",
+            "optim.lr": [1e-3, 3e-3, 1e-2, nan, nan, nan, nan],  # one sweep ...
+            "model.family": [nan, nan, nan, "transformer", "transformer", "mamba", "mamba"],
+            "model.emb_dim": [nan, nan, nan, 16, 32, 16, 32],  # ... and another
+            "family": ["transformer"] * 5 + ["mamba"] * 2,
+            "best_eval_kl_gap": [0.3, 0.2, 0.4, 0.5, 0.3, 0.6, 0.4],
+        }
+    )
+    keys = plan.choose_keys(table, plan.ReportRequest(paths=[]))
+    assert keys.heatmap == ("model.family", "model.emb_dim")
+    # model.family of one sweep says what the family column says for all: no second split
+    lines = series_labels(table, "params", ["optim.lr", "model.family", "family"])
+    assert set(lines[3:]) == {"optim.lr=none, family=transformer", "optim.lr=none, family=mamba"}
+    why = figures.heatmap(table, "optim.lr", "model.family", "best_eval_kl_gap", tmp_path / "h.png")
+    assert why == "fewer than two (optim.lr, model.family) cells with a best_eval_kl_gap"
