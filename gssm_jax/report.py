@@ -3,8 +3,11 @@
 PATH is a run directory, a `launch.submit` root, or a folder holding them. DIR (default
 PATH/report) gets `runs.csv` (one row per run), PNG figures (KL gap against tokens, parameters and
 training sequences, a heatmap over two keys, per-position KL curves where `gssm_jax.evaluate`
-wrote them) and `index.html` showing both. Needs the `report` extra (matplotlib, pandas):
-`pip install -e ".[report]"`. Library: gssm_jax/reporting/. Errors exit 2 with one line.
+wrote them) and `index.html` showing both (interactive plotly charts, a sortable table). `--wandb [online|offline]`
+also sends every run to Weights & Biases, only what it has not sent yet (docs/dashboards.md).
+Needs the `report` extra (matplotlib, pandas, plotly): `pip install -e ".[report]"`, and for
+`--wandb` the `wandb` extra. Library: gssm_jax/reporting/. Errors exit 2 with one line (a failed
+upload exits 1).
 """
 
 from __future__ import annotations
@@ -45,6 +48,11 @@ def parse_args(argv: list[str]):
         help="more config keys as columns (e.g. optim.lr), usable by --color/--group/--heatmap",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    w = p.add_argument_group("Weights & Biases (the wandb extra: pip install -e '.[wandb]')")
+    w.add_argument("--wandb", nargs="?", const="online", choices=("online", "offline"),
+                   help="also send the runs to wandb (offline: into DIR/wandb/ for `wandb sync`)")  # fmt: skip
+    w.add_argument("--wandb-project", help="project (default: each run's log.wandb.project)")
+    w.add_argument("--wandb-entity", help="entity (default: each run's log.wandb.entity)")
     return p.parse_args(argv)
 
 
@@ -53,18 +61,35 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import matplotlib  # noqa: F401
         import pandas  # noqa: F401
+        import plotly  # noqa: F401
     except ImportError as e:
         return cli.report_error(
-            ImportError(f"the report needs matplotlib and pandas ({e}): pip install -e '.[report]'")
+            ImportError(
+                f"the report needs matplotlib, pandas, plotly ({e}): pip install -e '.[report]'"
+            )
         )
+    from gssm_jax.config import ConfigError
     from gssm_jax.reporting.plan import ReportError, ReportRequest, build_report
+    from gssm_jax.reporting.upload import UploadError, upload_paths
+    from gssm_jax.train.wandb_sink import require_wandb
+
+    try:
+        require_wandb(a.wandb or "disabled", key="--wandb")
+    except ConfigError as e:
+        return cli.report_error(e)
 
     heat = tuple(a.heatmap) if a.heatmap else None
     request = ReportRequest(a.paths, a.out, a.color, a.group, heat, a.metric, a.keys, a.quiet)
     try:
         build_report(request)
+        if a.wandb:
+            say = (lambda m: None) if a.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+            upload_paths(a.paths, a.wandb, a.wandb_project, a.wandb_entity, say=say)
     except ReportError as e:
         return cli.report_error(e)
+    except UploadError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

@@ -245,3 +245,25 @@ def one_line_error(main, argv: list[str], capsys) -> str:
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
     return err
+
+
+@pytest.fixture
+def wandb_env(tmp_path, monkeypatch):
+    """wandb confined to the test: its settings, cache and staging under tmp_path, offline, no
+    error reporting, a server address nothing listens on (no network, even by mistake), and its
+    service process shut down at the end."""
+    for var in ("WANDB_API_KEY", "WANDB_ENTITY", "WANDB_PROJECT", "WANDB_RUN_ID", "WANDB_RESUME"):
+        monkeypatch.delenv(var, raising=False)
+    home = tmp_path / "wandb-home"
+    for var, sub in (("WANDB_DIR", "dir"), ("WANDB_CONFIG_DIR", "config"),
+                     ("WANDB_CACHE_DIR", "cache"), ("WANDB_DATA_DIR", "data")):  # fmt: skip
+        (home / sub).mkdir(parents=True)
+        monkeypatch.setenv(var, str(home / sub))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_ERROR_REPORTING", "false")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
+    yield home
+    from gssm_jax.train.wandb_sink import shutdown
+
+    shutdown()

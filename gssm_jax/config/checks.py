@@ -147,7 +147,7 @@ def check_mesh(c: ml_collections.ConfigDict) -> None:
 
 
 def check_loop(c: ml_collections.ConfigDict) -> None:
-    """checkpoint, eval, log and profile: the loop's periods and counts."""
+    """checkpoint, eval, log and profile: the loop's periods and counts, and log.wandb."""
     for key in (
         "checkpoint.period",
         "checkpoint.keep",
@@ -157,6 +157,14 @@ def check_loop(c: ml_collections.ConfigDict) -> None:
     ):
         _positive_int(c, key)
     _require(c.profile.num_steps >= 1, "profile.num_steps", c.profile.num_steps, "must be >= 1")
+    w = c.log.wandb
+    _choice("log.wandb.mode", w.mode, ("disabled", "offline", "online"))
+    _require(
+        w.mode == "disabled" or bool(w.project),
+        "log.wandb.project",
+        w.project,
+        "must name a project when log.wandb.mode is not 'disabled'",
+    )
 
 
 def check_runtime(c: ml_collections.ConfigDict) -> None:

@@ -148,6 +148,15 @@ def default_config() -> ml_collections.ConfigDict:
 
     c.log = ml_collections.ConfigDict()
     c.log.period = 10
+    # Weights & Biases (docs/dashboards.md; needs the `wandb` extra): mode disabled, offline
+    # (DIR/wandb/ for `wandb sync`) or online; group "" = the launch.submit sweep's name.
+    c.log.wandb = ml_collections.ConfigDict()
+    c.log.wandb.mode = "disabled"
+    c.log.wandb.project = "gssm_jax"
+    c.log.wandb.entity = ""  # "": the logged-in user's default entity
+    c.log.wandb.group = ""
+    c.log.wandb.tags = ()
+    c.log.wandb.system_stats = True  # wandb's CPU/GPU/memory sampling
 
     c.profile = ml_collections.ConfigDict()
     c.profile.start_step = -1  # -1: no trace

@@ -15,6 +15,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from gssm_jax.reporting.runs import RunRecord, finite  # noqa: E402
+from gssm_jax.reporting.series import series_labels  # noqa: E402
+from gssm_jax.reporting.table import DERIVED, grid_keys  # noqa: E402
 
 MAX_LEGEND = 6  # numeric keys with more distinct values get a colour bar
 METRIC_LABEL = {"best_eval_kl_gap": "best eval kl_gap", "eval_kl_gap": "final eval kl_gap"}
@@ -125,7 +127,8 @@ def kl_gap_vs_tokens(
 
 def scaling(table: pd.DataFrame, x: str, metric: str, group: str | None, path: Path) -> str | None:
     """`metric` against `x` (params or train_sequences), log-log: every run a dot, the mean over
-    runs at the same x (seeds) a line, one line per value of `group`."""
+    runs at the same x (seeds) a line, coloured by `group`; a line joins only runs equal in every
+    other varying key (series.py), so a colour may hold several lines."""
     data = table[pd.to_numeric(table[x], errors="coerce") > 0]
     data = data[pd.to_numeric(data[metric], errors="coerce").notna()]
     if data[x].nunique() < 2:
@@ -136,12 +139,15 @@ def scaling(table: pd.DataFrame, x: str, metric: str, group: str | None, path: P
         [(None, data)] if group is None else list(data.groupby(data[group].map(_key), sort=False))
     )
     palette = Palette(group, data[group]) if group else None
+    series = series_labels(data, x, [*grid_keys(data), *DERIVED])
     for value, part in groups:
         colour = palette.color(value) if palette else "C0"
         label = palette.label(value) if palette else None
-        mean = part.groupby(x)[metric].mean().sort_index()
         ax.scatter(part[x], part[metric], color=colour, s=12, alpha=0.45)
-        ax.plot(mean.index, mean.to_numpy(), marker="o", color=colour, label=label)
+        for _, line in part.groupby(series.loc[part.index], sort=False):
+            mean = line.groupby(x)[metric].mean().sort_index()
+            ax.plot(mean.index, mean.to_numpy(), marker="o", color=colour, label=label)
+            label = None
     positive = bool((data[metric] > 0).all())
     ax.set(
         xscale="log",
@@ -150,7 +156,7 @@ def scaling(table: pd.DataFrame, x: str, metric: str, group: str | None, path: P
         ylabel=METRIC_LABEL.get(metric, metric),
     )
     ax.set_title(
-        f"{METRIC_LABEL.get(metric, metric)} against {x} (line: mean over runs)", fontsize="medium"
+        f"{METRIC_LABEL.get(metric, metric)} against {x} (line: mean over seeds)", fontsize="medium"
     )
     ax.grid(True, which="both", alpha=0.3)
     if palette:
@@ -164,6 +170,7 @@ def heatmap(table: pd.DataFrame, kx: str, ky: str, metric: str, path: Path) -> s
     if kx not in table or ky not in table:
         return f"no column {kx if kx not in table else ky}"
     data = table[pd.to_numeric(table[metric], errors="coerce").notna()]
+    data = data[data[kx].notna() & data[ky].notna()]  # runs of another sweep may lack a key
     nx, ny = data[kx].astype(str).nunique(), data[ky].astype(str).nunique()
     if data.empty or nx * ny < 2:
         return f"fewer than two ({kx}, {ky}) cells with a {metric}"

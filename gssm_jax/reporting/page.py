@@ -1,4 +1,5 @@
-"""index.html: the figures and the runs table on one page (no scripts, no external files)."""
+"""index.html: the figures and the runs table on one page: plotly charts where given (plotly.js
+beside the page, nothing from the network), else the PNGs; a table that sorts and filters."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import datetime
 import html
 
 import pandas as pd
+
+from gssm_jax.reporting import sortable
 
 STYLE = """
 body { font-family: sans-serif; margin: 1.5em; }
@@ -23,14 +26,20 @@ def render(
     sources: list[str],
     table: pd.DataFrame,
     figures: list[tuple[str, str, str | None]],
+    charts: dict[str, str] | None = None,
+    plotly_js: str | None = None,
 ) -> str:
-    """The page; `figures` are (file name, caption, reason it was not drawn or None)."""
+    """The page; `figures` are (file name, caption, reason it was not drawn or None), `charts`
+    maps a figure's file name to its plotly <div>, drawn by the script file `plotly_js`."""
+    charts = (charts or {}) if plotly_js else {}
     counts = table["status"].value_counts()
     summary = ", ".join(f"{n} {s}" for s, n in counts.items())
     unfinished = table[table["status"] != "complete"]
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
+        f"<title>{html.escape(title)}</title><style>{STYLE}{sortable.STYLE}</style>",
+        f"<script src='{html.escape(plotly_js or '')}'></script>" if charts else "",
+        "</head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f"<p>{len(table)} runs ({html.escape(summary)}) from {html.escape(', '.join(sources))}; "
         f"written {datetime.datetime.now().isoformat(timespec='seconds')}. "
@@ -45,20 +54,27 @@ def render(
         )
         parts.append(f"<h2>Not complete</h2><ul>{items}</ul>")
     parts.append("<h2>Figures</h2>")
+    notes = []  # after the figures, so the drawn ones sit side by side
     for name, caption, missing in figures:
         if missing:
-            parts.append(
+            notes.append(
                 f"<p><b>{html.escape(caption)}</b>: not drawn, {html.escape(missing)}.</p>"
+            )
+        elif name in charts:
+            parts.append(
+                f"<figure class='chart'>{charts[name]}<figcaption>{html.escape(caption)} "
+                f"(PNG: <a href='{html.escape(name)}'>{html.escape(name)}</a>)</figcaption></figure>"
             )
         else:
             parts.append(
                 f"<figure><img src='{html.escape(name)}' alt='{html.escape(caption)}'>"
                 f"<figcaption>{html.escape(caption)}</figcaption></figure>"
             )
+    parts.extend(notes)
     rows = table.copy()
     parts.append("<h2>Runs</h2>")
-    parts.append(rows.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.5g}", border=0))
-    parts.append("</body></html>")
+    parts.append(sortable.table_html(rows))
+    parts.append(f"<script>{sortable.SCRIPT}</script></body></html>")
     return _mark_status("\n".join(parts))
 
 

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gssm_jax.reporting.runs import ReportError
+from gssm_jax.reporting.series import SEED_KEYS
 
-SEED_KEYS = ("seed", "data.seed", "data.graph_seed", "data.shuffle_seed", "eval.seed")
 FACTS = ("hidden_nodes", "alpha_x", "alpha_z", "family", "params", "train_sequences", "vocab")
 
 
@@ -32,6 +32,20 @@ def choose(table, exclude=(), prefixes=()) -> str | None:
     return None
 
 
+def _heatmap_pair(table) -> tuple[str, str] | None:
+    """The first two candidate keys (choose's order) that form a grid: among the runs holding
+    both, each takes two values or more (keys of two different sweeps never do)."""
+    from gssm_jax.reporting.table import grid_keys
+
+    keys = [k for k in _candidates(table, [*grid_keys(table), *FACTS]) if k not in SEED_KEYS]
+    for i, kx in enumerate(keys):
+        for ky in keys[i + 1 :]:
+            both = table[table[kx].notna() & table[ky].notna()]
+            if both[kx].nunique() > 1 and both[ky].nunique() > 1:
+                return kx, ky
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class Keys:
     """What the figures plot: the colour key, one group key per scaling plot, the heatmap's keys."""
@@ -44,20 +58,19 @@ class Keys:
 
 
 def choose_keys(table, args: ReportRequest) -> Keys:
-    heat: tuple[str, str] | None = None
-    if args.heatmap:
-        x_key, y_key = args.heatmap  # a pair (ReportRequest.heatmap)
-        heat = (x_key, y_key)
+    # runs of several families: coloured and grouped by family (a line never joins two families)
+    family = "family" if "family" in _candidates(table, ["family"]) else None
+    heat: tuple[str, str] | None = (args.heatmap[0], args.heatmap[1]) if args.heatmap else None
     if heat is None and {"alpha_x", "alpha_z"} <= set(_candidates(table, ["alpha_x", "alpha_z"])):
         heat = ("alpha_x", "alpha_z")
     if heat is None:
-        first = choose(table)
-        second = choose(table, exclude=(first,)) if first else None
-        heat = (first, second) if first and second else None  # second is None without first
+        heat = _heatmap_pair(table)
     return Keys(
-        color=args.color or choose(table) or "run",
-        group_params=args.group or choose(table, ("params",), ("model.",)),
-        group_sequences=args.group or choose(table, ("train_sequences", "data.train_sequences")),
+        color=args.color or family or choose(table) or "run",
+        group_params=args.group or family or choose(table, ("params",), ("model.",)),
+        group_sequences=args.group
+        or family
+        or choose(table, ("train_sequences", "data.train_sequences")),
         heatmap=heat,
         metric="best_eval_kl_gap" if args.metric == "best" else "eval_kl_gap",
     )
@@ -77,13 +90,14 @@ def figure_plan(runs, table, keys: Keys) -> list[tuple[str, str, Callable]]:
         ),
         (
             "kl_gap_vs_params.png",
-            f"{which} eval kl_gap against parameters, a line per {keys.group_params or 'all runs'}",
+            f"{which} eval kl_gap against parameters, colour: {keys.group_params or 'none'}; a "
+            "line joins runs equal in every other varying key",
             lambda p: figures.scaling(table, "params", keys.metric, keys.group_params, p),
         ),
         (
             "kl_gap_vs_train_sequences.png",
-            f"{which} eval kl_gap against training sequences, a line per "
-            f"{keys.group_sequences or 'all runs'}",
+            f"{which} eval kl_gap against training sequences, colour: "
+            f"{keys.group_sequences or 'none'}; a line joins runs equal in every other varying key",
             lambda p: figures.scaling(
                 table, "train_sequences", keys.metric, keys.group_sequences, p
             ),
@@ -119,7 +133,7 @@ class ReportRequest:
 def build_report(args: ReportRequest) -> Path:
     """Reads the runs, writes OUT/runs.csv, the figures and OUT/index.html; returns OUT.
     ReportError for paths without runs and for keys that are no column."""
-    from gssm_jax.reporting import page
+    from gssm_jax.reporting import interactive, page
     from gssm_jax.reporting.runs import find_runs, load_run
     from gssm_jax.reporting.table import runs_table
 
@@ -147,7 +161,8 @@ def build_report(args: ReportRequest) -> Path:
     table.to_csv(out / "runs.csv", index=False)
     say(f"wrote {out / 'runs.csv'}")
     drawn = []
-    for name, caption, draw in figure_plan(runs, table, choose_keys(table, args)):
+    keys = choose_keys(table, args)
+    for name, caption, draw in figure_plan(runs, table, keys):
         reason = draw(out / name)
         if reason is None:
             say(f"wrote {out / name}")
@@ -157,7 +172,11 @@ def build_report(args: ReportRequest) -> Path:
         drawn.append((name, caption, reason))
     sources = [str(Path(p).expanduser()) for p in args.paths]
     title = f"gssm_jax report: {', '.join(Path(s).name for s in sources)}"
-    (out / "index.html").write_text(page.render(title, sources, table, drawn))
+    groups = (keys.group_params, keys.group_sequences)
+    charts = interactive.page_figures(
+        runs, table, out, keys.color, groups, keys.heatmap, keys.metric
+    )
+    (out / "index.html").write_text(page.render(title, sources, table, drawn, *charts))
     counts = table["status"].value_counts().to_dict()
     took = time.perf_counter() - start
     say(f"wrote {out / 'index.html'} ({len(runs)} runs: {counts}; {took:.1f} s)")

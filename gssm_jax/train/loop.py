@@ -22,11 +22,11 @@ import ml_collections
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from gssm_jax.config import ConfigError, resolved_data_path, validate
+from gssm_jax.config import ConfigError, as_dict, resolved_data_path, validate
 from gssm_jax.data.stream import process_rows
 from gssm_jax.runtime import distributed, parallel
 from gssm_jax.runtime.exitcodes import EXIT_OK, EXIT_PREEMPTED
-from gssm_jax.train import checkpoint, profile, run_data
+from gssm_jax.train import checkpoint, profile, run_data, wandb_sink
 from gssm_jax.train import state as train_state
 from gssm_jax.train import step as train_step_lib
 from gssm_jax.train import workdir as workdir_lib
@@ -93,6 +93,7 @@ class Trainer:
         self, config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False
     ) -> None:
         validate(config)
+        wandb_sink.require_wandb(config.log.wandb.mode)  # before anything is read or written
         if resolved_data_path(config) != config.data.path:  # a sweep's {alpha_x}... placeholders
             config = config.copy_and_resolve_references()
             config.data.path = resolved_data_path(config)
@@ -188,7 +189,8 @@ class Trainer:
             say(f"resumed from {self.checkpoint_dir}/{start.step}", flush=True)
         c = self.config.checkpoint
         manager = checkpoint.make_manager(self.checkpoint_dir, c.keep, c.async_save)
-        return RunFiles(MetricsWriter(self.workdir, enabled=self.is_chief), manager)
+        sinks = wandb_sink.sinks_for_run(self.workdir, as_dict(self.config), self.is_chief)
+        return RunFiles(MetricsWriter(self.workdir, enabled=self.is_chief, sinks=sinks), manager)
 
     # -- the run ----------------------------------------------------------------------------
     def run(self, stop: StopFlag | None = None) -> int:

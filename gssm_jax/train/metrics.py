@@ -1,4 +1,5 @@
-"""Metric sinks: one JSON line per record under DIR/metrics/, TensorBoard scalars, a console line.
+"""Metric sinks: one JSON line per record under DIR/metrics/, TensorBoard scalars, a console line,
+and any further record sinks (wandb: gssm_jax/train/wandb_sink.py) the writer forwards to.
 
 Only process 0 writes files; every process may print. Values are plain Python numbers by the time
 they get here (the loop fetches them from device once per logged step).
@@ -9,7 +10,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from tensorboardX import SummaryWriter
 
@@ -20,11 +22,21 @@ def _clean(value: Any) -> Any:
     return value
 
 
-class MetricsWriter:
-    """Appends records to DIR/metrics/<stream>.jsonl and DIR/tensorboard/ (process 0 only)."""
+class RecordSink(Protocol):
+    """Where MetricsWriter also sends each record (after writing it), and closes at the end."""
 
-    def __init__(self, workdir: str, enabled: bool) -> None:
+    def write(self, stream: str, record: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class MetricsWriter:
+    """Appends records to DIR/metrics/<stream>.jsonl and DIR/tensorboard/ (process 0 only), and
+    hands each to `sinks`."""
+
+    def __init__(self, workdir: str, enabled: bool, sinks: Sequence[RecordSink] = ()) -> None:
         self.enabled = enabled
+        self.sinks = list(sinks)
         self._files: dict[str, Any] = {}
         self._tb = None
         if enabled:
@@ -45,6 +57,8 @@ class MetricsWriter:
             if key != "step" and isinstance(value, int | float) and not isinstance(value, bool):
                 assert self._tb is not None  # an enabled writer's, until close()
                 self._tb.add_scalar(f"{stream}/{key}", value, step)
+        for sink in self.sinks:
+            sink.write(stream, record)
 
     def flush(self) -> None:
         if self._tb is not None:
@@ -57,6 +71,9 @@ class MetricsWriter:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+        for sink in self.sinks:
+            sink.close()
+        self.sinks.clear()
 
 
 def truncate_after(workdir: str, step: int) -> None:
