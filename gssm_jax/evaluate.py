@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import sys
 
-from gssm_jax.inference.evaluation import evaluate_run
-from gssm_jax.inference.rundir import run_cli
-from gssm_jax.runtime import cli
+from gssm_jax.inference import interrupt
 
 
 def parse_args(argv: list[str] | None):
+    from gssm_jax.runtime import cli  # after `interrupt` is in place (it loads in ~0.3 s)
+
     p = cli.OneLineParser(prog="gssm_jax.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", required=True, help="run directory (holds config.json)")
     which = p.add_mutually_exclusive_group()
@@ -29,8 +29,11 @@ def parse_args(argv: list[str] | None):
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
+    from gssm_jax.inference.evaluation import evaluate_run  # JAX: after the flags are checked
+    from gssm_jax.inference.rundir import run_cli
+
     return run_cli(evaluate_run, a.workdir, a.step, a.all, a.data, a.batches)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(interrupt.run_main(main))

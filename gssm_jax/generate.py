@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import sys
 
-from gssm_jax.inference.generation import Sampling, generate_run
-from gssm_jax.inference.rundir import run_cli
-from gssm_jax.runtime import cli
+from gssm_jax.inference import interrupt
 
 
 def parse_args(argv: list[str] | None):
+    from gssm_jax.runtime import cli  # after `interrupt` is in place (it loads in ~0.3 s)
+
     p = cli.OneLineParser(prog="gssm_jax.generate", description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", required=True, help="run directory (holds config.json)")
     p.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
@@ -41,6 +41,9 @@ def parse_args(argv: list[str] | None):
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
+    from gssm_jax.inference.generation import Sampling, generate_run  # JAX: after the flags
+    from gssm_jax.inference.rundir import run_cli
+
     sampling = Sampling(a.max_new_tokens, a.temperature, a.top_k, a.seed)
     return run_cli(
         generate_run,
@@ -56,4 +59,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(interrupt.run_main(main))

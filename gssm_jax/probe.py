@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import sys
 
+from gssm_jax.inference import interrupt
 from gssm_jax.inference.rundir import run_cli
 from gssm_jax.probing import fit, pipeline, probe_table
 from gssm_jax.runtime import cli
@@ -66,4 +67,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(interrupt.run_main(main))

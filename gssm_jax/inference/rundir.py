@@ -13,7 +13,6 @@ import dataclasses
 import functools
 import json
 import os
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -34,9 +33,10 @@ from gssm_jax.config import (
 )
 from gssm_jax.gssm.graph import Graph
 from gssm_jax.gssm.kernels import Tables, draw_kernels
+from gssm_jax.inference import interrupt
 from gssm_jax.models.registry import Model
 from gssm_jax.runtime import cli, parallel
-from gssm_jax.runtime.exitcodes import EXIT_INTERRUPTED, EXIT_OK
+from gssm_jax.runtime.exitcodes import EXIT_OK
 from gssm_jax.train import checkpoint
 from gssm_jax.train import state as train_state
 
@@ -56,17 +56,16 @@ USER_ERRORS = (ConfigError, checkpoint.CheckpointMismatchError)
 def run_cli(command: Callable[..., Any], *args: Any, errors: tuple = USER_ERRORS) -> int:
     """`command(*args)` of a run-reading command, with Orbax's warning that a read-only manager is
     read-only muted. An `errors` error (a user's) is one line on stderr and EXIT_BAD_CONFIG;
-    Ctrl-C is one line and EXIT_INTERRUPTED (whatever was written is complete: files are written
-    to a temporary name and renamed)."""
+    Ctrl-C is one line and EXIT_INTERRUPTED (`interrupt`: whatever was written is complete, files
+    are written to a temporary name and renamed)."""
     logging.set_verbosity(logging.ERROR)
     try:
         command(*args)
     except errors as e:
         return cli.report_error(e)
     except KeyboardInterrupt:
-        print("interrupted (Ctrl-C): stopped; files written so far are complete", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return EXIT_OK
+        return interrupt.say_interrupted()
+    return interrupt.say_interrupted() if interrupt.interrupted() else EXIT_OK
 
 
 def for_this_host(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
