@@ -2,12 +2,15 @@
 
     python -m gssm_jax.generate --workdir RUN --max-new-tokens K [--step N] [--num 64]
         [--prompt-len L | --prompts FILE | --prompt TEXT] [--temperature T] [--top-k k]
-        [--seed s] [--out FILE]
+        [--seed s] [--out FILE [--overwrite]]
 
 Prompts are held-out stream sequences cut to lengths spread over [1, seq_len/2] (or all
 `--prompt-len L`), or a JSON/JSONL file of token lists starting with the start token 0. Writes
 JSONL rows (prompt, completion, exact -log p and entropy of every new token, excess nats) and a
-`.summary.json`. On a text run (data.source="text") prompts and completions are text:
+`.summary.json` (default RUN/samples/<step>-seed<s>.jsonl, or -2, -3, ... after it: earlier
+samples are never overwritten; an existing --out is refused without --overwrite). Sequences longer
+than the trained data.seq_len get a warning line (extrapolation); a long generation prints progress
+to stderr. On a text run (data.source="text") prompts and completions are text:
 `--prompt "ROMEO:"` (--num completions of it), a `--prompts` file of strings, or held-out windows;
 nothing is scored (text has no true process). Library: gssm_jax/inference/generation.py and
 text_generation.py. Errors exit 2 with one line.
@@ -35,7 +38,8 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--temperature", type=cli.non_negative(float), default=1.0, help="0: greedy")
     p.add_argument("--top-k", type=cli.non_negative(int), default=0, help="0: no top-k cut")
     p.add_argument("--seed", type=cli.non_negative(int), default=0)
-    p.add_argument("--out", help="JSONL output (default RUN/samples/<step>-seed<s>.jsonl)")
+    p.add_argument("--out", help="JSONL output (default RUN/samples/<step>-seed<s>[-n].jsonl)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     return p.parse_args(argv)
 
 
@@ -55,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         a.prompts,
         a.out,
         a.prompt,
+        a.overwrite,
     )
 
 

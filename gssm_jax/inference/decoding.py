@@ -72,6 +72,34 @@ def _step_keys(keys_B: jax.Array, i) -> jax.Array:
     return jax.vmap(lambda k: jax.random.fold_in(k, i))(keys_B)
 
 
+def decode_scan(
+    model: LanguageModel,
+    params: Any,
+    cache: Any,
+    last_B: jax.Array,
+    keys_B: jax.Array,
+    first_index: Any,
+    steps: int,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    keep_logits: bool = False,
+) -> tuple[jax.Array, jax.Array | None, jax.Array, Any]:
+    """Feeds `last_B` (the newest token) and `steps` - 1 more drawn tokens; returns new tokens
+    first_index .. first_index + steps - 1 (steps, B), the logits each was drawn from (steps, B, V)
+    or None, and the carry to continue from (the last token drawn, the cache): one `lax.scan`.
+    `first_index` may be traced, so one compiled scan serves every chunk of a long generation."""
+
+    def body(carry, i):
+        tok_B, cache = carry
+        logits, cache = model.decode(params, cache, tok_B)
+        nxt = sample_logits(_step_keys(keys_B, i), logits, temperature, top_k)
+        return (nxt, cache), (nxt, logits if keep_logits else None)
+
+    index_S = jnp.asarray(first_index, jnp.int32) + jnp.arange(steps, dtype=jnp.int32)
+    (last_B, cache), (tok_SxB, logits) = jax.lax.scan(body, (last_B, cache), index_S)
+    return tok_SxB, logits, last_B, cache
+
+
 def decode_steps(
     model: LanguageModel,
     params: Any,
@@ -85,15 +113,29 @@ def decode_steps(
 ) -> tuple[jax.Array, jax.Array | None]:
     """Feeds `first_B` (new token 0) and `steps` - 1 more drawn tokens; returns new tokens 1..steps
     (steps, B) and the logits each was drawn from (steps, B, V) or None: one `lax.scan`."""
-
-    def body(carry, i):
-        tok_B, cache = carry
-        logits, cache = model.decode(params, cache, tok_B)
-        nxt = sample_logits(_step_keys(keys_B, i), logits, temperature, top_k)
-        return (nxt, cache), (nxt, logits if keep_logits else None)
-
-    _, (tok_SxB, logits) = jax.lax.scan(body, (first_B, cache), jnp.arange(1, steps + 1))
+    tok_SxB, logits, _, _ = decode_scan(
+        model, params, cache, first_B, keys_B, 1, steps, temperature, top_k, keep_logits
+    )
     return tok_SxB, logits
+
+
+def prefill_and_draw(
+    model: LanguageModel,
+    params: Any,
+    prompts_BxL: jax.Array,
+    lengths_B: jax.Array,
+    keys_B: jax.Array,
+    cache_len: int,
+    temperature: float = 1.0,
+    top_k: int = 0,
+) -> tuple[jax.Array, jax.Array, Any]:
+    """The prefill of the prompts into a cache of `cache_len` positions and new token 0 of every
+    row: (first_B, the logits it was drawn from (B, V), cache)."""
+    b = prompts_BxL.shape[0]
+    logits_BxLxV, cache = model.prefill(params, prompts_BxL, lengths_B, cache_len)
+    logits_BxV = logits_BxLxV[jnp.arange(b), lengths_B - 1]
+    first_B = sample_logits(_step_keys(keys_B, 0), logits_BxV, temperature, top_k)
+    return first_B, logits_BxV, cache
 
 
 def generate_cached(
@@ -109,10 +151,10 @@ def generate_cached(
 ) -> Completions:
     """`max_new` tokens per row: one prefill (into a cache of L + max_new positions), then
     `max_new - 1` decode steps in a `lax.scan`."""
-    b, max_len = prompts_BxL.shape
-    logits_BxLxV, cache = model.prefill(params, prompts_BxL, lengths_B, max_len + max_new)
-    logits_BxV = logits_BxLxV[jnp.arange(b), lengths_B - 1]
-    first_B = sample_logits(_step_keys(keys_B, 0), logits_BxV, temperature, top_k)
+    max_len = prompts_BxL.shape[1]
+    first_B, logits_BxV, cache = prefill_and_draw(
+        model, params, prompts_BxL, lengths_B, keys_B, max_len + max_new, temperature, top_k
+    )
     rest_KxB, rest_logits = decode_steps(
         model, params, cache, first_B, keys_B, max_new - 1, temperature, top_k, keep_logits
     )

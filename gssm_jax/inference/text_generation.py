@@ -29,11 +29,14 @@ from gssm_jax.data.text_tokenizers import Tokenizer, load_tokenizer
 from gssm_jax.inference.generation import (
     PromptError,
     Sampling,
-    default_out,
     make_generate_fn,
+    output_path,
     padded,
     spread_lengths,
+    summary_path,
+    warn_extrapolation,
     write_jsonl,
+    write_summary,
 )
 from gssm_jax.inference.rundir import RunDir
 from gssm_jax.runtime import parallel
@@ -101,6 +104,7 @@ def generate_text_run(
     prompts_file: str | None,
     prompt: str | None,
     out: str | None,
+    overwrite: bool = False,
 ) -> str:
     """Samples text from checkpoint `step` (default the latest) of text run `run`; writes the JSONL
     rows and `.summary.json`, prints each completion and one closing line; returns the JSONL path."""
@@ -111,6 +115,7 @@ def generate_text_run(
         )
     step = run.step_or_latest(step)
     run.check_compatible(step)
+    out = output_path(run, step, sampling.seed, out, overwrite)
     tok = load_tokenizer(run.config.data.text.tokenizer)
     if prompt is not None:
         prompts = [encoded(tok, prompt)] * num
@@ -119,10 +124,10 @@ def generate_text_run(
     else:
         prompts = heldout_prompts(run, num, prompt_len)
     args = sampling
-    out = out or default_out(run, step, args.seed)
     params = run.restore_params(step)
     multiple = parallel.data_parallel_size(run.config, run.mesh)
     tokens, lengths = padded(prompts, multiple)
+    warn_extrapolation(run, lengths, args.max_new_tokens)
     seq_ids = np.arange(len(tokens), dtype=np.uint32)
     gen = make_generate_fn(run, args.max_new_tokens, args.temperature, args.top_k, args.seed)
     t0 = time.perf_counter()
@@ -153,17 +158,14 @@ def generate_text_run(
         "scoring": NOT_SCORED,
         "seconds": seconds,
     }
-    summary_path = out.removesuffix(".jsonl") + ".summary.json"
-    with open(summary_path, "w") as f:
-        json.dump(summary, f, indent=1)
-        f.write("\n")
+    write_summary(out, summary)
     for row in rows:
         print(f"--- {row['index']}: {row['prompt']}{row['completion']}", flush=True)
     print(
         f"generated {n} x {args.max_new_tokens} tokens of text from step {step} (prompts "
         f"{summary['prompt_lengths'][0]}-{summary['prompt_lengths'][1]} tokens, temperature "
         f"{args.temperature}, top_k {args.top_k or 'off'}) in {seconds:.2f} s incl. compile | "
-        f"scoring {NOT_SCORED} | wrote {out}",
+        f"scoring {NOT_SCORED} | wrote {out} and {summary_path(out)}",
         flush=True,
     )
     return out

@@ -81,7 +81,9 @@ def test_cli_writes_scored_completions_and_leaves_the_run_unchanged(run_copy, tm
     code, stdout, stderr = run_cmd(cmd)
     assert code == 0, stdout + stderr
     out = run_copy / "samples" / "20-seed4.jsonl"
-    assert stdout.strip().endswith(f"wrote {out}")
+    assert stdout.strip().endswith(
+        f"wrote {out} and {run_copy / 'samples' / '20-seed4.summary.json'}"
+    )
     assert {k: v for k, v in tree_digest(run_copy).items() if not k.startswith("samples")} == before
     rows = read_rows(out)
     assert [r["index"] for r in rows] == list(range(6))
@@ -136,3 +138,84 @@ def test_errors_are_one_line_exit_2(run_copy, tmp_path, capsys):
         assert msg in _error([*base, f"--prompts={bad}"], capsys)
     assert "No such file" in _error([*base, f"--prompts={tmp_path / 'none'}"], capsys)
     assert not (run_copy / "samples").exists()
+
+
+# ---- issue 24: outputs checked first, nothing overwritten, extrapolation said, progress shown ----
+
+
+def _no_generation(monkeypatch):
+    """Makes any generation fail the test: the checks must come before the work."""
+    from gssm_jax.inference import generation
+
+    def fail(*args, **kwargs):
+        raise AssertionError("generation started before the --out check")
+
+    monkeypatch.setattr(generation, "make_generate_fn", fail)
+
+
+def test_a_bad_out_is_refused_before_any_work(run_copy, tmp_path, capsys, monkeypatch):
+    _no_generation(monkeypatch)
+    base = [f"--workdir={run_copy}", "--max-new-tokens=4", "--num=2"]
+    folder = tmp_path / "existing"
+    folder.mkdir()
+    afile = tmp_path / "afile"
+    afile.write_text("earlier\n")
+    assert f"--out {folder}: is a directory" in _error([*base, f"--out={folder}"], capsys)
+    assert "is a file, not a directory" in _error([*base, f"--out={afile}/x.jsonl"], capsys)
+    assert "--overwrite" in _error([*base, f"--out={afile}"], capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "existing", "run"]
+    assert afile.read_text() == "earlier\n" and not list(folder.iterdir())
+
+
+def test_default_names_never_overwrite_earlier_samples(run_copy, tmp_path, capsys):
+    argv = [f"--workdir={run_copy}", "--max-new-tokens=2", "--num=2"]
+    assert generate.main(argv) == 0
+    assert generate.main([*argv, "--temperature=0"]) == 0
+    samples = run_copy / "samples"
+    names = sorted(p.name for p in samples.iterdir())
+    assert names == ["20-seed0-2.jsonl", "20-seed0-2.summary.json"] + [
+        "20-seed0.jsonl",
+        "20-seed0.summary.json",
+    ]
+    first = (samples / "20-seed0.jsonl").read_text()
+    out = tmp_path / "mine.jsonl"
+    assert generate.main([*argv, f"--out={out}"]) == 0
+    assert generate.main([*argv, f"--out={out}", "--overwrite", "--temperature=0"]) == 0
+    assert read_rows(out) == read_rows(samples / "20-seed0-2.jsonl")  # replaced, as asked
+    assert (samples / "20-seed0.jsonl").read_text() == first
+    capsys.readouterr()
+
+
+def test_positions_past_the_trained_length_are_said_to_be_extrapolation(run_copy, capsys):
+    argv = [f"--workdir={run_copy}", "--max-new-tokens=2", "--num=2", "--prompt-len=40"]
+    assert generate.main(argv) == 0
+    warnings = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning:")]
+    assert len(warnings) == 1, warnings
+    assert "data.seq_len=32" in warnings[0] and "extrapolation" in warnings[0]
+    assert generate.main([*argv[:-1], "--prompt-len=8"]) == 0  # 8 + 2 <= 32: no warning
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_a_long_generation_runs_in_chunks_with_progress_and_the_same_tokens(tiny_run):
+    from gssm_jax.inference import generation
+
+    run = open_run(str(tiny_run))
+    params = run.restore_params(20)
+    tokens, lengths = generation.padded([[0, 3, 5], [0], [0, 1, 2, 3, 4, 5]], 1)
+    seq_ids = np.arange(3, dtype=np.uint32)
+    done: list[int] = []
+    whole = generation.make_generate_fn(run, 8, 1.0, 0, 5)(params, tokens, lengths, seq_ids)
+    chunked = generation.make_generate_fn(run, 8, 1.0, 0, 5, chunk=3, progress=done.append)
+    np.testing.assert_array_equal(
+        np.asarray(chunked(params, tokens, lengths, seq_ids)), np.asarray(whole)
+    )
+    assert done == [4, 7, 8]
+    import io
+
+    stream = io.StringIO()
+    report = generation.Progress(8, every_s=0.0, stream=stream)
+    report(4)
+    report(8)
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("generating: 4/8 new tokens per prompt (50%)")
+    assert lines[1].startswith("generating: 8/8") and len(lines) == 2
