@@ -144,16 +144,19 @@ CHUNK = 512  # decode steps per jitted call of a longer generation (a progress l
 
 
 class Progress:
-    """`generating: K/N new tokens per prompt (P%) | elapsed | eta` on stderr, at most one line
-    every `every_s` seconds (and none for a generation done in one call)."""
+    """`generating: K/N new tokens per prompt (P%) | elapsed | eta` on stderr: after the first
+    chunk, then at most one line every `every_s` seconds, and at the end (none for a generation
+    done in one call)."""
 
     def __init__(self, total: int, every_s: float = 3.0, stream: Any = None):
         self.total, self.every_s, self.stream = total, every_s, stream or sys.stderr
-        self.t0 = self.last = time.perf_counter()
+        self.t0 = time.perf_counter()
+        self.last: float | None = None
 
     def __call__(self, done: int) -> None:
         now = time.perf_counter()
-        if now - self.last < self.every_s and done < self.total:
+        due = self.last is None or now - self.last >= self.every_s
+        if not due and done < self.total:
             return
         self.last = now
         elapsed = now - self.t0
