@@ -174,7 +174,8 @@ def open_run(workdir: str) -> RunDir:
     without a checkpoints/ directory: asking it for a step is then a RunError)."""
     workdir = os.path.abspath(workdir)
     if not os.path.isdir(workdir):
-        raise RunError(f"--workdir {workdir}: no such directory")
+        what = "is a file, not a directory" if os.path.exists(workdir) else "no such directory"
+        raise RunError(f"--workdir {workdir}: {what}")
     c = load_config(workdir)
     graph = None if is_text(c) else graph_of(c)
     mesh = parallel.make_mesh(c.mesh)

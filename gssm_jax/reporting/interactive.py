@@ -21,7 +21,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from gssm_jax.reporting.runs import RunRecord, finite
-from gssm_jax.reporting.series import MISSING, cell_splits, label, series_labels
+from gssm_jax.reporting.series import MISSING, NO_HEATMAP, cell_splits, label, series_labels
 from gssm_jax.reporting.table import DERIVED, grid_keys
 
 PLOTLY_JS = "plotly.min.js"
@@ -312,7 +312,7 @@ def figure_plan(
         "kl_gap_vs_tokens.png": kl_gap_vs_tokens(runs, table, color),
         "kl_gap_vs_params.png": scaling(table, "params", metric, groups[0]),
         "kl_gap_vs_train_sequences.png": scaling(table, "train_sequences", metric, groups[1]),
-        "heatmap.png": heatmap(table, *heat, metric) if heat else "no two keys vary",
+        "heatmap.png": heatmap(table, *heat, metric) if heat else NO_HEATMAP,
         "kl_t.png": kl_t_curves(runs, table, color),
     }
 

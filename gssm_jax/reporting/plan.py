@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gssm_jax.reporting.runs import ReportError
-from gssm_jax.reporting.series import SEED_KEYS
+from gssm_jax.reporting.series import NO_HEATMAP, SEED_KEYS
 
 FACTS = ("hidden_nodes", "alpha_x", "alpha_z", "family", "params", "train_sequences", "vocab")
 
@@ -105,7 +105,7 @@ def figure_plan(runs, table, keys: Keys) -> list[tuple[str, str, Callable]]:
         (
             "heatmap.png",
             f"{which} eval kl_gap over {heat[0]} x {heat[1]}" if heat else "heatmap",
-            lambda p: figures.heatmap(table, *heat, keys.metric, p) if heat else "no two keys vary",
+            lambda p: figures.heatmap(table, *heat, keys.metric, p) if heat else NO_HEATMAP,
         ),
         (
             "kl_t.png",
@@ -141,6 +141,10 @@ def build_report(args: ReportRequest) -> Path:
         if not args.quiet:
             print(msg, file=sys.stderr, flush=True)
 
+    out = Path(args.out) if args.out else Path(args.paths[0]).expanduser() / "report"
+    if args.out and (out.is_file() or any(p.is_file() for p in out.parents)):
+        blocker = out if out.is_file() else next(p for p in out.parents if p.is_file())
+        raise ReportError(f"--out {args.out}: {blocker} is a file, not a directory")
     refs = find_runs(args.paths)
     start = time.perf_counter()
     runs = []
@@ -154,9 +158,8 @@ def build_report(args: ReportRequest) -> Path:
     if missing:
         raise ReportError(
             f"key {missing[0]!r}: not a column of the table nor a config key of any run; "
-            f"columns: {', '.join(table.columns)}"
+            f"columns: {', '.join(c for c in table.columns if c not in missing)}"
         )
-    out = Path(args.out) if args.out else Path(args.paths[0]).expanduser() / "report"
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "runs.csv", index=False)
     say(f"wrote {out / 'runs.csv'}")

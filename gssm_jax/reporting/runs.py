@@ -84,7 +84,8 @@ def find_runs(paths: list[str]) -> list[RunRef]:
     for text in paths:
         path = Path(text).expanduser()
         if not path.is_dir():
-            raise ReportError(f"PATH {text!r}: no such directory")
+            what = "is a file, not a directory" if path.exists() else "no such directory"
+            raise ReportError(f"PATH {text!r}: {what}")
         found = _walk(path.resolve())
         if not found:
             raise ReportError(

@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 
 SEED_KEYS = ("seed", "data.seed", "data.graph_seed", "data.shuffle_seed", "eval.seed")
+# why a report has no heatmap when only one key besides the seeds varies
+NO_HEATMAP = "no two keys vary (seeds are left out: runs that differ only in seed are averaged)"
 MISSING = "none"  # the label of runs without a value of a key
 
 

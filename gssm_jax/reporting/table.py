@@ -155,9 +155,15 @@ def _train_time(records: list[dict]) -> float | None:
 
 def runs_table(runs: list[RunRecord], extra_keys: Sequence[str] = ()) -> pd.DataFrame:
     """The table of `runs`: leading columns, grid keys, derived facts, results; `extra_keys` (any
-    dotted config key, e.g. optim.lr) are added from each run's config when not already there."""
+    dotted config key, e.g. optim.lr) are added from each run's config when not already there,
+    and so are the grid keys of a run without that grid point (a run outside the sweep)."""
     rows = [run_row(r) for r in runs]
-    for key in extra_keys:
+    grid_keys = list(
+        dict.fromkeys(k for r in rows for k in r if k not in (*LEADING, *DERIVED, *RESULTS))
+    )
+    # a run outside a sweep (or of another sweep) has no grid point: its value of a grid key is
+    # the one its config.json holds, as for the extra keys
+    for key in dict.fromkeys([*grid_keys, *extra_keys]):
         for row, run in zip(rows, runs):
             if key not in row:
                 value = flatten(run.config or {}).get(key)

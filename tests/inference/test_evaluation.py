@@ -70,6 +70,11 @@ def test_errors_are_one_line_exit_2(run_copy, tmp_path, capsys):
         [f"--workdir={run_copy}", "--step=7"], capsys
     )
     assert "no config.json" in _error([f"--workdir={tmp_path}"], capsys)
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert f"--workdir {afile}: is a file, not a directory" in _error(
+        [f"--workdir={afile}"], capsys
+    )
     assert "--batches" in _error([f"--workdir={run_copy}", "--batches=0"], capsys)
     assert "not allowed with" in _error([f"--workdir={run_copy}", "--all", "--step=10"], capsys)
     other = {k: dict(v) for k, v in four_graph(alpha_x=0.3).items()}

@@ -94,6 +94,8 @@ def test_user_errors_exit_2_with_one_line(run_dir, tmp_path, capsys):
     _one_line_error(capsys, ["--workdir", str(run_dir), *out, "--layers", "block_5"], "block_5")
     _one_line_error(capsys, ["--workdir", str(run_dir), *out, "--step", "15"], "--step 15")
     _one_line_error(capsys, ["--workdir", str(tmp_path), *out], "no config.json")
+    (tmp_path / "afile").write_text("")
+    _one_line_error(capsys, ["--workdir", str(tmp_path / "afile")], "is a file, not a directory")
     _one_line_error(capsys, ["--workdir", str(run_dir), *out, "--positions", "40"], "positions")
     _one_line_error(capsys, ["--workdir", str(run_dir), *out, "--sequences", "0"], "--sequences=0")
     _one_line_error(capsys, ["--workdir", str(run_dir), "--no-such-flag"], "--no-such-flag")

@@ -4,8 +4,8 @@ with made-up but plausible numbers, and a launch.submit root (run.sh, submit.jso
 some of them.
 
 `mixed_runs` is the case of issue 27: a transformer learning-rate sweep next to transformer and
-mamba runs that have no optim.lr, so a plot grouping by optim.lr finds both families in its
-"none" group.
+mamba runs outside it, all four at one learning rate (0.01, from their config.json: issue 24), so a
+plot grouping by optim.lr finds both families in that group.
 """
 
 from __future__ import annotations
@@ -75,8 +75,8 @@ def write_sweep(root: Path, name: str, points: list[dict]) -> Path:
 
 
 def mixed_runs(root: Path) -> list[Path]:
-    """The lr sweep (2 lr x 2 widths x 2 seeds) and four runs without optim.lr, transformer and
-    mamba at two widths each; returns the report's PATHs."""
+    """The lr sweep (2 lr x 2 widths x 2 seeds) and four runs outside it at lr 0.01, transformer
+    and mamba at two widths each; returns the report's PATHs."""
     points = [
         {"optim.lr": lr, "model.emb_dim": d, "seed": s}
         for lr in (1e-3, 3e-3)
@@ -87,5 +87,5 @@ def mixed_runs(root: Path) -> list[Path]:
     loose = root / "single"
     for family in ("transformer", "mamba"):
         for d in (32, 64):
-            write_run(loose / f"{family}_{d}", family=family, emb_dim=d, kl_t=d == 64)
+            write_run(loose / f"{family}_{d}", family=family, emb_dim=d, lr=1e-2, kl_t=d == 64)
     return [sweep, loose]

@@ -27,7 +27,7 @@ def _lines(table: pd.DataFrame, x: str) -> pd.Series:
 
 def test_a_line_never_joins_runs_that_differ_in_another_key(mixed):
     lines = _lines(mixed, "params")
-    assert lines.nunique() == 4  # lr 1e-3, lr 3e-3, and no lr for each family
+    assert lines.nunique() == 4  # lr 1e-3, lr 3e-3, and lr 1e-2 (outside the sweep) per family
     for _, part in mixed.groupby(lines):
         assert part["family"].nunique() == 1
         assert part["optim.lr"].map(label).nunique() == 1
@@ -72,7 +72,7 @@ def test_the_interactive_chart_draws_the_same_lines_and_hovers_each_run(mixed):
     dots = [t for t in fig.data if t.mode == "markers"]
     assert len(lines) == 4 and sum(len(t.x) for t in dots) == len(mixed)
     colours = {t.name: t.line.color for t in lines}
-    assert colours["optim.lr=none, family=mamba"] != colours["optim.lr=none, family=transformer"]
+    assert colours["optim.lr=0.01, family=mamba"] != colours["optim.lr=0.01, family=transformer"]
     texts = [text for t in dots for text in t.text]
     assert any("<b>lr/5</b>" in t and "optim.lr=0.003" in t and "seed=1" in t for t in texts)
     assert any("<b>mamba_64</b>" in t and "family=mamba" in t for t in texts)

@@ -47,3 +47,23 @@ def test_the_report_of_a_text_run_builds_and_skips_the_kl_figures(tiny_text_run,
         run_row(load_run(RunRef("t", tiny_text_run)))["eval_bits_per_byte"],
     )
     assert (tmp_path / "report" / "index.html").is_file()
+
+
+def test_runs_outside_a_sweep_take_the_grid_keys_from_their_config(tmp_path):
+    """Issue 24: a run outside the sweep had blank optim.lr, seed and model.emb_dim (and the
+    blanks turned the seed column into floats: 0.0)."""
+    from fake_runs import mixed_runs
+
+    from gssm_jax.reporting.runs import find_runs
+    from gssm_jax.reporting.table import runs_table
+
+    paths = [str(p) for p in mixed_runs(tmp_path)]
+    table = runs_table([load_run(r) for r in find_runs(paths)]).set_index("run")
+    loose = table.loc[["transformer_32", "transformer_64", "mamba_32", "mamba_64"]]
+    assert list(loose["optim.lr"]) == [0.01] * 4
+    assert list(loose["model.emb_dim"]) == [32, 64, 32, 64]
+    assert list(loose["seed"]) == [0] * 4
+    csv = table.reset_index().to_csv(index=False).splitlines()
+    header = csv[0].split(",")
+    seeds = {line.split(",")[header.index("seed")] for line in csv[1:]}
+    assert seeds == {"0", "1"}
