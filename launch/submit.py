@@ -129,6 +129,7 @@ def plan(args: argparse.Namespace, extra: Sequence[str]) -> Plan:
     config_path, config_suffix = split_config_arg(args.config)
     name = args.name if args.name is not None else default_name(config_path, args.grid)
     sweep_root.check_name(name)
+    sweep_root.check_root(Path(args.root).expanduser().absolute())
     run_dir = Path(args.root).expanduser().absolute() / name
     script.check_path(run_dir)
     sweep_root.check_target(run_dir, args.overwrite)

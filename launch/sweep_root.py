@@ -46,6 +46,17 @@ def is_run_dir(path: Path) -> bool:
     return (path / "run.sh").is_file() and (path / "tasks").is_dir()
 
 
+def check_root(root: Path) -> None:
+    """Raises RunDirError when `root` (the folder of run directories) or a folder above it is a
+    file: found before anything is written."""
+    for path in (root, *root.parents):
+        if path.exists():
+            if not path.is_dir():
+                what = "is a file" if path == root else f"lies under {path}, which is a file"
+                raise RunDirError(f"--root {str(root)!r} {what}, not a directory")
+            return
+
+
 def check_target(run_dir: Path, overwrite: bool) -> None:
     """Raises RunDirError when `run_dir` exists and may not (or cannot safely) be replaced."""
     if not run_dir.exists() and not run_dir.is_symlink():

@@ -261,6 +261,18 @@ def test_names_that_cannot_be_run_directories(capsys, tmp_path, name):
     assert code == 2 and "error:" in err
 
 
+@pytest.mark.parametrize("dry", [True, False])
+def test_a_root_that_is_a_file_is_one_line_before_anything_is_written(capsys, tmp_path, dry):
+    """Issue 24: a FileExistsError traceback, after the checks."""
+    afile = write(tmp_path / "afile", "not a folder\n")
+    for root, named in ((afile, "is a file"), (afile / "runs", f"lies under {afile}")):
+        code = submit.main([*(["--dry-run"] if dry else []), "--root", str(root), "--name", "x"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1, err
+        assert err.startswith(f"error: --root '{root}' {named}") and "not a directory" in err
+    assert afile.read_text() == "not a folder\n" and sorted(tmp_path.iterdir()) == [afile]
+
+
 def test_existing_run_dir_needs_overwrite(capsys, stand_in, tmp_path):
     root = tmp_path / "runs"
     first = run_submit(stand_in, "--local", "--name", "r", "--root", str(root), *SHORT)
