@@ -3,7 +3,8 @@
 Reads RUN's checkpoint (latest, or --step N), replaces every MLP matrix W of a dense-MLP run (any
 family with a SwiGLU MLP: transformer, hawk, mingru, minlstm) by a sum of r Kronecker products (`gssm_jax.models.kronecker`: vanloan, prune or random) and writes
 NEWRUN: a checkpoint at the same step with the factorised parameters, fresh optimizer moments and
-RUN's data-loader state; RUN's metrics (up to that step) and TensorBoard files; and a config.json
+RUN's data-loader state; RUN's metrics/train.jsonl up to that step (NEWRUN's own history; not RUN's
+eval.jsonl, evals/, probe/, samples/ or TensorBoard files, which describe RUN's model); a config.json
 with model.mlp='kronecker', model.kron_terms, model.kron_factor, optim.steps = N + --steps, plus any
 --config.key=value overrides (e.g. --config.optim.freeze=pretrained). `python -m gssm_jax.main
 --workdir NEWRUN` then continues training it. RUN is only read.
@@ -27,7 +28,10 @@ from gssm_jax import config as config_lib
 from gssm_jax.models.family import BLOCK_PREFIX, block_name
 from gssm_jax.runtime import cli
 
-COPIED_AWAY = ("checkpoints", "config.json", "final.json", "kron.json")  # not copied from RUN
+# What NEWRUN inherits from RUN: the history of its own parameters (RUN's training steps up to the
+# surgery). Not RUN's eval.jsonl, evals/, probe/, samples/ or TensorBoard files: they describe RUN's
+# model, and a report would take them for NEWRUN's (its best eval kl_gap, its kl_t curve).
+INHERITED = (os.path.join("metrics", "train.jsonl"),)
 
 
 class SurgeryError(ValueError):
@@ -205,11 +209,11 @@ def surgery(
     state = jax.device_put(state, shardings)
 
     os.makedirs(out, exist_ok=True)
-    for name in os.listdir(run):
-        if name in COPIED_AWAY:
-            continue
+    for name in INHERITED:
         src, dst = os.path.join(run, name), os.path.join(out, name)
-        (shutil.copytree if os.path.isdir(src) else shutil.copy2)(src, dst)
+        if os.path.isfile(src):
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            shutil.copy2(src, dst)
     metrics.truncate_after(out, step)
     with open(os.path.join(out, "config.json"), "w") as f:
         f.write(config.to_json_best_effort(indent=2, sort_keys=True))

@@ -162,3 +162,25 @@ def test_surgery_and_distillation_on_a_text_run(tiny_text_run, tmp_path):
         f"| dense (reference, trained on) | - | {report['params']['mlp_before']}"
     )
     assert lines[3].startswith(f"| vanloan | 1 | {report['params']['mlp_after']} | none | yes |")
+
+
+def test_the_new_run_inherits_only_its_own_history(run_copy, tmp_path):
+    """Issue 24: kron copied RUN's evals/, probe/, samples/ and eval rows, so the report showed the
+    factorised run at the dense model's best eval kl_gap, with its kl_t curve and probe."""
+    from gssm_jax.reporting.runs import find_runs, load_run
+    from gssm_jax.reporting.table import run_row
+
+    for folder, name in (("evals", "20.json"), ("probe", "20.json"), ("samples", "20-seed0.jsonl")):
+        (run_copy / folder).mkdir()
+        (run_copy / folder / name).write_text('{"kl_t": [0.5, 0.4]}\n')
+    dense = run_row(load_run(find_runs([str(run_copy)])[0]))
+    assert dense["best_eval_kl_gap"] is not None
+    out = tmp_path / "kron"
+    report = surgery(str(run_copy), str(out), None, "prune", 2, "2x1", 10, 0, {})
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "config.json", "kron.json",
+                                                     "metrics"]  # fmt: skip
+    assert [p.name for p in (out / "metrics").iterdir()] == ["train.jsonl"]
+    assert train_losses(out).keys() == train_losses(run_copy).keys()  # its history up to step 20
+    row = run_row(load_run(find_runs([str(out)])[0]))
+    assert row["best_eval_kl_gap"] is None and row["eval_kl_gap"] is None  # none of its own yet
+    assert report["eval_before"]["kl_gap"] == pytest.approx(dense["eval_kl_gap"], abs=1e-6)
