@@ -6,7 +6,10 @@ For every model family of `gssm_jax.models.registry` (the debug config's model s
 the `four` graph's stream, all measured in the same process:
 
 - prefill: the jitted `prefill` of batch x prompt-len tokens into a cache of total-len positions;
-  tokens/s = batch x prompt_len / median time;
+  tokens/s = batch x prompt_len / median time; and a `prefill` row of its own (printed first, alone
+  with `--prefill-only`): the same prefill into a cache of prompt-len positions and into one of
+  total-len positions, their ratio (about 1 when prefill costs what the prompt costs, not what the
+  cache holds) and `apply` on the same tokens;
 - cached decode: `decoding.decode_steps` (the `lax.scan` of decode steps of
   `decoding.generate_cached`) from the prefilled cache to total-len; tokens/s = batch x decode steps
   / median time; and the whole of `generate_cached` (prefill + decode) end to end;
@@ -41,6 +44,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--chunk", type=int, default=128, help="recompute buffer granularity")
     p.add_argument("--recompute-steps", type=int, default=8, help="timed steps per chunk")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--prefill-only", action="store_true", help="only the prefill rows")
     args = p.parse_args(argv)
     if not 1 <= args.prompt_len < args.total_len or args.batch < 1:
         p.error("need batch >= 1 and 1 <= prompt-len < total-len")
@@ -65,22 +69,59 @@ def _median_time(fn, args: tuple, repeats: int) -> float:
     return statistics.median(times)
 
 
-def bench_family(family: str, args: argparse.Namespace, prompts_BxL) -> dict:
-    import functools
-
+def _model(family: str, prompts_BxL):
+    """(model, params) of `family` at the debug config's size, vocabulary 32, from init."""
     import flax.linen as nn
     import jax
-    import jax.numpy as jnp
     import ml_collections
 
     from gssm_jax.config import default_config, family_config
-    from gssm_jax.inference import decoding
     from gssm_jax.models import registry
 
     m = ml_collections.ConfigDict(default_config().model.to_dict())
     m.family = family
     model = registry.build(family_config(m, 32))
-    params = nn.unbox(jax.jit(model.init)(jax.random.key(0), prompts_BxL[:1]))
+    return model, nn.unbox(jax.jit(model.init)(jax.random.key(0), prompts_BxL[:1]))
+
+
+def bench_prefill(family: str, args: argparse.Namespace, prompts_BxL) -> dict:
+    """Prefill of the prompts into a cache of prompt-len and of total-len positions, and apply."""
+    import functools
+
+    import jax
+    import jax.numpy as jnp
+
+    model, params = _model(family, prompts_BxL)
+    b, prompt_len = prompts_BxL.shape
+    lengths = jnp.full((b,), prompt_len, jnp.int32)
+    times = {}
+    for name, cache_len in (("small", prompt_len), ("large", args.total_len)):
+        fn = jax.jit(functools.partial(model.prefill, cache_len=cache_len))
+        times[name] = _median_time(fn, (params, prompts_BxL, lengths), args.repeats)
+    t_apply = _median_time(jax.jit(model.apply), (params, prompts_BxL), args.repeats)
+    return {
+        "row": "prefill",
+        "family": family,
+        "batch": b,
+        "prompt_len": prompt_len,
+        "small_cache_len": prompt_len,
+        "large_cache_len": args.total_len,
+        "prefill_small_cache_s": _sig(times["small"]),
+        "prefill_large_cache_s": _sig(times["large"]),
+        "large_over_small": _sig(times["large"] / times["small"]),
+        "apply_s": _sig(t_apply),
+    }
+
+
+def bench_family(family: str, args: argparse.Namespace, prompts_BxL) -> dict:
+    import functools
+
+    import jax
+    import jax.numpy as jnp
+
+    from gssm_jax.inference import decoding
+
+    model, params = _model(family, prompts_BxL)
     b, prompt_len = prompts_BxL.shape
     total, new = args.total_len, args.total_len - prompt_len
     lengths = jnp.full((b,), prompt_len, jnp.int32)
@@ -150,8 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     prompts = jnp.asarray(tokens[:, : args.prompt_len], jnp.int32)
     print(json.dumps({"bench": "generate", **machine()}), flush=True)
     for family in families:
-        row = bench_family(family, args, prompts)
-        print(json.dumps({"bench": "generate", **row, "loadavg_1min": machine()["loadavg_1min"]}))
+        rows = [bench_prefill(family, args, prompts)]
+        if not args.prefill_only:
+            rows.append(bench_family(family, args, prompts))
+        for row in rows:
+            load = machine()["loadavg_1min"]
+            print(json.dumps({"bench": "generate", **row, "loadavg_1min": load}), flush=True)
     return 0
 
 

@@ -7,7 +7,9 @@ kv, mlp, vocab, so `config.mesh.rules` alone decides data and tensor parallelism
 Positions are explicit: q and k are rotated outside the attention kernel, at positions 0..L-1 in
 training and at each sequence's own positions with a cache. With a cache (a KV cache, see
 `init_cache`) the L new queries attend to every cached key at or before their position, so one
-decode step is a call with L = 1.
+decode step is a call with L = 1; a prefill into an empty cache attends the prompt to itself with
+the training kernel and writes its keys and values into the cache's first L positions, so its cost
+is the prompt's whatever the cache's length.
 
 With `model.kernels` custom (the default on CPU) the blocks compute through the hand-written
 backward passes of `gssm_jax.models.layers`, about twice as fast on XLA:CPU as automatic
@@ -64,13 +66,37 @@ def _write(cache_BxSxHxK: jax.Array, new_BxLxHxK: jax.Array, start_B: jax.Array)
     return cache_BxSxHxK.at[rows_BxL, pos_BxL].set(new, mode="drop")
 
 
+def _attend_cached(q, k, v, cache: KVCache, start_B, pos_BxL, causal):
+    """(attention output, cache) of L new positions per row written at start_B + 0..L-1.
+
+    A prefill (every row starting at position 0, the cache empty) writes the keys and values into
+    the cache's first L positions and attends the prompt to itself with the training kernel
+    (`causal`), so it costs what the prompt costs, not what the cache holds; otherwise (a decode
+    step, or a chunk continuing sequences) the queries attend to the whole cache."""
+
+    def fresh():
+        at = (0, 0, 0, 0)
+        new_k = jax.lax.dynamic_update_slice(cache.k, k.astype(cache.k.dtype), at)
+        new_v = jax.lax.dynamic_update_slice(cache.v, v.astype(cache.v.dtype), at)
+        return causal(q, k, v).astype(q.dtype), KVCache(new_k, new_v)
+
+    def continued():
+        new = KVCache(_write(cache.k, k, start_B), _write(cache.v, v, start_B))
+        return layers.cached_attention(q, new.k, new.v, pos_BxL).astype(q.dtype), new
+
+    if q.shape[1] == 1:
+        return continued()
+    return jax.lax.cond(jnp.all(start_B == 0), fresh, continued)
+
+
 class Attention(nn.Module):
     """Causal self-attention: fused q/k/v projection, rotary embeddings, output projection.
 
     Without a cache, `cfg.attention` picks the kernel (see `layers.resolve_attention`): the
     CPU-tuned blocked attention, or `jax.nn.dot_product_attention` as XLA ops or cuDNN flash
     attention. With one, the new keys and values are written at positions start_B + 0..L-1 and
-    the queries attend to the cache (`layers.cached_attention`).
+    the queries attend to the cache (`layers.cached_attention`), or, in a prefill, to each other
+    (`_attend_cached`).
     """
 
     cfg: TransformerConfig
@@ -96,24 +122,26 @@ class Attention(nn.Module):
         q, k, v = qkv_BxLx3xHxK[:, :, 0], qkv_BxLx3xHxK[:, :, 1], qkv_BxLx3xHxK[:, :, 2]
         sin: layers.Angles
         cos: layers.Angles
-        if cache is None:
-            sin, cos = layers.rope_tables(L, K, cfg.rope_theta)
-            q, k = layers.rotate_qk(q, k, sin, cos)
+
+        def causal(q, k, v):  # the L new positions attending to each other, as in training
             impl = layers.resolve_attention(
                 cfg.attention, cfg.dtype, jax.default_backend(), K, kernels
             )
             if impl == "blocked":
                 steps = layers.attention_steps(B, lm.batch_shards(), H, L)
-                o_BxLxHxK = layers.causal_attention(q, k, v, steps, ATTENTION_BLOCK_LEN)
-            else:
-                o_BxLxHxK = layers.dot_product_attention(q, k, v, impl)
+                return layers.causal_attention(q, k, v, steps, ATTENTION_BLOCK_LEN)
+            return layers.dot_product_attention(q, k, v, impl)
+
+        if cache is None:
+            sin, cos = layers.rope_tables(L, K, cfg.rope_theta)
+            q, k = layers.rotate_qk(q, k, sin, cos)
+            o_BxLxHxK = causal(q, k, v)
             new_cache = None
         else:
             pos_BxL = start_B[:, None] + jnp.arange(L)[None, :]
             sin, cos = layers.rope_at(pos_BxL, K, cfg.rope_theta)
             q, k = layers.rotate_qk(q, k, sin, cos)
-            new_cache = KVCache(_write(cache.k, k, start_B), _write(cache.v, v, start_B))
-            o_BxLxHxK = layers.cached_attention(q, new_cache.k, new_cache.v, pos_BxL)
+            o_BxLxHxK, new_cache = _attend_cached(q, k, v, cache, start_B, pos_BxL, causal)
         o_BxLxHxK = lm.constrain(o_BxLxHxK, ("batch", "length", "heads", "kv"))
         y_NxD = dense(o_BxLxHxK.reshape(B * L, H, K), w_out.astype(dtype), 2)
         return y_NxD.reshape(B, L, D), new_cache
