@@ -140,3 +140,30 @@ def test_every_config_command_reports_a_bad_config_file(tmp_path):
     ):
         code, out, err = run(module, *extra, "--config", str(tmp_path / "nope.py"), cwd=tmp_path)
         assert_one_line_error(code, out, err, "nope.py", "no such file")
+
+
+# ---- issue 24: the same one line from every command, and no start lines before a refusal ----
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "named"),
+    [
+        ("gssm_jax.kron", ["--bogus"], ("gssm_jax.kron",)),
+        ("gssm_jax.kron", ["--from=x", "--out=y", "--bogus=1"], ("--bogus=1",)),
+        ("gssm_jax.difficulty", ["--config.model.family=nonsense"], ("model.family='nonsense'",)),
+        ("gssm_jax.difficulty", ["--target=0.5", "--config.model.family=nonsense"], ("nonsense",)),
+    ],
+)
+def test_kron_and_difficulty_reject_bad_input_like_main(tmp_path, module, args, named):
+    code, out, err = run(module, *args, cwd=tmp_path)
+    assert_one_line_error(code, out, err, *named)
+
+
+def test_a_refused_resume_prints_nothing_before_its_error(run_copy, tmp_path):
+    """The start lines (`gssm_jax: writing to DIR`, the host line) come after every check: a
+    resume refused for a checkpoint of another model (the last check) prints only its error."""
+    cmd = ["--config", DEBUG, f"--workdir={run_copy}", "--config.optim.steps=30"]
+    cmd += ["--config.model.emb_dim=64", "--allow-config-change"]
+    code, out, err = run("gssm_jax.main", *cmd, cwd=tmp_path)
+    assert_one_line_error(code, out, err, "checkpoint", "the config needs")
+    assert out == ""
