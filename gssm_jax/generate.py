@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import sys
 
-from gssm_jax.inference.generation import Sampling, generate_run
+from gssm_jax.inference.generation import generate_run
 from gssm_jax.inference.rundir import run_cli
+from gssm_jax.inference.sampling import Sampling
 from gssm_jax.runtime import cli
 
 

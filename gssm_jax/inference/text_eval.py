@@ -23,6 +23,7 @@ from gssm_jax.config import ConfigError
 from gssm_jax.data import text
 from gssm_jax.data.stream import process_rows
 from gssm_jax.data.text_config import text_section
+from gssm_jax.inference.nll import make_nll_fn, write_record
 from gssm_jax.inference.rundir import RunDir
 from gssm_jax.runtime import parallel
 from gssm_jax.train.run_data import text_eval_record
@@ -98,8 +99,6 @@ def summary_line(record: dict, path: str) -> str:
 
 def evaluate_text_run(run: RunDir, steps: list[int], data: str, batches: int) -> list[str]:
     """Evaluates `steps` of text run `run`; writes RUN/evals/<step>.json and prints a line each."""
-    from gssm_jax.inference.evaluation import make_nll_fn, write_record
-
     elements, label = held_out_text(run, data, batches)
     nll_fn, _ = make_nll_fn(run)
     written = []
@@ -121,8 +120,6 @@ def evaluate_text_run(run: RunDir, steps: list[int], data: str, batches: int) ->
 def compare_runs(runs: list[RunDir], step: int, batches: int) -> list[dict[str, float]]:
     """Loss, bits per token and bits per byte of each run's checkpoint `step`, all on the first
     run's held-out text (what `gssm_jax.kron` reports before and after a factorisation)."""
-    from gssm_jax.inference.evaluation import make_nll_fn
-
     elements, _ = held_out_text(runs[0], "stream", batches)
     out = []
     for r in runs:
