@@ -29,7 +29,7 @@ from jax.sharding import NamedSharding
 from gssm_jax.data import files
 from gssm_jax.data.stream import StreamSource, cpu_tables, process_rows
 from gssm_jax.gssm.entropy import sequence_entropy
-from gssm_jax.inference.nll import make_nll_fn, write_record
+from gssm_jax.inference.nll import curve_ends, make_nll_fn, write_record
 from gssm_jax.inference.rundir import RunDir, open_run
 from gssm_jax.runtime import parallel
 
@@ -98,12 +98,10 @@ def evaluate_step(run: RunDir, step: int, nll_fn, batches: list, h_list: list) -
 
 
 def summary_line(record: dict, path: str) -> str:
-    kl_t = np.asarray(record["kl_t"])
-    k = max(1, len(kl_t) // 8)
     return (
         f"eval step {record['step']} | loss {record['loss']:.4f} | entropy "
-        f"{record['entropy']:.4f} | kl_gap {record['kl_gap']:.4f} | kl_t first {k} "
-        f"{kl_t[:k].mean():.4f}, last {k} {kl_t[-k:].mean():.4f} | wrote {path}"
+        f"{record['entropy']:.4f} | kl_gap {record['kl_gap']:.4f} | "
+        f"{curve_ends('kl_t', record['kl_t'])} | wrote {path}"
     )
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.sharding import NamedSharding
 
@@ -46,3 +47,11 @@ def write_record(run: RunDir, record: dict) -> str:
         f.write("\n")
     os.replace(tmp, path)
     return path
+
+
+def curve_ends(name: str, curve_T: list[float]) -> str:
+    """`NAME first k X, last k Y`: the mean of a per-position curve over its first and last
+    eighth, as the evaluation lines print it."""
+    values = np.asarray(curve_T)
+    k = max(1, len(values) // 8)
+    return f"{name} first {k} {values[:k].mean():.4f}, last {k} {values[-k:].mean():.4f}"

@@ -23,7 +23,7 @@ from gssm_jax.config import ConfigError
 from gssm_jax.data import text
 from gssm_jax.data.stream import process_rows
 from gssm_jax.data.text_config import text_section
-from gssm_jax.inference.nll import make_nll_fn, write_record
+from gssm_jax.inference.nll import curve_ends, make_nll_fn, write_record
 from gssm_jax.inference.rundir import RunDir
 from gssm_jax.runtime import parallel
 from gssm_jax.train.run_data import text_eval_record
@@ -87,13 +87,11 @@ def evaluate_text_step(
 
 
 def summary_line(record: dict, path: str) -> str:
-    loss_t = np.asarray(record["loss_t"])
-    k = max(1, len(loss_t) // 8)
     return (
         f"eval step {record['step']} | loss {record['loss']:.4f} | bits_per_byte "
-        f"{record['bits_per_byte']:.4f} | bits_per_token {record['bits_per_token']:.4f} | loss_t "
-        f"first {k} {loss_t[:k].mean():.4f}, last {k} {loss_t[-k:].mean():.4f} | no exact "
-        f"entropy for text (no kl_gap) | wrote {path}"
+        f"{record['bits_per_byte']:.4f} | bits_per_token {record['bits_per_token']:.4f} | "
+        f"{curve_ends('loss_t', record['loss_t'])} | no exact entropy for text (no kl_gap) | "
+        f"wrote {path}"
     )
 
 
