@@ -1,5 +1,5 @@
 """Settings several config files share: the model sizes of the original's experiments and the
-schedule of a long (GPU) run. A config file imports these: `from configs.sizes import ...`."""
+schedule of a long (GPU) run and of a short (CPU) one. A config file imports these: `from configs.sizes import ...`."""
 
 import ml_collections
 
@@ -23,3 +23,15 @@ def long_run(c: ml_collections.ConfigDict, steps: int, every: int, lr: float = 1
     c.eval.period = every
     c.eval.batches = 8
     c.checkpoint.period = every
+
+
+def short_run(
+    c: ml_collections.ConfigDict, steps: int, log: int, every: int, eval_batches: int
+) -> None:
+    """`steps` steps, a log line every `log`, eval (`eval_batches` batches) every `every`, one
+    checkpoint at the end: the schedule of a debug-sized run."""
+    c.optim.steps = steps
+    c.log.period = log
+    c.eval.period = every
+    c.eval.batches = eval_batches
+    c.checkpoint.period = steps

@@ -45,8 +45,9 @@ def parse_args(argv: list[str] | None):
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
-    from gssm_jax.inference.generation import Sampling, generate_run  # JAX: after the flags
+    from gssm_jax.inference.generation import generate_run  # JAX: after the flags
     from gssm_jax.inference.rundir import run_cli
+    from gssm_jax.inference.sampling import Sampling
 
     sampling = Sampling(a.max_new_tokens, a.temperature, a.top_k, a.seed)
     return run_cli(

@@ -180,15 +180,7 @@ def write_play(folder: Path, speeches: int = 400, seed: int = 0) -> Path:
 
 
 # A text run as small as TINY: configs/text.py on a written corpus, bytes, 32-byte windows.
-TEXT_TINY = [
-    "--config.model.emb_dim=32",
-    "--config.model.nb_layers=1",
-    "--config.model.transformer.nb_heads=2",
-    "--config.model.transformer.hidden_dim=64",
-    "--config.data.seq_len=32",
-    "--config.data.batch_size=8",
-    "--config.eval.batches=1",
-]
+TEXT_TINY = list(TINY)
 
 
 def text_cmd(workdir: Path, corpus: Path, *overrides: str) -> list[str]:

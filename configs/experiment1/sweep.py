@@ -31,6 +31,7 @@ import os
 
 import ml_collections
 
+from configs import sizes
 from configs.experiment1 import data, data_debug
 from gssm_jax.config import default_config
 
@@ -65,9 +66,5 @@ def get_config(sweep: str = "sizes") -> ml_collections.ConfigDict:
     c.checkpoint.period = 1000
     if sweep == "debug":  # sets of 1,024 sequences of 32 tokens; a minute or so per run
         c.model.nb_layers = 2
-        c.optim.steps = 60
-        c.log.period = 10
-        c.eval.period = 20
-        c.eval.batches = 4
-        c.checkpoint.period = 60
+        sizes.short_run(c, steps=60, log=10, every=20, eval_batches=4)
     return c

@@ -68,12 +68,8 @@ def get_config(arg: str = "4") -> ml_collections.ConfigDict:
     if debug:
         c.data.seq_len = 64
         c.data.batch_size = 16
-        c.optim.steps = 150
         c.optim.warmup = 15
-        c.log.period = 25
-        c.eval.period = 25
-        c.eval.batches = 2
-        c.checkpoint.period = 150
+        sizes.short_run(c, steps=150, log=25, every=25, eval_batches=2)
         return c
     c.data.seq_len = 1024
     c.data.batch_size = 32

@@ -19,25 +19,19 @@ graph exits 2 with a one-line error before any evaluation.
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import NamedSharding
 
 from gssm_jax.data import files
 from gssm_jax.data.stream import StreamSource, cpu_tables, process_rows
 from gssm_jax.gssm.entropy import sequence_entropy
+from gssm_jax.inference.nll import curve_ends, make_nll_fn, write_record
 from gssm_jax.inference.rundir import RunDir, open_run
 from gssm_jax.runtime import parallel
-
-EVALS = "evals"
-
 
 # ---- data ---------------------------------------------------------------------------------------
 
@@ -73,22 +67,6 @@ def exact_per_position(run: RunDir, tokens_BxT: np.ndarray) -> np.ndarray:
 # ---- model --------------------------------------------------------------------------------------
 
 
-def make_nll_fn(run: RunDir) -> tuple[Callable, NamedSharding]:
-    """(params, tokens_BxT) -> the model's next-token loss at positions 1..T-1, (B, T-1), jitted
-    with the run's shardings; and the batch sharding."""
-    apply = run.model.apply
-    batch_sharding = NamedSharding(run.mesh, parallel.batch_spec(run.config))
-
-    def nll(params, tokens_BxT):
-        logits = apply(params, tokens_BxT[:, :-1]).astype(jnp.float32)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, tokens_BxT[:, 1:])
-
-    jitted = jax.jit(
-        nll, in_shardings=(run.param_shardings, batch_sharding), out_shardings=batch_sharding
-    )
-    return run.in_mesh(jitted), batch_sharding
-
-
 def evaluate_step(run: RunDir, step: int, nll_fn, batches: list, h_list: list) -> dict[str, Any]:
     """The record of one checkpoint on the given batches and their exact per-position entropies."""
     params = run.restore_params(step)
@@ -119,26 +97,11 @@ def evaluate_step(run: RunDir, step: int, nll_fn, batches: list, h_list: list) -
     }
 
 
-def write_record(run: RunDir, record: dict) -> str:
-    """RUN/evals/<step>.json, written to a temporary name and renamed."""
-    directory = os.path.join(run.workdir, EVALS)
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, f"{record['step']}.json")
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(record, f)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
-
-
 def summary_line(record: dict, path: str) -> str:
-    kl_t = np.asarray(record["kl_t"])
-    k = max(1, len(kl_t) // 8)
     return (
         f"eval step {record['step']} | loss {record['loss']:.4f} | entropy "
-        f"{record['entropy']:.4f} | kl_gap {record['kl_gap']:.4f} | kl_t first {k} "
-        f"{kl_t[:k].mean():.4f}, last {k} {kl_t[-k:].mean():.4f} | wrote {path}"
+        f"{record['entropy']:.4f} | kl_gap {record['kl_gap']:.4f} | "
+        f"{curve_ends('kl_t', record['kl_t'])} | wrote {path}"
     )
 
 

@@ -23,6 +23,7 @@ from gssm_jax.config import ConfigError
 from gssm_jax.data import text
 from gssm_jax.data.stream import process_rows
 from gssm_jax.data.text_config import text_section
+from gssm_jax.inference.nll import curve_ends, make_nll_fn, write_record
 from gssm_jax.inference.rundir import RunDir
 from gssm_jax.runtime import parallel
 from gssm_jax.train.run_data import text_eval_record
@@ -86,20 +87,16 @@ def evaluate_text_step(
 
 
 def summary_line(record: dict, path: str) -> str:
-    loss_t = np.asarray(record["loss_t"])
-    k = max(1, len(loss_t) // 8)
     return (
         f"eval step {record['step']} | loss {record['loss']:.4f} | bits_per_byte "
-        f"{record['bits_per_byte']:.4f} | bits_per_token {record['bits_per_token']:.4f} | loss_t "
-        f"first {k} {loss_t[:k].mean():.4f}, last {k} {loss_t[-k:].mean():.4f} | no exact "
-        f"entropy for text (no kl_gap) | wrote {path}"
+        f"{record['bits_per_byte']:.4f} | bits_per_token {record['bits_per_token']:.4f} | "
+        f"{curve_ends('loss_t', record['loss_t'])} | no exact entropy for text (no kl_gap) | "
+        f"wrote {path}"
     )
 
 
 def evaluate_text_run(run: RunDir, steps: list[int], data: str, batches: int) -> list[str]:
     """Evaluates `steps` of text run `run`; writes RUN/evals/<step>.json and prints a line each."""
-    from gssm_jax.inference.evaluation import make_nll_fn, write_record
-
     elements, label = held_out_text(run, data, batches)
     nll_fn, _ = make_nll_fn(run)
     written = []
@@ -121,8 +118,6 @@ def evaluate_text_run(run: RunDir, steps: list[int], data: str, batches: int) ->
 def compare_runs(runs: list[RunDir], step: int, batches: int) -> list[dict[str, float]]:
     """Loss, bits per token and bits per byte of each run's checkpoint `step`, all on the first
     run's held-out text (what `gssm_jax.kron` reports before and after a factorisation)."""
-    from gssm_jax.inference.evaluation import make_nll_fn
-
     elements, _ = held_out_text(runs[0], "stream", batches)
     out = []
     for r in runs:

@@ -26,7 +26,8 @@ import numpy as np
 
 from gssm_jax.data import text
 from gssm_jax.data.text_tokenizers import Tokenizer, load_tokenizer
-from gssm_jax.inference.generation import (
+from gssm_jax.inference.rundir import RunDir
+from gssm_jax.inference.sampling import (
     PromptError,
     Sampling,
     make_generate_fn,
@@ -38,7 +39,6 @@ from gssm_jax.inference.generation import (
     write_jsonl,
     write_summary,
 )
-from gssm_jax.inference.rundir import RunDir
 from gssm_jax.runtime import parallel
 
 NOT_SCORED = "skipped: text has no true process to score completions against"

@@ -108,6 +108,17 @@ def embed(cfg: Shared, embedding_VxD: jax.Array, tokens_BxL: jax.Array) -> jax.A
     return constrain(x_BxLxD, EMBED_AXES)
 
 
+def stack_start(module: nn.Module, cfg: Shared, tokens_BxL: jax.Array, cache, block_cls):
+    """How every stack begins: the embedded tokens x_BxLxD, the head_DxV, the block class
+    (rematerialised when `cfg.remat` and training, i.e. no cache) and the cache's start positions
+    start_B (None without a cache)."""
+    embedding_VxD, head_DxV = embedding_params(module, cfg)
+    x_BxLxD = embed(cfg, embedding_VxD, tokens_BxL)
+    block = nn.remat(block_cls) if cfg.remat and cache is None else block_cls
+    start_B = None if cache is None else cache.lengths
+    return x_BxLxD, head_DxV, block, start_B
+
+
 def head(cfg: Shared, head_DxV: jax.Array, x_BxLxD: jax.Array) -> jax.Array:
     """Logits (float32) of the final norm's output."""
     B, L, D = x_BxLxD.shape

@@ -107,11 +107,8 @@ class Stack(nn.Module):
     @nn.compact
     def __call__(self, tokens_BxL: jax.Array, cache: Cache | None = None, valid_B=None):
         cfg = self.cfg
-        embedding_VxD, head_DxV = lm.embedding_params(self, cfg)
-        x_BxLxD = lm.embed(cfg, embedding_VxD, tokens_BxL)
-        block = nn.remat(Block) if cfg.remat and cache is None else Block
+        x_BxLxD, head_DxV, block, start_B = lm.stack_start(self, cfg, tokens_BxL, cache, Block)
         new_blocks = []
-        start_B = None if cache is None else cache.lengths
         for i in range(cfg.nb_layers):
             state = None if cache is None else cache.blocks[i]
             x_BxLxD, state = block(cfg, self.mixer, name=block_name(i))(

@@ -176,10 +176,7 @@ class Transformer(nn.Module):
     @nn.compact
     def __call__(self, tokens_BxL: jax.Array, cache: Cache | None = None, valid_B=None):
         cfg = self.cfg
-        embedding_VxD, head_DxV = lm.embedding_params(self, cfg)
-        x_BxLxD = lm.embed(cfg, embedding_VxD, tokens_BxL)
-        block = nn.remat(Block) if cfg.remat and cache is None else Block
-        start_B = None if cache is None else cache.lengths
+        x_BxLxD, head_DxV, block, start_B = lm.stack_start(self, cfg, tokens_BxL, cache, Block)
         new_blocks = []
         for i in range(cfg.nb_layers):
             layer_cache = None if cache is None else cache.blocks[i]

@@ -144,7 +144,7 @@ def _heldout(runs: list, step: int) -> list[dict]:
     """Held-out loss, entropy and kl_gap of each run's checkpoint `step`, all on the first run's
     eval set (`gssm_jax.inference.evaluation`: the eval stream, or the test set of a files run)."""
     from gssm_jax.data import files
-    from gssm_jax.inference import evaluation
+    from gssm_jax.inference import evaluation, nll
 
     c = runs[0].config
     if runs[0].is_text:  # loss and bits per byte on the run's held-out text
@@ -156,7 +156,7 @@ def _heldout(runs: list, step: int) -> list[dict]:
     h_list = [evaluation.exact_per_position(runs[0], tokens) for tokens in batches]
     out = []
     for r in runs:
-        record = evaluation.evaluate_step(r, step, evaluation.make_nll_fn(r)[0], batches, h_list)
+        record = evaluation.evaluate_step(r, step, nll.make_nll_fn(r)[0], batches, h_list)
         out.append({k: record[k] for k in ("loss", "entropy", "kl_gap")})
     return out
 

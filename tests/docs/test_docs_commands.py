@@ -41,6 +41,7 @@ SHELL_LANGS = {"bash", "sh", "shell", "console", ""}
 SEPARATORS = {"&&", "||", ";", "|"}
 # A line of an indented block that is a command (the others are output or file listings).
 COMMAND_LINE = re.compile(r"^(?:[A-Z_][A-Z0-9_]*=\S*\s+)*(?:python|pip|sbatch|bash|mkdocs)\s")
+SUBCOMMAND_MODULES = {"gssm_jax.bench", "ruff", "mkdocs"}  # `--help` of `MODULE SUBCOMMAND`
 CONFIG_COMMANDS = {"gssm_jax.main", "gssm_jax.difficulty", "gssm_jax.bench data"}
 # The commands of the README's table: each must be documented with at least one command line.
 COMMANDS = [
@@ -66,10 +67,11 @@ class DocCommand:
 
     @property
     def key(self) -> str:
-        """The module, and for `gssm_jax.bench` its benchmark: what `--help` is asked of."""
-        bench = self.argv[0] == "gssm_jax.bench" and len(self.argv) > 1
-        if bench and not self.argv[1].startswith("-"):
-            return f"gssm_jax.bench {self.argv[1]}"
+        """The module, and for a module with subcommands (`gssm_jax.bench`, ruff, mkdocs) its
+        subcommand: what `--help` is asked of."""
+        nested = self.argv[0] in SUBCOMMAND_MODULES and len(self.argv) > 1
+        if nested and not self.argv[1].startswith("-"):
+            return f"{self.argv[0]} {self.argv[1]}"
         return self.argv[0]
 
     @property
@@ -266,7 +268,18 @@ CONFIGURED = [
 def test_documented_config_loads_and_validates(command, tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)  # the pages' paths are relative to the repository root
     monkeypatch.setenv("GSSM_DATA_ROOT", str(tmp_path / "datasets"))  # nothing needs to exist
-    check_config(command, tmp_path / "root")
+    try:
+        check_config(command, tmp_path / "root")
+    except ValueError as e:  # a path an earlier step of the page makes is fine; nothing else
+        if not MADE_BY_AN_EARLIER_STEP.match(str(e)):
+            raise
+
+
+# A config error that only says a path the page's earlier commands create is not there yet.
+MADE_BY_AN_EARLIER_STEP = re.compile(
+    r"config (data\.path|optim\.distill\.teacher)='[^']*': "
+    r"(no such file or folder|is not a run directory \(no config\.json in it\))$"
+)
 
 
 TRANSCRIPTS = sorted({c.argv: c for c in ALL if c.expected_error}.values(), key=lambda c: c.where)

@@ -197,7 +197,7 @@ def test_positions_past_the_trained_length_are_said_to_be_extrapolation(run_copy
 
 
 def test_a_long_generation_runs_in_chunks_with_progress_and_the_same_tokens(tiny_run):
-    from gssm_jax.inference import generation
+    from gssm_jax.inference import sampling as generation
 
     run = open_run(str(tiny_run))
     params = run.restore_params(20)
