@@ -63,7 +63,9 @@ def test_default_prompts_are_held_out_windows_and_prompts_files_hold_strings(
     assert lengths == [1, 8, 16]  # spread over [1, seq_len / 2]
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text('"JULIET."\n{"prompt": "NURSE.\\n"}\n')
-    assert generate.main([*argv, "--prompts", str(prompts), "--out", str(out)]) == 0
+    again = [*argv, "--prompts", str(prompts), "--out", str(out)]
+    assert "--overwrite" in one_line_error(generate.main, again, capsys)  # earlier samples kept
+    assert generate.main([*again, "--overwrite"]) == 0
     assert [r["prompt"] for r in _rows(out)] == ["JULIET.", "NURSE.\n"]
     prompts.write_text("[[0, 1, 2]]")
     err = one_line_error(generate.main, [*argv, "--prompts", str(prompts)], capsys)
