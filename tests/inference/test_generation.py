@@ -167,33 +167,40 @@ def test_a_bad_out_is_refused_before_any_work(run_copy, tmp_path, capsys, monkey
     assert afile.read_text() == "earlier\n" and not list(folder.iterdir())
 
 
-def test_default_names_never_overwrite_earlier_samples(run_copy, tmp_path, capsys):
-    argv = [f"--workdir={run_copy}", "--max-new-tokens=2", "--num=2"]
-    assert generate.main(argv) == 0
-    assert generate.main([*argv, "--temperature=0"]) == 0
+def test_default_names_never_overwrite_earlier_samples(run_copy, capsys):
+    """Earlier samples at the default name: the next free -2, -3 ... (--overwrite: the name
+    itself); the one CLI run also has prompts longer than the trained seq_len: one warning."""
+    from gssm_jax.inference.sampling import output_path
+
     samples = run_copy / "samples"
-    names = sorted(p.name for p in samples.iterdir())
-    assert names == ["20-seed0-2.jsonl", "20-seed0-2.summary.json"] + [
-        "20-seed0.jsonl",
-        "20-seed0.summary.json",
-    ]
-    first = (samples / "20-seed0.jsonl").read_text()
-    out = tmp_path / "mine.jsonl"
-    assert generate.main([*argv, f"--out={out}"]) == 0
-    assert generate.main([*argv, f"--out={out}", "--overwrite", "--temperature=0"]) == 0
-    assert read_rows(out) == read_rows(samples / "20-seed0-2.jsonl")  # replaced, as asked
-    assert (samples / "20-seed0.jsonl").read_text() == first
-    capsys.readouterr()
-
-
-def test_positions_past_the_trained_length_are_said_to_be_extrapolation(run_copy, capsys):
+    samples.mkdir()
+    (samples / "20-seed0.jsonl").write_text("earlier\n")
+    (samples / "20-seed0-2.summary.json").write_text("{}\n")  # a summary alone holds its name too
+    run = open_run(str(run_copy))
+    assert output_path(run, 20, 0, None, False) == str(samples / "20-seed0-3.jsonl")
+    assert output_path(run, 20, 0, None, True) == str(samples / "20-seed0.jsonl")
+    assert output_path(run, 20, 1, None, False) == str(samples / "20-seed1.jsonl")
     argv = [f"--workdir={run_copy}", "--max-new-tokens=2", "--num=2", "--prompt-len=40"]
     assert generate.main(argv) == 0
-    warnings = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning:")]
-    assert len(warnings) == 1, warnings
-    assert "data.seq_len=32" in warnings[0] and "extrapolation" in warnings[0]
-    assert generate.main([*argv[:-1], "--prompt-len=8"]) == 0  # 8 + 2 <= 32: no warning
-    assert "warning" not in capsys.readouterr().err
+    out = samples / "20-seed0-3.jsonl"
+    printed = capsys.readouterr()
+    assert printed.out.strip().endswith(f"wrote {out} and {samples / '20-seed0-3.summary.json'}")
+    assert len(read_rows(out)) == 2 and (samples / "20-seed0.jsonl").read_text() == "earlier\n"
+    warnings = [ln for ln in printed.err.splitlines() if ln.startswith("warning:")]
+    assert len(warnings) == 1 and "data.seq_len=32" in warnings[0], warnings
+
+
+def test_positions_past_the_trained_length_are_said_to_be_extrapolation(tiny_run, capsys):
+    from gssm_jax.inference.sampling import warn_extrapolation
+
+    run = open_run(str(tiny_run))  # trained at seq_len 32
+    warn_extrapolation(run, np.array([8, 30]), 3)  # 30 + 3 - 1 = 32 positions: none past
+    assert capsys.readouterr().err == ""
+    warn_extrapolation(run, np.array([8, 500]), 4)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: prompts of up to 500 tokens + 4 new")
+    assert "503 positions" in err[0] and "data.seq_len=32" in err[0]
+    assert "extrapolation" in err[0]
 
 
 def test_a_long_generation_runs_in_chunks_with_progress_and_the_same_tokens(tiny_run):
