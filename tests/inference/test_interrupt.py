@@ -40,7 +40,7 @@ def test_ctrl_c_in_evaluate_while_it_starts_and_while_it_works(run_copy):
     cmd = [sys.executable, "-m", "gssm_jax.evaluate", f"--workdir={run_copy}", "--all"]
     code, lines = interrupt_when(cmd, after_s=1.0)  # importing JAX, or compiling
     assert_one_line(code, lines)
-    code, lines = interrupt_when([*cmd, "--batches=64"], after_line="eval step")
+    code, lines = interrupt_when([*cmd, "--batches=128"], after_line="eval step")
     assert_one_line(code, [ln for ln in lines if not ln.startswith("eval step")])
 
 
