@@ -57,51 +57,33 @@ def main(argv: list[str] | None = None) -> int:
     ):
         if value < low:
             parser.error(f"--{flag}={value}: must be >= {low}")
-    for flag in ("alphas_x", "alphas_z"):
-        for a in getattr(args, flag) or ():
-            if not (math.isfinite(a) and a > 0):
-                parser.error(f"--{flag.replace('_', '-')}: {a} is not a finite alpha > 0")
+    for flag, given in (("alphas-x", args.alphas_x), ("alphas-z", args.alphas_z)):
+        for a in (a for a in given or () if not (math.isfinite(a) and a > 0)):
+            parser.error(f"--{flag}: {a} is not a finite alpha > 0")
     try:
         validate(config)
         require_process(config, "gssm_jax.difficulty")
         graph = graph_of(config)
-    except ValueError as e:
-        return cli.report_error(e)
-    data_seed = base.data_seed if args.original else config.data.seed
-    setup = dataclasses.replace(
-        base,
-        graph_seed=config.data.graph_seed,
-        data_seed=data_seed,
-        batch=batch,
-        seq_len=seq_len,
-        mc_draws=args.mc_draws,
-    )
-    print(measure.describe(graph, setup))
-    if args.target is None:
-        lines = measure.grid_table(
-            graph,
-            setup,
-            args.alphas_x or [None],
-            args.alphas_z or [None],
-            tuple(args.measures),
-            progress=sys.stderr,
+        setup = dataclasses.replace(
+            base,
+            graph_seed=config.data.graph_seed,
+            data_seed=base.data_seed if args.original else config.data.seed,
+            batch=batch,
+            seq_len=seq_len,
+            mc_draws=args.mc_draws,
         )
-        print("\n".join(lines))
-        return 0
-    try:
-        result = measure.search_alpha(
+        print(measure.describe(graph, setup))
+        if args.target is None:
+            grid = (args.alphas_x or [None], args.alphas_z or [None], tuple(args.measures))
+            print("\n".join(measure.grid_table(graph, setup, *grid, progress=sys.stderr)))
+            return 0
+        found = measure.search_alpha(
             graph, args.target, args.search, args.measure, setup, tol=args.tol
         )
     except ValueError as e:
         return cli.report_error(e)
-    for alpha, value in result.evaluations:
-        print(f"  alpha_{args.search.upper()}={alpha:.6g}: {args.measure} {value:.4f}")
-    status = "within" if result.converged else "NOT within"
-    print(
-        f"alpha_{args.search.upper()}={result.alpha:.6g} gives {args.measure} {result.value:.4f}, "
-        f"{status} {result.tol} of the target {result.target}"
-    )
-    return 0 if result.converged else 1
+    print("\n".join(found.lines(args.search, args.measure)))
+    return 0 if found.converged else 1
 
 
 if __name__ == "__main__":

@@ -129,6 +129,19 @@ class AlphaSearch:
     def converged(self) -> bool:
         return abs(self.value - self.target) <= self.tol
 
+    def lines(self, node: str, measure_name: str) -> list[str]:
+        """Every evaluation, then the verdict: what `python -m gssm_jax.difficulty` prints."""
+        a = f"alpha_{node.upper()}"
+        status = "within" if self.converged else "NOT within"
+        return [
+            *(
+                f"  {a}={alpha:.6g}: {measure_name} {value:.4f}"
+                for alpha, value in self.evaluations
+            ),
+            f"{a}={self.alpha:.6g} gives {measure_name} {self.value:.4f}, {status} {self.tol} of "
+            f"the target {self.target}",
+        ]
+
 
 def search_alpha(
     graph: Graph,
