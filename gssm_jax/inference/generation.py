@@ -30,10 +30,8 @@ wrote both. Nothing else in RUN changes. Errors exit 2 with one line.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -45,16 +43,13 @@ from gssm_jax.inference.rundir import RunDir, open_run
 from gssm_jax.inference.sampling import (
     PromptError,
     Sampling,
-    make_generate_fn,
+    draw,
     output_path,
-    padded,
     spread_lengths,
     summary_path,
-    warn_extrapolation,
     write_jsonl,
     write_summary,
 )
-from gssm_jax.runtime import parallel
 
 # ---- prompts ------------------------------------------------------------------------------------
 
@@ -165,17 +160,8 @@ def generate_run(
         prompts = file_prompts(prompts_file, run.process[0].vocab_size)
     else:
         prompts = stream_prompts(run, num, prompt_len)
-    args = sampling
-    params = run.restore_params(step)
-    multiple = parallel.data_parallel_size(run.config, run.mesh)
-    tokens, lengths = padded(prompts, multiple)
-    warn_extrapolation(run, lengths, args.max_new_tokens)
-    seq_ids = np.arange(len(tokens), dtype=np.uint32)
-    gen = make_generate_fn(run, args.max_new_tokens, args.temperature, args.top_k, args.seed)
-    t0 = time.perf_counter()
-    new = np.asarray(jax.device_get(gen(params, tokens, lengths, seq_ids)))
-    seconds = time.perf_counter() - t0
-    n = len(prompts)
+    d = draw(run, step, prompts, sampling)
+    n, tokens, lengths, new = d.num, d.tokens, d.lengths, d.new
     nll, h, excess = score(run, tokens[:n], lengths[:n], new[:n])
     per_seq = np.asarray(excess.per_sequence)
     rows = [
@@ -191,24 +177,16 @@ def generate_run(
     ]
     write_jsonl(out, rows)
     summary: dict[str, Any] = {
-        "workdir": run.workdir,
-        "step": step,
-        "num": n,
-        "max_new_tokens": args.max_new_tokens,
-        "temperature": args.temperature,
-        "top_k": args.top_k,
-        "seed": args.seed,
-        "prompt_lengths": [int(lengths[:n].min()), int(lengths[:n].max())],
+        **d.summary(run, step, sampling),
         "true_cross_entropy": float(nll.mean()),
         "true_entropy": float(h.mean()),
         "sample_excess_nats": float(excess.overall),
-        "seconds": seconds,
+        "seconds": d.seconds,
     }
     write_summary(out, summary)
     print(
-        f"generated {n} x {args.max_new_tokens} tokens from step {step} (prompts "
-        f"{summary['prompt_lengths'][0]}-{summary['prompt_lengths'][1]} tokens, temperature "
-        f"{args.temperature}, top_k {args.top_k or 'off'}) in {seconds:.2f} s incl. compile | "
+        f"generated {n} x {sampling.max_new_tokens} tokens from step {step} "
+        f"{d.settings(sampling)} in {d.seconds:.2f} s incl. compile | "
         f"true -log p {summary['true_cross_entropy']:.4f} | entropy {summary['true_entropy']:.4f}"
         f" | sample_excess_nats {summary['sample_excess_nats']:.4f} | wrote {out} and "
         f"{summary_path(out)}",

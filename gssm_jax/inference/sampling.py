@@ -20,6 +20,7 @@ import numpy as np
 from gssm_jax.config import ConfigError
 from gssm_jax.inference import decoding
 from gssm_jax.inference.rundir import RunDir
+from gssm_jax.runtime import parallel
 
 SAMPLES = "samples"
 
@@ -219,3 +220,49 @@ class Sampling:
     temperature: float = 1.0
     top_k: int = 0
     seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Drawn:
+    """The padded prompts (B, L) and their lengths (B,) (B rounded up to the data-parallel size;
+    the first `num` rows are the prompts), the new tokens (B, K), and the seconds the program took
+    (its compile included)."""
+
+    tokens: np.ndarray
+    lengths: np.ndarray
+    new: np.ndarray
+    num: int
+    seconds: float
+
+    def summary(self, run: RunDir, step: int, sampling: Sampling) -> dict[str, Any]:
+        """The fields every `.summary.json` starts with."""
+        lengths = self.lengths[: self.num]
+        return {
+            "workdir": run.workdir,
+            "step": step,
+            "num": self.num,
+            **dataclasses.asdict(sampling),
+            "prompt_lengths": [int(lengths.min()), int(lengths.max())],
+        }
+
+    def settings(self, sampling: Sampling) -> str:
+        """`(prompts L0-L1 tokens, temperature T, top_k K)`, as the closing lines print it."""
+        lengths = self.lengths[: self.num]
+        return (
+            f"(prompts {int(lengths.min())}-{int(lengths.max())} tokens, temperature "
+            f"{sampling.temperature}, top_k {sampling.top_k or 'off'})"
+        )
+
+
+def draw(run: RunDir, step: int, prompts: list[list[int]], sampling: Sampling) -> Drawn:
+    """Completions of `prompts` from checkpoint `step`, drawn as `sampling` says, sharded over the
+    run's mesh; warns first where positions pass the trained length."""
+    params = run.restore_params(step)
+    tokens, lengths = padded(prompts, parallel.data_parallel_size(run.config, run.mesh))
+    warn_extrapolation(run, lengths, sampling.max_new_tokens)
+    seq_ids = np.arange(len(tokens), dtype=np.uint32)
+    s = sampling
+    gen = make_generate_fn(run, s.max_new_tokens, s.temperature, s.top_k, s.seed)
+    t0 = time.perf_counter()
+    new = np.asarray(jax.device_get(gen(params, tokens, lengths, seq_ids)))
+    return Drawn(tokens, lengths, new, len(prompts), time.perf_counter() - t0)

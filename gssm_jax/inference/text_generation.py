@@ -18,10 +18,8 @@ their tokens) and a `.summary.json`, prints each completion and a closing line.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
-import jax
 import numpy as np
 
 from gssm_jax.data import text
@@ -30,16 +28,13 @@ from gssm_jax.inference.rundir import RunDir
 from gssm_jax.inference.sampling import (
     PromptError,
     Sampling,
-    make_generate_fn,
+    draw,
     output_path,
-    padded,
     spread_lengths,
     summary_path,
-    warn_extrapolation,
     write_jsonl,
     write_summary,
 )
-from gssm_jax.runtime import parallel
 
 NOT_SCORED = "skipped: text has no true process to score completions against"
 
@@ -123,17 +118,8 @@ def generate_text_run(
         prompts = [encoded(tok, p) for p in file_text_prompts(prompts_file)]
     else:
         prompts = heldout_prompts(run, num, prompt_len)
-    args = sampling
-    params = run.restore_params(step)
-    multiple = parallel.data_parallel_size(run.config, run.mesh)
-    tokens, lengths = padded(prompts, multiple)
-    warn_extrapolation(run, lengths, args.max_new_tokens)
-    seq_ids = np.arange(len(tokens), dtype=np.uint32)
-    gen = make_generate_fn(run, args.max_new_tokens, args.temperature, args.top_k, args.seed)
-    t0 = time.perf_counter()
-    new = np.asarray(jax.device_get(gen(params, tokens, lengths, seq_ids)))
-    seconds = time.perf_counter() - t0
-    n = len(prompts)
+    d = draw(run, step, prompts, sampling)
+    n, new = d.num, d.new
     rows = [
         {
             "index": i,
@@ -146,25 +132,17 @@ def generate_text_run(
     ]
     write_jsonl(out, rows)
     summary: dict[str, Any] = {
-        "workdir": run.workdir,
-        "step": step,
-        "num": n,
-        "max_new_tokens": args.max_new_tokens,
-        "temperature": args.temperature,
-        "top_k": args.top_k,
-        "seed": args.seed,
-        "prompt_lengths": [int(lengths[:n].min()), int(lengths[:n].max())],
+        **d.summary(run, step, sampling),
         "tokenizer": tok.describe(),
         "scoring": NOT_SCORED,
-        "seconds": seconds,
+        "seconds": d.seconds,
     }
     write_summary(out, summary)
     for row in rows:
         print(f"--- {row['index']}: {row['prompt']}{row['completion']}", flush=True)
     print(
-        f"generated {n} x {args.max_new_tokens} tokens of text from step {step} (prompts "
-        f"{summary['prompt_lengths'][0]}-{summary['prompt_lengths'][1]} tokens, temperature "
-        f"{args.temperature}, top_k {args.top_k or 'off'}) in {seconds:.2f} s incl. compile | "
+        f"generated {n} x {sampling.max_new_tokens} tokens of text from step {step} "
+        f"{d.settings(sampling)} in {d.seconds:.2f} s incl. compile | "
         f"scoring {NOT_SCORED} | wrote {out} and {summary_path(out)}",
         flush=True,
     )
