@@ -29,7 +29,6 @@ wrote both. Nothing else in RUN changes. Errors exit 2 with one line.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import jax.numpy as jnp
@@ -45,6 +44,7 @@ from gssm_jax.inference.sampling import (
     Sampling,
     draw,
     output_path,
+    prompt_items,
     spread_lengths,
     summary_path,
     write_jsonl,
@@ -70,35 +70,13 @@ def stream_prompts(run: RunDir, num: int, prompt_len: int | None) -> list[list[i
 
 def file_prompts(path: str, vocab_size: int) -> list[list[int]]:
     """Token lists from a JSON list or a JSONL file, checked against the vocabulary."""
-    try:
-        with open(path) as f:
-            text = f.read()
-    except OSError as e:
-        raise PromptError(f"--prompts {path}: {e.strerror}") from None
-    try:
-        data = json.loads(text)
-    except ValueError:
-        data = None
-    items = None
-    if isinstance(data, list) and data and all(type(t) is int for t in data):
-        items = [("line 1", data)]  # a single token list (one-line JSONL)
-    elif isinstance(data, list):
-        items = [(f"item {i}", x) for i, x in enumerate(data)]
-    if items is None:
-        items = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    items.append((f"line {n}", json.loads(line)))
-                except ValueError as e:
-                    raise PromptError(f"--prompts {path} line {n}: not JSON ({e})") from None
-    if not items:
-        raise PromptError(f"--prompts {path}: no prompts")
+    items = prompt_items(
+        path, lambda data: isinstance(data, list) and data and all(type(t) is int for t in data)
+    )
     out = []
     for where, item in items:
         prompt = item.get("prompt") if isinstance(item, dict) else item
-        ok = isinstance(prompt, list) and prompt and all(type(t) is int for t in prompt)
-        if not ok:
+        if not (isinstance(prompt, list) and prompt and all(type(t) is int for t in prompt)):
             raise PromptError(f"--prompts {path} {where}: expected a non-empty list of integers")
         bad = [t for t in prompt if not 0 <= t < vocab_size]
         if bad:

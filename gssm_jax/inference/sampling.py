@@ -29,6 +29,35 @@ class PromptError(ConfigError):
     """A prompts file that cannot be read or holds tokens the run's graph cannot produce."""
 
 
+def prompt_items(path: str, single=None) -> list[tuple[str, Any]]:
+    """(where, item) of each prompt of a prompts file: the items of a JSON list, or the values of
+    a JSONL file's lines; `single(data)` tells a JSON value that is one prompt by itself (a token
+    list read as one line). Unreadable, not JSON or empty: a PromptError naming the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            content = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise PromptError(f"--prompts {path}: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        data = json.loads(content)
+    except ValueError:
+        data = None
+    if single is not None and single(data):
+        return [("line 1", data)]
+    if isinstance(data, list):
+        return [(f"item {i}", x) for i, x in enumerate(data)]
+    items = []
+    for n, line in enumerate(content.splitlines(), 1):
+        if line.strip():
+            try:
+                items.append((f"line {n}", json.loads(line)))
+            except ValueError as e:
+                raise PromptError(f"--prompts {path} line {n}: not JSON ({e})") from None
+    if not items:
+        raise PromptError(f"--prompts {path}: no prompts")
+    return items
+
+
 def spread_lengths(num: int, seq_len: int) -> np.ndarray:
     """`num` prompt lengths spread evenly over [1, seq_len // 2]."""
     return np.linspace(1, max(1, seq_len // 2), num).round().astype(np.int64)

@@ -17,7 +17,6 @@ their tokens) and a `.summary.json`, prints each completion and a closing line.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -30,6 +29,7 @@ from gssm_jax.inference.sampling import (
     Sampling,
     draw,
     output_path,
+    prompt_items,
     spread_lengths,
     summary_path,
     write_jsonl,
@@ -46,27 +46,7 @@ def encoded(tok: Tokenizer, prompt: str) -> list[int]:
 
 def file_text_prompts(path: str) -> list[str]:
     """Text prompts from a JSON list of strings or a JSONL file of strings / {"prompt": string}."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            content = f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        raise PromptError(f"--prompts {path}: {getattr(e, 'strerror', None) or e}") from None
-    try:
-        data = json.loads(content)
-    except ValueError:
-        data = None
-    if isinstance(data, list):
-        items = [(f"item {i}", x) for i, x in enumerate(data)]
-    else:
-        items = []
-        for n, line in enumerate(content.splitlines(), 1):
-            if line.strip():
-                try:
-                    items.append((f"line {n}", json.loads(line)))
-                except ValueError as e:
-                    raise PromptError(f"--prompts {path} line {n}: not JSON ({e})") from None
-    if not items:
-        raise PromptError(f"--prompts {path}: no prompts")
+    items = prompt_items(path)
     prompts = []
     for where, item in items:
         prompt = item.get("prompt") if isinstance(item, dict) else item
