@@ -19,17 +19,15 @@ graph exits 2 with a one-line error before any evaluation.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-import jax
 import numpy as np
 from jax.sharding import NamedSharding
 
 from gssm_jax.data import files
 from gssm_jax.data.stream import StreamSource, cpu_tables, process_rows
 from gssm_jax.gssm.entropy import sequence_entropy
-from gssm_jax.inference.nll import curve_ends, make_nll_fn, write_record
+from gssm_jax.inference.nll import batch_losses, curve_ends, make_nll_fn, write_record
 from gssm_jax.inference.rundir import RunDir, open_run
 from gssm_jax.runtime import parallel
 
@@ -71,15 +69,11 @@ def evaluate_step(run: RunDir, step: int, nll_fn, batches: list, h_list: list) -
     """The record of one checkpoint on the given batches and their exact per-position entropies."""
     params = run.restore_params(step)
     c = run.config
-    batch_sharding = NamedSharding(run.mesh, parallel.batch_spec(c))
     sums = np.zeros(c.data.seq_len - 1)
     loss_sum = h_sum = 0.0
     n_seq = 0
     for local_BxT, h_BxTm1 in zip(batches, h_list):
-        tokens = jax.make_array_from_process_local_data(
-            batch_sharding, local_BxT, (c.data.batch_size, c.data.seq_len)
-        )
-        nll_BxTm1 = np.asarray(jax.device_get(nll_fn(params, tokens)), np.float64)
+        nll_BxTm1 = batch_losses(run, nll_fn, params, local_BxT)
         sums += (nll_BxTm1 - h_BxTm1).sum(0)
         loss_sum += nll_BxTm1.sum()
         h_sum += h_BxTm1.sum()
@@ -131,15 +125,9 @@ def evaluate_run(
     nll_fn, _ = make_nll_fn(run)
     written = []
     for s in steps:
-        record = evaluate_step(run, s, nll_fn, tokens, h_list)
-        record = {
-            "step": s,
-            "checkpoint": os.path.join(str(run.manager.directory), str(s)),
-            "data": label,
-            "batches": batches,
-            **{k: v for k, v in record.items() if k != "step"},
-        }
-        path = write_record(run, record)
+        record, path = write_record(
+            run, evaluate_step(run, s, nll_fn, tokens, h_list), label, batches
+        )
         print(summary_line(record, path), flush=True)
         written.append(path)
     return written

@@ -14,7 +14,7 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding
 
-from gssm_jax.inference.rundir import RunDir
+from gssm_jax.inference.rundir import CHECKPOINTS, RunDir
 from gssm_jax.runtime import parallel
 
 EVALS = "evals"
@@ -36,17 +36,37 @@ def make_nll_fn(run: RunDir) -> tuple[Callable, NamedSharding]:
     return run.in_mesh(jitted), batch_sharding
 
 
-def write_record(run: RunDir, record: dict) -> str:
-    """RUN/evals/<step>.json, written to a temporary name and renamed."""
+def batch_losses(run: RunDir, nll_fn: Callable, params, local_BxT: np.ndarray) -> np.ndarray:
+    """This process's rows of one global batch through `nll_fn` (`make_nll_fn`): the model's
+    next-token loss, (local B, T-1) float64."""
+    c = run.config
+    sharding = NamedSharding(run.mesh, parallel.batch_spec(c))
+    shape = (c.data.batch_size, c.data.seq_len)
+    tokens = jax.make_array_from_process_local_data(sharding, local_BxT, shape)
+    return np.asarray(jax.device_get(nll_fn(params, tokens)), np.float64)
+
+
+def write_record(run: RunDir, measured: dict, data: str, batches: int) -> tuple[dict, str]:
+    """RUN/evals/<step>.json (written to a temporary name and renamed): the step, its checkpoint,
+    the data and number of batches it was measured on, then what was `measured`. Returns the
+    record and its path."""
+    step = measured["step"]
+    record = {
+        "step": step,
+        "checkpoint": os.path.join(run.workdir, CHECKPOINTS, str(step)),
+        "data": data,
+        "batches": batches,
+        **{k: v for k, v in measured.items() if k != "step"},
+    }
     directory = os.path.join(run.workdir, EVALS)
     os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, f"{record['step']}.json")
+    path = os.path.join(directory, f"{step}.json")
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w") as f:
         json.dump(record, f)
         f.write("\n")
     os.replace(tmp, path)
-    return path
+    return record, path
 
 
 def curve_ends(name: str, curve_T: list[float]) -> str:

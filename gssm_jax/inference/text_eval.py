@@ -11,11 +11,9 @@ a file or folder read with the run's tokenizer, seq_len and heldout_fraction).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
-import jax
 import numpy as np
 from jax.sharding import NamedSharding
 
@@ -23,7 +21,7 @@ from gssm_jax.config import ConfigError
 from gssm_jax.data import text
 from gssm_jax.data.stream import process_rows
 from gssm_jax.data.text_config import text_section
-from gssm_jax.inference.nll import curve_ends, make_nll_fn, write_record
+from gssm_jax.inference.nll import batch_losses, curve_ends, make_nll_fn, write_record
 from gssm_jax.inference.rundir import RunDir
 from gssm_jax.runtime import parallel
 from gssm_jax.train.run_data import text_eval_record
@@ -64,14 +62,10 @@ def evaluate_text_step(
     """The record of checkpoint `step` (or of `params`) on held-out text batches."""
     params = run.restore_params(step) if params is None else params
     c = run.config
-    batch_sharding = NamedSharding(run.mesh, parallel.batch_spec(c))
     sums_L = np.zeros(c.data.seq_len - 1)
     n_seq = scored_tokens = scored_bytes = 0
     for element in elements:
-        tokens = jax.make_array_from_process_local_data(
-            batch_sharding, element["tokens"], (c.data.batch_size, c.data.seq_len)
-        )
-        nll_BxL = np.asarray(jax.device_get(nll_fn(params, tokens)), np.float64)
+        nll_BxL = batch_losses(run, nll_fn, params, element["tokens"])
         sums_L += nll_BxL.sum(0)
         n_seq += len(nll_BxL)
         scored_tokens += int(element["scored_tokens"])
@@ -79,10 +73,10 @@ def evaluate_text_step(
     loss = float(sums_L.sum() / (n_seq * (c.data.seq_len - 1)))
     return {
         "step": step,
-        **text_eval_record(loss, scored_tokens, scored_bytes),
-        "loss_t": (sums_L / n_seq).tolist(),
         "sequences": n_seq,
         "seq_len": c.data.seq_len,
+        **text_eval_record(loss, scored_tokens, scored_bytes),
+        "loss_t": (sums_L / n_seq).tolist(),
     }
 
 
@@ -101,15 +95,9 @@ def evaluate_text_run(run: RunDir, steps: list[int], data: str, batches: int) ->
     nll_fn, _ = make_nll_fn(run)
     written = []
     for s in steps:
-        record = evaluate_text_step(run, s, nll_fn, elements)
-        record = {
-            "step": s,
-            "checkpoint": os.path.join(run.workdir, "checkpoints", str(s)),
-            "data": label,
-            "batches": batches,
-            **{k: v for k, v in record.items() if k != "step"},
-        }
-        path = write_record(run, record)
+        record, path = write_record(
+            run, evaluate_text_step(run, s, nll_fn, elements), label, batches
+        )
         print(summary_line(record, path), flush=True)
         written.append(path)
     return written
