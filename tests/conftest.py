@@ -227,6 +227,15 @@ def tree_digest(root: Path) -> dict[str, str]:
     }
 
 
+def set_key(config, dotted: str, value) -> None:
+    """config.a.b.c = value for dotted = "a.b.c" (a value of any type, unlike an override)."""
+    *sections, name = dotted.split(".")
+    node = config
+    for part in sections:
+        node = node[part]
+    node[name] = value
+
+
 def one_line_error(main, argv: list[str], capsys) -> str:
     """The stderr of a CLI `main(argv)` that must fail with EXIT_BAD_CONFIG and one line."""
     try:

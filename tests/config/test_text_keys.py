@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import set_key
 
 from gssm_jax.config import (
     ConfigError,
@@ -62,11 +63,7 @@ def test_bad_text_keys_fail_validation_naming_the_key(tmp_path, monkeypatch, cha
     monkeypatch.chdir(tmp_path)
     c = _text_config(tmp_path)
     for key, value in change.items():
-        section, _, name = f"data.{key}".rpartition(".")
-        node = c
-        for part in section.split("."):
-            node = node[part]
-        node[name] = value
+        set_key(c, f"data.{key}", value)
     with pytest.raises(ConfigError, match=message):
         validate(c)
 

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import set_key
 
 from gssm_jax.config import ConfigError, default_config, validate
 from gssm_jax.train.distill import next_token_kl
@@ -100,11 +101,7 @@ def test_kron_config_errors_name_the_key():
     for (key, value), name in cases.items():
         c = default_config()
         c.model.mlp = "kronecker"
-        section, field = key.rsplit(".", 1)
-        node = c
-        for part in section.split("."):
-            node = node[part]
-        node[field] = value
+        set_key(c, key, value)
         with pytest.raises(ConfigError, match=name):
             validate(c)
     c = default_config()

@@ -22,6 +22,12 @@ def tiny(remat: bool = False) -> tuple[Transformer, dict, jax.Array]:
     return model, random_params(model, tokens), tokens
 
 
+def block_layers(blocks: int, parts: tuple[str, ...]) -> tuple[str, ...]:
+    """The layer names of a stack of `blocks` blocks with sublayers `parts`, in model order."""
+    names = [[f"block_{i}/{p}" for p in parts] + [f"block_{i}"] for i in range(blocks)]
+    return ("embed", *(n for block in names for n in block))
+
+
 def random_params(model: nn.Module, tokens: jax.Array) -> dict:
     """Gaussian parameters of the model's shapes (NumPy: no RNG kernels to compile)."""
     shapes = jax.eval_shape(lambda: nn.unbox(model.init(jax.random.key(0), tokens)["params"]))
@@ -32,15 +38,7 @@ def random_params(model: nn.Module, tokens: jax.Array) -> dict:
 def test_transformer_layers_are_the_residual_stream():
     model, params, tokens = tiny()
     layers = capture.available_layers(model, params, tokens)
-    assert layers == (
-        "embed",
-        "block_0/attn",
-        "block_0/mlp",
-        "block_0",
-        "block_1/attn",
-        "block_1/mlp",
-        "block_1",
-    )
+    assert layers == block_layers(2, ("attn", "mlp"))
     assert capture.residual_layers(layers) == ("embed", "block_0", "block_1")
     acts = jax.jit(capture.capture_fn(model, layers))(params, tokens)
     np.testing.assert_array_equal(acts["embed"], params["embed"][tokens])
@@ -91,15 +89,7 @@ def test_any_flax_model_with_named_blocks():
     tokens = jnp.zeros((2, 4), jnp.int32)
     params = random_params(model, tokens)
     layers = capture.available_layers(model, params, tokens)
-    assert layers == (
-        "embed",
-        "block_0/mixer",
-        "block_0",
-        "block_1/mixer",
-        "block_1",
-        "block_2/mixer",
-        "block_2",
-    )
+    assert layers == block_layers(3, ("mixer",))
     acts = capture.capture_fn(model, layers)(params, tokens)
     np.testing.assert_array_equal(acts["embed"], params["Embed_0"]["embedding"][tokens])
     np.testing.assert_allclose(acts["block_2"], acts["block_1"] + acts["block_2/mixer"], atol=1e-6)
