@@ -227,6 +227,12 @@ def tree_digest(root: Path) -> dict[str, str]:
     }
 
 
+def tiny_transformer(c, emb_dim: int, nb_heads: int, hidden_dim: int, nb_layers: int = 1) -> None:
+    """Sets config `c` to a transformer of this size (in-process tests that build a model)."""
+    c.model.emb_dim, c.model.nb_layers = emb_dim, nb_layers
+    c.model.transformer.nb_heads, c.model.transformer.hidden_dim = nb_heads, hidden_dim
+
+
 def set_key(config, dotted: str, value) -> None:
     """config.a.b.c = value for dotted = "a.b.c" (a value of any type, unlike an override)."""
     *sections, name = dotted.split(".")

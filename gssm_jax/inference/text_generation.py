@@ -23,18 +23,9 @@ import numpy as np
 
 from gssm_jax.data import text
 from gssm_jax.data.text_tokenizers import Tokenizer, load_tokenizer
+from gssm_jax.inference import sampling as common
 from gssm_jax.inference.rundir import RunDir
-from gssm_jax.inference.sampling import (
-    PromptError,
-    Sampling,
-    draw,
-    output_path,
-    prompt_items,
-    spread_lengths,
-    summary_path,
-    write_jsonl,
-    write_summary,
-)
+from gssm_jax.inference.sampling import Sampling
 
 NOT_SCORED = "skipped: text has no true process to score completions against"
 
@@ -46,12 +37,12 @@ def encoded(tok: Tokenizer, prompt: str) -> list[int]:
 
 def file_text_prompts(path: str) -> list[str]:
     """Text prompts from a JSON list of strings or a JSONL file of strings / {"prompt": string}."""
-    items = prompt_items(path)
+    items = common.prompt_items(path)
     prompts = []
     for where, item in items:
         prompt = item.get("prompt") if isinstance(item, dict) else item
         if not isinstance(prompt, str):
-            raise PromptError(
+            raise common.PromptError(
                 f"--prompts {path} {where}: expected a string (a text run's prompts are text)"
             )
         prompts.append(prompt)
@@ -63,7 +54,7 @@ def heldout_prompts(run: RunDir, num: int, prompt_len: int | None) -> list[list[
     c = run.config
     corpus = text.corpus_from_config(c.data)
     order = text.heldout_order(corpus)
-    lengths = np.full(num, prompt_len) if prompt_len else spread_lengths(num, c.data.seq_len)
+    lengths = np.full(num, prompt_len) if prompt_len else common.spread_lengths(num, c.data.seq_len)
     return [
         corpus.heldout[order[i % len(order)], :n].astype(int).tolist()
         for i, n in enumerate(lengths.tolist())
@@ -84,13 +75,13 @@ def generate_text_run(
     """Samples text from checkpoint `step` (default the latest) of text run `run`; writes the JSONL
     rows and `.summary.json`, prints each completion and one closing line; returns the JSONL path."""
     if not run.is_text:
-        raise PromptError(
+        raise common.PromptError(
             f"--prompt: text prompts need a text run (data.source='text'); {run.workdir} has "
             f"data.source={run.config.data.source!r} (give --prompts FILE of token lists)"
         )
     step = run.step_or_latest(step)
     run.check_compatible(step)
-    out = output_path(run, step, sampling.seed, out, overwrite)
+    out = common.output_path(run, step, sampling.seed, out, overwrite)
     tok = load_tokenizer(run.config.data.text.tokenizer)
     if prompt is not None:
         prompts = [encoded(tok, prompt)] * num
@@ -98,7 +89,7 @@ def generate_text_run(
         prompts = [encoded(tok, p) for p in file_text_prompts(prompts_file)]
     else:
         prompts = heldout_prompts(run, num, prompt_len)
-    d = draw(run, step, prompts, sampling)
+    d = common.draw(run, step, prompts, sampling)
     n, new = d.num, d.new
     rows = [
         {
@@ -110,20 +101,20 @@ def generate_text_run(
         }
         for i in range(n)
     ]
-    write_jsonl(out, rows)
+    common.write_jsonl(out, rows)
     summary: dict[str, Any] = {
         **d.summary(run, step, sampling),
         "tokenizer": tok.describe(),
         "scoring": NOT_SCORED,
         "seconds": d.seconds,
     }
-    write_summary(out, summary)
+    common.write_summary(out, summary)
     for row in rows:
         print(f"--- {row['index']}: {row['prompt']}{row['completion']}", flush=True)
     print(
         f"generated {n} x {sampling.max_new_tokens} tokens of text from step {step} "
         f"{d.settings(sampling)} in {d.seconds:.2f} s incl. compile | "
-        f"scoring {NOT_SCORED} | wrote {out} and {summary_path(out)}",
+        f"scoring {NOT_SCORED} | wrote {out} and {common.summary_path(out)}",
         flush=True,
     )
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from conftest import tiny_transformer
 
 from gssm_jax.benchmarks import batchfit
 
@@ -52,12 +53,7 @@ def test_step_bytes_grow_with_the_batch_and_count_the_donated_state_once():
     from gssm_jax.train import state as train_state
 
     c = default_config()
-    (
-        c.model.emb_dim,
-        c.model.nb_layers,
-        c.model.transformer.nb_heads,
-        c.model.transformer.hidden_dim,
-    ) = 32, 1, 4, 64
+    tiny_transformer(c, emb_dim=32, nb_heads=4, hidden_dim=64)
     c.data.seq_len = 33
     mesh = parallel.make_mesh(c.mesh, jax.devices()[:1])
     model = train_state.model_from_config(c, 32)

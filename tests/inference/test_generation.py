@@ -145,13 +145,13 @@ def test_errors_are_one_line_exit_2(run_copy, tmp_path, capsys):
 
 def _no_generation(monkeypatch):
     """Makes any generation fail the test: the checks must come before the work."""
-    from gssm_jax.inference import generation, text_generation
+    from gssm_jax.inference import generation, sampling
 
     def fail(*args, **kwargs):
         raise AssertionError("generation started before the --out check")
 
     monkeypatch.setattr(generation, "draw", fail)
-    monkeypatch.setattr(text_generation, "draw", fail)
+    monkeypatch.setattr(sampling, "draw", fail)  # text_generation's
 
 
 def test_a_bad_out_is_refused_before_any_work(run_copy, tmp_path, capsys, monkeypatch):

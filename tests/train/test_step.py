@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import tiny_transformer
 
 from gssm_jax.config import default_config
 from gssm_jax.runtime import parallel
@@ -17,12 +18,7 @@ VOCAB = 32
 
 def _config(**optim):
     c = default_config()
-    (
-        c.model.emb_dim,
-        c.model.nb_layers,
-        c.model.transformer.nb_heads,
-        c.model.transformer.hidden_dim,
-    ) = 16, 1, 2, 32
+    tiny_transformer(c, emb_dim=16, nb_heads=2, hidden_dim=32)
     c.model.transformer.init = (
         "fixed"  # std 0.02: the fresh model's loss is near log(VOCAB), as tested below
     )
