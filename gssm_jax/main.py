@@ -17,8 +17,9 @@ import time
 
 from gssm_jax.config import validate
 from gssm_jax.runtime import cli, cpudevices, hostmem
+from gssm_jax.runtime.exitcodes import EXIT_DIVERGED
 from gssm_jax.train.stopping import StopFlag
-from gssm_jax.train.workdir import check_workdir
+from gssm_jax.train.workdir import DivergedRunError, check_workdir
 
 
 def parse(argv: list[str]):
@@ -59,6 +60,9 @@ def main(argv: list[str]) -> int:
             return train_and_evaluate(config, workdir, stop, args.allow_config_change, kept)
         except START_ERRORS as e:
             return cli.report_error(e)
+        except DivergedRunError as e:
+            print(f"gssm_jax: {e}", file=sys.stderr, flush=True)
+            return EXIT_DIVERGED
     finally:
         stop.restore()
 

@@ -11,9 +11,9 @@ a signal during start-up returns EXIT_PREEMPTED before the first step (`gssm_jax
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import socket
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,7 +25,7 @@ from jax.sharding import PartitionSpec as P
 from gssm_jax.config import ConfigError, as_dict, resolved_data_path, validate
 from gssm_jax.data.stream import process_rows
 from gssm_jax.runtime import distributed, parallel
-from gssm_jax.runtime.exitcodes import EXIT_OK, EXIT_PREEMPTED
+from gssm_jax.runtime.exitcodes import EXIT_DIVERGED, EXIT_OK, EXIT_PREEMPTED
 from gssm_jax.train import checkpoint, profile, run_data, wandb_sink
 from gssm_jax.train import state as train_state
 from gssm_jax.train import step as train_step_lib
@@ -33,6 +33,9 @@ from gssm_jax.train import workdir as workdir_lib
 from gssm_jax.train.metrics import MetricsWriter, console_line, truncate_after
 from gssm_jax.train.stopping import StopFlag
 from gssm_jax.train.window import StepWindow
+
+FINAL = workdir_lib.FINAL
+DIVERGED = "diverged"  # final.json's status of a run that optim.nonfinite stopped
 
 
 def log_environment(workdir: str) -> None:
@@ -43,6 +46,15 @@ def log_environment(workdir: str) -> None:
         f"local_devices={jax.local_device_count()} device_kinds={kinds} workdir={workdir}",
         flush=True,
     )
+
+
+class DivergedError(Exception):
+    """The run stops: its loss or gradients stayed non-finite (optim.nonfinite), or its state is."""
+
+    def __init__(self, step: int, why: str) -> None:
+        super().__init__(f"diverged at step {step} ({why})")
+        self.step = step
+        self.why = why
 
 
 @dataclasses.dataclass
@@ -132,6 +144,7 @@ class Trainer:
     def _restore(self) -> Start:
         """The newest checkpoint that restores, or a fresh state; writes nothing."""
         c = self.config
+        workdir_lib.check_not_diverged(self.workdir, self.allow_config_change)
         changed = workdir_lib.check_resume(self.workdir, c, self.allow_config_change)
         reader = checkpoint.open_read_only(self.checkpoint_dir)
         try:
@@ -178,6 +191,8 @@ class Trainer:
                 where = checkpoint.set_aside(self.checkpoint_dir, step)
                 say(f"checkpoint step {step} does not restore ({why}); kept as {where}", flush=True)
             truncate_after(self.workdir, start.step)
+            if workdir_lib.diverged(self.workdir) is not None:  # resumed with --allow-config-change
+                os.remove(os.path.join(self.workdir, FINAL))
             recorded = workdir_lib.record_config(self.workdir, self.config, start.changes)
             if start.changes:
                 say(
@@ -245,19 +260,23 @@ class Trainer:
         """
         c = self.config
         single = jax.process_count() == 1
-        while loop.step < c.optim.steps:
-            element, batch, metrics = self._train_one(loop)
-            last = loop.step == c.optim.steps
-            logged = last or loop.step % c.log.period == 0
-            if logged:
-                self._log(loop, element, batch, metrics)
-            if last or loop.step % c.eval.period == 0:
-                self._eval(loop)
-            stopping = (single or logged) and self.stop.agreed()
-            if last or stopping or loop.step % c.checkpoint.period == 0:
-                self._checkpoint(loop)
-            if stopping and not last:
-                return self._preempted(loop)
+        try:
+            while loop.step < c.optim.steps:
+                element, batch, metrics = self._train_one(loop)
+                last = loop.step == c.optim.steps
+                logged = last or loop.step % c.log.period == 0
+                if logged:
+                    self._log(loop, element, batch, metrics)
+                    self._check_nonfinite(loop, metrics)
+                if last or loop.step % c.eval.period == 0:
+                    self._eval(loop)
+                stopping = (single or logged) and self.stop.agreed()
+                if last or stopping or loop.step % c.checkpoint.period == 0:
+                    self._checkpoint(loop, metrics)
+                if stopping and not last:
+                    return self._preempted(loop)
+        except DivergedError as e:
+            return self._diverged(loop, e)
         return self._finish(loop)
 
     # -- what happens each step -------------------------------------------------------------
@@ -317,10 +336,54 @@ class Trainer:
         self.say(self.data.eval_line(loop.step, ev), flush=True)
         loop.last_eval = ev
 
-    def _checkpoint(self, loop: LoopState) -> None:
-        """Starts saving the state and the loader position (asynchronously when configured)."""
+    def _check_nonfinite(self, loop: LoopState, metrics: Any) -> None:
+        """Raises DivergedError when the steps up to this one end a run under optim.nonfinite: the
+        first non-finite step with "stop", optim.nonfinite_patience of them in a row with "skip".
+
+        Called on steps that wait for the device anyway (logged and checkpointed ones), so a
+        run with log.period > 1 notices a streak up to log.period - 1 steps late; the skipped
+        steps changed nothing meanwhile.
+        """
+        o = self.config.optim
+        count = int(jax.device_get(metrics["nonfinite"]))
+        limit = 1 if o.nonfinite == "stop" else o.nonfinite_patience
+        if count >= limit:
+            m = jax.device_get({k: metrics[k] for k in ("loss", "grad_norm")})
+            values = ", ".join(f"{k} {float(v):.4g}" for k, v in m.items())
+            raise DivergedError(loop.step, f"{values}; {count} consecutive non-finite steps")
+
+    def _checkpoint(self, loop: LoopState, metrics: Any) -> None:
+        """Starts saving the state and the loader position (asynchronously when configured),
+        after checking that nothing in the state is non-finite (DivergedError otherwise)."""
         with loop.window.timed("checkpoint"), jax.profiler.TraceAnnotation("checkpoint"):
+            self._check_nonfinite(loop, metrics)
+            if not bool(jax.device_get(train_step_lib.all_finite(loop.state))):
+                raise DivergedError(
+                    loop.step, "the parameters or optimizer moments hold inf or nan"
+                )
             checkpoint.save(self.files.manager, loop.step, loop.state, loop.iterator)
+
+    def _diverged(self, loop: LoopState, error: DivergedError) -> int:
+        """The run's end after DivergedError: no checkpoint of this state, final.json says so."""
+        manager = self.files.manager
+        manager.wait_until_finished()
+        good = manager.latest_step()
+        where = (
+            "no checkpoint was saved"
+            if good is None
+            else f"the last good checkpoint is step {good}"
+        )
+        if self.is_chief:
+            final = {
+                "step": error.step,
+                "workdir": self.workdir,
+                "status": DIVERGED,
+                "diverged": {"step": error.step, "why": error.why, "last_checkpoint": good},
+                "eval": loop.last_eval,
+            }
+            workdir_lib.write_json(os.path.join(self.workdir, FINAL), final)
+        print(f"gssm_jax: {error}; {where}", file=sys.stderr, flush=True)
+        return EXIT_DIVERGED
 
     def _preempted(self, loop: LoopState) -> int:
         self.files.manager.wait_until_finished()
@@ -336,10 +399,9 @@ class Trainer:
         ev = loop.last_eval
         assert ev is not None  # the loop's last step evaluates
         if self.is_chief:
-            final = {"step": loop.step, "workdir": self.workdir, "eval": ev}
+            final = {"step": loop.step, "workdir": self.workdir, "status": "complete", "eval": ev}
             final.update(self.data.final_fields())
-            with open(os.path.join(self.workdir, "final.json"), "w") as f:
-                json.dump(final, f)
+            workdir_lib.write_json(os.path.join(self.workdir, FINAL), final)
             print(
                 f"{self.data.done_line(ev)}; metrics in {self.workdir}/metrics, "
                 f"checkpoints in {self.workdir}/checkpoints",

@@ -54,7 +54,8 @@ class MetricsWriter:
         f.flush()
         step = record.get("step", 0)
         for key, value in record.items():
-            if key != "step" and isinstance(value, int | float) and not isinstance(value, bool):
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if key != "step" and number and math.isfinite(value):  # a nan/inf is in the jsonl
                 assert self._tb is not None  # an enabled writer's, until close()
                 self._tb.add_scalar(f"{stream}/{key}", value, step)
         for sink in self.sinks:
