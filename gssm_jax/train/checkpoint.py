@@ -19,6 +19,7 @@ from typing import Any
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging as absl_logging
 
@@ -111,11 +112,22 @@ def _shapes(tree: Any) -> dict[str, tuple]:
     return {"/".join(_key_name(e) for e in path): tuple(leaf.shape) for path, leaf in leaves}
 
 
+# Train-state arrays that checkpoints from before their introduction lack, restored at zero:
+# the count of non-finite steps in a row (train.state.TrainState.nonfinite).
+ADDED_LATER = ("nonfinite",)
+
+
+def _saved_shapes(manager: ocp.CheckpointManager, step: int) -> dict[str, tuple]:
+    metadata = manager.item_metadata(step)["state"]
+    return _shapes(getattr(metadata, "tree", metadata))
+
+
 def check_compatible(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> None:
     """Raises CheckpointMismatchError naming the first array whose shape differs from the config."""
-    metadata = manager.item_metadata(step)["state"]
-    tree = getattr(metadata, "tree", metadata)
-    saved, wanted = _shapes(tree), _shapes(abstract_state)
+    saved, wanted = _saved_shapes(manager, step), _shapes(abstract_state)
+    for key in ADDED_LATER:
+        if key not in saved:
+            wanted.pop(key, None)
     where = os.path.join(str(manager.directory), str(step))
     for key in sorted(set(saved) | set(wanted)):
         if key not in saved:
@@ -138,8 +150,22 @@ def check_compatible(manager: ocp.CheckpointManager, step: int, abstract_state: 
 def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> Any:
     """Restores the train state at `step` onto the shardings of `abstract_state`."""
     check_compatible(manager, step, abstract_state)
-    args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
-    return manager.restore(step, args=args)["state"]
+    missing = [k for k in ADDED_LATER if hasattr(abstract_state, k)]
+    missing = [k for k in missing if k not in _saved_shapes(manager, step)]
+    if not missing:
+        args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
+        return manager.restore(step, args=args)["state"]
+    # an older checkpoint: restore the fields it has, the later ones at zero
+    fields = [f.name for f in dataclasses.fields(abstract_state) if f.name not in missing]
+    target = {name: getattr(abstract_state, name) for name in fields}
+    args = ocp.args.Composite(state=ocp.args.StandardRestore(target))
+    restored = manager.restore(step, args=args)["state"]
+    zeros = {
+        k: jax.device_put(np.zeros(a.shape, a.dtype), a.sharding)
+        for k in missing
+        for a in [getattr(abstract_state, k)]
+    }
+    return abstract_state.replace(**{name: restored[name] for name in fields}, **zeros)
 
 
 def restore_iterator(manager: ocp.CheckpointManager, step: int, iterator: Any) -> None:
