@@ -190,7 +190,8 @@ class Trainer:
             for step, why in start.skipped:
                 where = checkpoint.set_aside(self.checkpoint_dir, step)
                 say(f"checkpoint step {step} does not restore ({why}); kept as {where}", flush=True)
-            truncate_after(self.workdir, start.step)
+            for note in truncate_after(self.workdir, start.step):
+                say(note, flush=True)
             if workdir_lib.diverged(self.workdir) is not None:  # resumed with --allow-config-change
                 os.remove(os.path.join(self.workdir, FINAL))
             recorded = workdir_lib.record_config(self.workdir, self.config, start.changes)

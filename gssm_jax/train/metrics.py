@@ -77,21 +77,52 @@ class MetricsWriter:
         self.sinks.clear()
 
 
-def truncate_after(workdir: str, step: int) -> None:
-    """Drops metric lines past `step` (left by a run killed after its last checkpoint)."""
+def _rows(text: str) -> tuple[list[tuple[str, dict]], list[str]]:
+    """(line, record) of each complete line, and the lines dropped: a last line without its
+    newline (a write cut short by a kill) and any line that is not a JSON object."""
+    kept, dropped = [], []
+    lines = text.split("\n")
+    torn = lines.pop()  # "" when the text ends with a newline
+    if torn.strip():
+        dropped.append(torn)
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            kept.append((line + "\n", record))
+        else:
+            dropped.append(line)
+    return kept, dropped
+
+
+def truncate_after(workdir: str, step: int) -> list[str]:
+    """Drops metric lines past `step` (left by a run killed after its last checkpoint) and torn
+    lines (a kill mid-write), so a resume records each step once; returns a note per file that
+    lost torn lines."""
     mdir = os.path.join(workdir, "metrics")
     if not os.path.isdir(mdir):
-        return
-    for name in os.listdir(mdir):
+        return []
+    notes = []
+    for name in sorted(os.listdir(mdir)):
         if not name.endswith(".jsonl"):
             continue
         path = os.path.join(mdir, name)
         with open(path) as f:
-            lines = [ln for ln in f if ln.strip()]
-        kept = [ln for ln in lines if json.loads(ln).get("step", 0) <= step]
-        if len(kept) != len(lines):
-            with open(path, "w") as f:
+            text = f.read()
+        rows, dropped = _rows(text)
+        kept = [line for line, record in rows if record.get("step", 0) <= step]
+        if dropped:
+            notes.append(f"dropped {len(dropped)} torn line(s) of {path} (a write cut short)")
+        if dropped or len(kept) != len(rows):
+            tmp = f"{path}.tmp-{os.getpid()}"
+            with open(tmp, "w") as f:
                 f.writelines(kept)
+            os.replace(tmp, path)
+    return notes
 
 
 def _clock(seconds: float) -> str:
