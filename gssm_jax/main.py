@@ -17,7 +17,8 @@ import time
 
 from gssm_jax.config import validate
 from gssm_jax.runtime import cli, cpudevices, hostmem
-from gssm_jax.runtime.exitcodes import EXIT_DIVERGED
+from gssm_jax.runtime.exitcodes import EXIT_DIVERGED, EXIT_WRITE_FAILED
+from gssm_jax.runtime.writes import WriteError, cause_of, path_of
 from gssm_jax.train.stopping import StopFlag
 from gssm_jax.train.workdir import DivergedRunError, check_workdir
 
@@ -63,12 +64,26 @@ def main(argv: list[str]) -> int:
         except DivergedRunError as e:
             print(f"gssm_jax: {e}", file=sys.stderr, flush=True)
             return EXIT_DIVERGED
+        except OSError as e:  # a write of the run's start (config.json, folders): the disk
+            cause = cause_of(e)
+            if cause is None:
+                raise
+            path = e.path if isinstance(e, WriteError) else path_of(e, workdir)
+            print(f"gssm_jax: cannot write {path}: {cause}", file=sys.stderr, flush=True)
+            return EXIT_WRITE_FAILED
     finally:
         stop.restore()
 
 
 def run() -> None:
-    sys.exit(main(sys.argv))
+    code = main(sys.argv)
+    if code == EXIT_WRITE_FAILED:
+        # Orbax's failed save leaves coroutines and threads whose teardown prints tracebacks at
+        # interpreter exit; the run has said what failed, so it leaves without that teardown.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

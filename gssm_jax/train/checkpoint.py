@@ -10,11 +10,16 @@ it aside as `<step>.unrestorable` (`set_aside`), never deletes it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import logging
 import os
+import re
 import shutil
+import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import grain
@@ -22,6 +27,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging as absl_logging
+
+from gssm_jax.runtime.writes import WriteError, cause_of
 
 TMP_MARKER = ".orbax-checkpoint-tmp"
 UNRESTORABLE = ".unrestorable"
@@ -33,6 +40,65 @@ class CheckpointMismatchError(ValueError):
 
 class NoRestorableCheckpointError(ValueError):
     """A checkpoint folder whose every checkpoint fails to restore."""
+
+
+def _from_orbax(record: logging.LogRecord) -> bool:
+    """True for the records to keep: all but Orbax's errors (ERROR and above) that carry its
+    worker threads' tracebacks; each such failure also reaches the main thread as an exception,
+    which the run reports in one line."""
+    return record.levelno < logging.ERROR or f"{os.sep}orbax{os.sep}" not in record.pathname
+
+
+def quiet_orbax_errors() -> None:
+    """Keeps Orbax's worker-thread error logs (and the asyncio tasks they leave behind) off
+    stderr: a failed checkpoint write or read is reported once, by the run (`write_errors`,
+    `restore_latest`). Idempotent."""
+    log = logging.getLogger("absl")  # absl.logging's Python logger, which Orbax logs through
+    if _from_orbax not in log.filters:
+        log.addFilter(_from_orbax)
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    if not getattr(sys.excepthook, "quiet_orbax", False):
+        sys.excepthook = _closed_loop_filter(sys.excepthook)
+
+
+def _closed_loop_filter(previous: Any) -> Any:
+    """sys.excepthook without the `RuntimeError: Event loop is closed` that TensorStore's threads
+    print when the writes of a failed Orbax save complete after Orbax closed its event loop."""
+
+    def hook(kind: Any, value: Any, tb: Any) -> None:
+        late = threading.current_thread() is not threading.main_thread()
+        if late and kind is RuntimeError and str(value) == "Event loop is closed":
+            return
+        previous(kind, value, tb)
+
+    hook.quiet_orbax = True  # type: ignore[attr-defined]
+    return hook
+
+
+def saved_steps(directory: str) -> list[int]:
+    """The steps of the complete checkpoints in `directory`, as its folders list them."""
+    if not os.path.isdir(directory):
+        return []
+    return sorted(int(name) for name in os.listdir(directory) if name.isdigit())
+
+
+@contextlib.contextmanager
+def write_errors(directory: str, step: int | None) -> Iterator[None]:
+    """Turns a failed checkpoint write (a full disk, quota, read-only or forbidden folder) into a
+    WriteError naming the checkpoint: the one the error's text names, else `step` (the save in
+    flight). An asynchronous save's failure surfaces in the next save or wait, inside this."""
+    try:
+        yield
+    except WriteError:
+        raise
+    except Exception as e:
+        cause = cause_of(e)
+        if cause is None:
+            raise
+        found = re.search(re.escape(os.path.abspath(directory)) + r"/(\d+)", str(e))
+        failed = int(found[1]) if found else step
+        where = directory if failed is None else os.path.join(directory, str(failed))
+        raise WriteError(f"checkpoint {where}", cause) from e
 
 
 def _handlers() -> dict:

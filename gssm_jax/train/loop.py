@@ -10,6 +10,7 @@ a signal during start-up returns EXIT_PREEMPTED before the first step (`gssm_jax
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import socket
@@ -25,7 +26,13 @@ from jax.sharding import PartitionSpec as P
 from gssm_jax.config import ConfigError, as_dict, resolved_data_path, validate
 from gssm_jax.data.stream import process_rows
 from gssm_jax.runtime import distributed, parallel
-from gssm_jax.runtime.exitcodes import EXIT_DIVERGED, EXIT_OK, EXIT_PREEMPTED
+from gssm_jax.runtime.exitcodes import (
+    EXIT_DIVERGED,
+    EXIT_OK,
+    EXIT_PREEMPTED,
+    EXIT_WRITE_FAILED,
+)
+from gssm_jax.runtime.writes import WriteError, cause_of, path_of
 from gssm_jax.train import checkpoint, profile, run_data, wandb_sink
 from gssm_jax.train import state as train_state
 from gssm_jax.train import step as train_step_lib
@@ -82,13 +89,44 @@ class LoopState:
 
 @dataclasses.dataclass
 class RunFiles:
-    """The writers a started run holds open: metrics (process 0) and the checkpoint manager."""
+    """The writers a started run holds open: metrics (process 0) and the checkpoint manager.
+
+    A failed checkpoint write raises WriteError from `save` or `wait` (an asynchronous save's
+    failure from the next one); after one, `abandon` drops the failed save's folder.
+    """
 
     metrics: MetricsWriter
     manager: Any
+    directory: str
+    pending: int | None = None  # the step of the last save started
+    failed: bool = False
+
+    def save(self, step: int, state: Any, iterator: Any) -> None:
+        with checkpoint.write_errors(self.directory, self.pending):
+            self.pending = step
+            checkpoint.save(self.manager, step, state, iterator)
+
+    def wait(self) -> None:
+        with checkpoint.write_errors(self.directory, self.pending):
+            self.manager.wait_until_finished()
+
+    def abandon(self, is_chief: bool) -> int | None:
+        """After a failed write: waits out the saves in flight, removes unfinished ones (process
+        0); returns the newest complete checkpoint's step."""
+        self.failed = True
+        with contextlib.suppress(Exception):  # the failure was reported; its folder goes below
+            self.manager.wait_until_finished()
+        if is_chief:
+            checkpoint.remove_temporaries(self.directory)
+        steps = checkpoint.saved_steps(self.directory)
+        return steps[-1] if steps else None
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
+        if self.failed:
+            with contextlib.suppress(Exception):
+                self.manager.close()
+        else:
+            self.wait()
         self.metrics.close()
 
 
@@ -206,7 +244,8 @@ class Trainer:
         c = self.config.checkpoint
         manager = checkpoint.make_manager(self.checkpoint_dir, c.keep, c.async_save)
         sinks = wandb_sink.sinks_for_run(self.workdir, as_dict(self.config), self.is_chief)
-        return RunFiles(MetricsWriter(self.workdir, enabled=self.is_chief, sinks=sinks), manager)
+        writer = MetricsWriter(self.workdir, enabled=self.is_chief, sinks=sinks)
+        return RunFiles(writer, manager, self.checkpoint_dir)
 
     # -- the run ----------------------------------------------------------------------------
     def run(self, stop: StopFlag | None = None) -> int:
@@ -248,6 +287,13 @@ class Trainer:
                 )
                 return EXIT_PREEMPTED
             return self._loop(loop)
+        except OSError as e:  # a metrics, checkpoint or final.json write (WriteError)
+            cause = cause_of(e)
+            if cause is None:
+                raise
+            if not isinstance(e, WriteError):
+                e = WriteError(path_of(e, self.workdir), cause)
+            return self._write_failed(loop, e)
         finally:
             self.trace.finish()
             self.files.close()
@@ -362,13 +408,13 @@ class Trainer:
                 raise DivergedError(
                     loop.step, "the parameters or optimizer moments hold inf or nan"
                 )
-            checkpoint.save(self.files.manager, loop.step, loop.state, loop.iterator)
+            self.files.save(loop.step, loop.state, loop.iterator)
 
     def _diverged(self, loop: LoopState, error: DivergedError) -> int:
         """The run's end after DivergedError: no checkpoint of this state, final.json says so."""
-        manager = self.files.manager
-        manager.wait_until_finished()
-        good = manager.latest_step()
+        self.files.wait()
+        steps = checkpoint.saved_steps(self.checkpoint_dir)
+        good = steps[-1] if steps else None
         where = (
             "no checkpoint was saved"
             if good is None
@@ -386,8 +432,24 @@ class Trainer:
         print(f"gssm_jax: {error}; {where}", file=sys.stderr, flush=True)
         return EXIT_DIVERGED
 
+    def _write_failed(self, loop: LoopState, error: WriteError) -> int:
+        """The run's end after a failed write: the unfinished save removed, one line."""
+        good = self.files.abandon(self.is_chief)
+        where = (
+            "no checkpoint was saved"
+            if good is None
+            else f"the last good checkpoint is step {good}"
+        )
+        print(
+            f"gssm_jax: {error} at step {loop.step}; {where} (run the same command again to "
+            "resume once the disk can take it)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return EXIT_WRITE_FAILED
+
     def _preempted(self, loop: LoopState) -> int:
-        self.files.manager.wait_until_finished()
+        self.files.wait()
         print(
             f"checkpoint saved at step {loop.step}; exiting with code {EXIT_PREEMPTED} "
             f"(run again with the same --workdir to resume)",
@@ -396,7 +458,7 @@ class Trainer:
         return EXIT_PREEMPTED
 
     def _finish(self, loop: LoopState) -> int:
-        self.files.manager.wait_until_finished()
+        self.files.wait()
         ev = loop.last_eval
         assert ev is not None  # the loop's last step evaluates
         if self.is_chief:
@@ -436,6 +498,7 @@ def train_and_evaluate(
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+    checkpoint.quiet_orbax_errors()  # a failed save or read is reported by the run, in one line
     distributed.initialize(config.distributed)
     trainer = Trainer(config, workdir, allow_config_change)
     if malloc_kept:
