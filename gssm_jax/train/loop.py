@@ -106,6 +106,11 @@ class RunFiles:
             self.pending = step
             checkpoint.save(self.manager, step, state, iterator)
 
+    def check(self) -> None:
+        """Raises WriteError when an asynchronous save has failed since (without waiting)."""
+        with checkpoint.write_errors(self.directory, self.pending):
+            self.manager.check_for_errors()
+
     def wait(self) -> None:
         with checkpoint.write_errors(self.directory, self.pending):
             self.manager.wait_until_finished()
@@ -370,6 +375,7 @@ class Trainer:
         record["host_rss_bytes"] = profile.host_rss_bytes()
         record["peak_device_bytes"] = profile.peak_device_bytes()
         self.files.metrics.write("train", record)
+        self.files.check()  # a failed asynchronous save: stop before more steps are lost
         self.say(console_line(record, c.optim.steps, w.elapsed()), flush=True)
         w.reset()
 
