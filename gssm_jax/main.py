@@ -16,7 +16,7 @@ import sys
 import time
 
 from gssm_jax.config import validate
-from gssm_jax.runtime import cli, cpudevices, hostmem
+from gssm_jax.runtime import cli, cpudevices, hostmem, peers
 from gssm_jax.runtime.exitcodes import EXIT_DIVERGED, EXIT_WRITE_FAILED
 from gssm_jax.runtime.writes import WriteError, cause_of, path_of
 from gssm_jax.train.stopping import StopFlag
@@ -77,6 +77,7 @@ def main(argv: list[str]) -> int:
 
 def run() -> None:
     code = main(sys.argv)
+    peers.farewell(code)  # the other processes of a multi-process run: how this one ends
     if code == EXIT_WRITE_FAILED:
         # Orbax's failed save leaves coroutines and threads whose teardown prints tracebacks at
         # interpreter exit; the run has said what failed, so it leaves without that teardown.

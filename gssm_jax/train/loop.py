@@ -25,7 +25,7 @@ from jax.sharding import PartitionSpec as P
 
 from gssm_jax.config import ConfigError, as_dict, resolved_data_path, validate
 from gssm_jax.data.stream import process_rows
-from gssm_jax.runtime import distributed, parallel
+from gssm_jax.runtime import distributed, parallel, peers
 from gssm_jax.runtime.exitcodes import (
     EXIT_DIVERGED,
     EXIT_OK,
@@ -280,6 +280,7 @@ class Trainer:
         for line in self.data.describe():
             self.say(line, flush=True)
         self.files = self._open_run_dir(start)
+        peers.set_last_checkpoint(self._last_checkpoint)
         try:
             if (
                 self.stop.agreed()
@@ -437,6 +438,11 @@ class Trainer:
             workdir_lib.write_json(os.path.join(self.workdir, FINAL), final)
         print(f"gssm_jax: {error}; {where}", file=sys.stderr, flush=True)
         return EXIT_DIVERGED
+
+    def _last_checkpoint(self) -> str:
+        """'the last checkpoint is step N' (or that there is none), from the folder's listing."""
+        steps = checkpoint.saved_steps(self.checkpoint_dir)
+        return f"the last checkpoint is step {steps[-1]}" if steps else "no checkpoint was saved"
 
     def _write_failed(self, loop: LoopState, error: WriteError) -> int:
         """The run's end after a failed write: the unfinished save removed, one line."""
