@@ -67,6 +67,7 @@ class Watch:
         self.peers = peers
         self.last_checkpoint: Callable[[], str] = _last_checkpoint
         self._lock = threading.Lock()
+        self._leaving = False  # set by farewell: this process ends, its sockets close
         self._thread = threading.Thread(target=self._run, name="gssm_jax-peers", daemon=True)
         self._thread.start()
 
@@ -81,7 +82,10 @@ class Watch:
             except (OSError, ValueError):  # a socket closed by farewell meanwhile
                 continue
             for sock in readable:
-                self._read(socks[sock], sock)
+                with self._lock:
+                    watched = not self._leaving and socks[sock] in self.peers
+                if watched:
+                    self._read(socks[sock], sock)
 
     def _read(self, pid: int, sock: socket.socket) -> None:
         try:
@@ -100,6 +104,9 @@ class Watch:
         self._lost(pid, "its connection closed: the process died or was killed")
 
     def _lost(self, pid: int, why: str) -> None:
+        with self._lock:
+            if self._leaving:
+                return
         try:
             where = self.last_checkpoint()
         except Exception:  # noqa: BLE001 - the line must come out whatever the folder holds
@@ -116,6 +123,7 @@ class Watch:
     def farewell(self, code: int) -> None:
         """Tells every peer this process ends with `code`, and stops watching."""
         with self._lock:
+            self._leaving = True
             peers, self.peers = self.peers, {}
         for sock in peers.values():
             try:
