@@ -3,9 +3,11 @@
 With no flags it trains the debug config into a fresh folder under ./runs/. Exit codes
 (gssm_jax/runtime/exitcodes.py, docs/running.md): 0 when the run is complete; 2 for a bad flag,
 config value, config file, workdir or data set, a resume whose config changes the experiment, or
-no checkpoint that restores, each named in one line before any work starts; 75 when a stop signal
-made it save and leave early (run the same command again to resume); 130 when a second Ctrl-C
-stopped it at once. Without --config, a --workdir holding a config.json (a run, or one that
+no checkpoint that restores, each named in one line before any work starts; 65 when the loss
+diverged (optim.nonfinite), and for a resume of a diverged run; 69 when another process of a
+multi-process run died; 74 when a checkpoint or metrics write failed (a full disk, say); 75 when
+a stop signal made it save and leave early (run the same command again to resume); 130 when a
+second Ctrl-C stopped it at once. Without --config, a --workdir holding a config.json (a run, or one that
 `python -m gssm_jax.kron` wrote) runs that config, with the command line's overrides on top.
 """
 
