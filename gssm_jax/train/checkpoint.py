@@ -18,7 +18,7 @@ import os
 import re
 import shutil
 import sys
-import threading
+import traceback
 from collections.abc import Iterator
 from typing import Any
 
@@ -62,14 +62,22 @@ def quiet_orbax_errors() -> None:
 
 
 def _closed_loop_filter(previous: Any) -> Any:
-    """sys.excepthook without the `RuntimeError: Event loop is closed` that TensorStore's threads
-    print when the writes of a failed Orbax save complete after Orbax closed its event loop."""
+    """sys.excepthook without the `RuntimeError: Event loop is closed` that TensorStore's
+    callbacks print (through PyErr_Print, so through this hook) when the reads or writes of a
+    failed Orbax save or restore complete after Orbax closed its event loop. Only that error,
+    raised by asyncio's own check, is dropped."""
 
     def hook(kind: Any, value: Any, tb: Any) -> None:
-        late = threading.current_thread() is not threading.main_thread()
-        if late and kind is RuntimeError and str(value) == "Event loop is closed":
-            return
-        previous(kind, value, tb)
+        last = traceback.extract_tb(tb)[-1] if tb is not None else None
+        closed = (
+            kind is RuntimeError
+            and str(value) == "Event loop is closed"
+            and last is not None
+            and last.name == "_check_closed"
+            and os.path.basename(os.path.dirname(last.filename)) == "asyncio"
+        )
+        if not closed:
+            previous(kind, value, tb)
 
     hook.quiet_orbax = True  # type: ignore[attr-defined]
     return hook

@@ -32,3 +32,25 @@ def test_a_checkpoint_without_the_nonfinite_count_restores(tmp_path):
         np.testing.assert_array_equal(a, b)
     assert jax.tree.structure(restored) == jax.tree.structure(abstract)
     manager.close()
+
+
+def test_only_asyncios_closed_loop_error_is_silenced(capsys, monkeypatch):
+    """TensorStore's callbacks print asyncio's `Event loop is closed` after a failed Orbax save or
+    read (through sys.excepthook); that one error is dropped, any other reaches the hook."""
+    import asyncio
+    import sys
+
+    seen = []
+    monkeypatch.setattr(sys, "excepthook", lambda kind, value, tb: seen.append(str(value)))
+    checkpoint.quiet_orbax_errors()
+    loop = asyncio.new_event_loop()
+    loop.close()
+    for make in (
+        lambda: loop.call_soon_threadsafe(print),
+        lambda: exec("raise RuntimeError('Event loop is closed')"),
+    ):
+        try:
+            make()
+        except RuntimeError as e:
+            sys.excepthook(type(e), e, e.__traceback__)
+    assert seen == ["Event loop is closed"]  # the second one, not raised by asyncio's check
