@@ -57,27 +57,30 @@ def quiet_orbax_errors() -> None:
     if _from_orbax not in log.filters:
         log.addFilter(_from_orbax)
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
-    if not getattr(sys.excepthook, "quiet_orbax", False):
-        sys.excepthook = _closed_loop_filter(sys.excepthook)
+    if not getattr(sys.unraisablehook, "quiet_orbax", False):
+        sys.unraisablehook = _closed_loop_filter(sys.unraisablehook)
 
 
 def _closed_loop_filter(previous: Any) -> Any:
-    """sys.excepthook without the `RuntimeError: Event loop is closed` that TensorStore's
-    callbacks print (through PyErr_Print, so through this hook) when the reads or writes of a
-    failed Orbax save or restore complete after Orbax closed its event loop. Only that error,
-    raised by asyncio's own check, is dropped."""
+    """sys.unraisablehook without what a failed Orbax save or read leaves behind: the
+    `RuntimeError: Event loop is closed` that TensorStore reports (as unraisable, with no object)
+    when its reads or writes complete after Orbax closed its event loop, and Orbax's own
+    coroutines that fail as the interpreter shuts down. Everything else reaches `previous`."""
 
-    def hook(kind: Any, value: Any, tb: Any) -> None:
+    def hook(unraisable: Any) -> None:
+        tb = unraisable.exc_traceback
         last = traceback.extract_tb(tb)[-1] if tb is not None else None
         closed = (
-            kind is RuntimeError
-            and str(value) == "Event loop is closed"
+            unraisable.exc_type is RuntimeError
+            and str(unraisable.exc_value) == "Event loop is closed"
             and last is not None
             and last.name == "_check_closed"
             and os.path.basename(os.path.dirname(last.filename)) == "asyncio"
         )
-        if not closed:
-            previous(kind, value, tb)
+        code = getattr(unraisable.object, "cr_code", None)
+        orbax_coroutine = code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename
+        if not (closed or orbax_coroutine):
+            previous(unraisable)
 
     hook.quiet_orbax = True  # type: ignore[attr-defined]
     return hook
