@@ -77,8 +77,14 @@ def check_not_diverged(workdir: str, allow: bool) -> None:
     if info is None or allow:
         return
     good = info.get("last_checkpoint")
-    resume = (
-        "no checkpoint to resume" if good is None else f"its last good checkpoint is step {good}"
+    change = "change optim (e.g. --config.optim.lr) and pass --allow-config-change"
+    if good is None:
+        resume, then = "no checkpoint to resume from", f"{change} to train it again from step 0"
+    else:
+        resume, then = f"its last good checkpoint is step {good}", f"{change} to resume from there"
+    raise DivergedRunError(
+        f"{workdir} diverged at step {info.get('step')} ({info.get('why')}; {resume}); "
+        f"use a new --workdir, or {then}"
     )
     raise DivergedRunError(
         f"{workdir} diverged at step {info.get('step')} ({info.get('why')}; {resume}); "

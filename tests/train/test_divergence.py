@@ -51,7 +51,7 @@ def test_a_diverging_run_stops_and_its_resume_is_refused(tmp_path):
     assert err.strip() == (
         f"gssm_jax: {workdir} diverged at step {stopped} ({final['diverged']['why']}; its last "
         f"good checkpoint is step {good}); use a new --workdir, or change optim (e.g. "
-        "--config.optim.lr) and pass --allow-config-change to resume from that checkpoint"
+        "--config.optim.lr) and pass --allow-config-change to resume from there"
     ), err
     assert out == ""
 
