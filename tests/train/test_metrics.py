@@ -27,31 +27,24 @@ def test_truncate_after_drops_torn_lines_and_later_steps(tmp_path):
     assert truncate_after(str(tmp_path), 4) == []  # nothing left to drop
 
 
-STEPS = [
-    "--config.optim.steps=14",
-    "--config.optim.warmup=2",
-    "--config.log.period=2",
-    "--config.eval.period=10",
-    "--config.checkpoint.period=10",
-]
-
-
-def test_a_torn_tail_after_a_kill_is_dropped_on_resume(tmp_path):
+def test_a_torn_tail_after_a_kill_is_dropped_on_resume(tiny_run, tmp_path):
+    """The shared 20-step run, as kill -9 between step 20's log line and its checkpoint leaves it,
+    plus half a line; the resume drops both and logs the uninterrupted numbers once."""
     workdir = tmp_path / "run"
-    code, out, err = run_cmd(main_cmd(workdir, *STEPS), tmp_path)
-    assert code == 0, out + err
+    shutil.copytree(tiny_run, workdir)
     train = workdir / "metrics" / "train.jsonl"
     uninterrupted = read_jsonl(train)
-    # what kill -9 between step 14's log line and its checkpoint leaves, mid-way through a line
-    shutil.rmtree(workdir / "checkpoints" / "14")
+    shutil.rmtree(workdir / "checkpoints" / "20")
     (workdir / "final.json").unlink()
     with open(train, "a") as f:
-        f.write('{"step": 16, "loss": 0.93, "entro')
-    code, out, err = run_cmd(main_cmd(workdir, *STEPS), tmp_path)
+        f.write('{"step": 22, "loss": 0.93, "entro')
+    steps = ["--config.optim.steps=20", "--config.optim.warmup=2", "--config.log.period=10"]
+    steps += ["--config.eval.period=10", "--config.checkpoint.period=10"]  # tiny_run's
+    code, out, err = run_cmd(main_cmd(workdir, *steps), tmp_path)
     assert code == 0, out + err
     assert f"dropped 1 torn line(s) of {train} (a write cut short)" in out
     assert f"resumed from {workdir}/checkpoints/10" in out
     resumed = read_jsonl(train)  # every line parses
-    assert [r["step"] for r in resumed] == [r["step"] for r in uninterrupted]
+    assert [r["step"] for r in resumed] == [r["step"] for r in uninterrupted] == [10, 20]
     assert [r["loss"] for r in resumed] == [r["loss"] for r in uninterrupted]
     assert train.read_text().endswith("\n")
