@@ -512,6 +512,8 @@ def train_and_evaluate(
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
     checkpoint.quiet_orbax_errors()  # a failed save or read is reported by the run, in one line
     distributed.initialize(config.distributed)
+    if stop is not None:
+        stop.reassert()  # JAX's preemption notifier took SIGTERM while joining the others
     trainer = Trainer(config, workdir, allow_config_change)
     if malloc_kept:
         trainer.banner = f" (malloc keeps freed memory: {malloc_kept})"
