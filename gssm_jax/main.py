@@ -3,9 +3,11 @@
 With no flags it trains the debug config into a fresh folder under ./runs/. Exit codes
 (gssm_jax/runtime/exitcodes.py, docs/running.md): 0 when the run is complete; 2 for a bad flag,
 config value, config file, workdir or data set, a resume whose config changes the experiment, or
-no checkpoint that restores, each named in one line before any work starts; 75 when a stop signal
-made it save and leave early (run the same command again to resume); 130 when a second Ctrl-C
-stopped it at once. Without --config, a --workdir holding a config.json (a run, or one that
+no checkpoint that restores, each named in one line before any work starts; 65 when the loss
+diverged (optim.nonfinite), and for a resume of a diverged run; 69 when another process of a
+multi-process run died; 74 when a checkpoint or metrics write failed (a full disk, say); 75 when
+a stop signal made it save and leave early (run the same command again to resume); 130 when a
+second Ctrl-C stopped it at once. Without --config, a --workdir holding a config.json (a run, or one that
 `python -m gssm_jax.kron` wrote) runs that config, with the command line's overrides on top.
 """
 
@@ -16,9 +18,11 @@ import sys
 import time
 
 from gssm_jax.config import validate
-from gssm_jax.runtime import cli, cpudevices, hostmem
+from gssm_jax.runtime import cli, cpudevices, hostmem, peers
+from gssm_jax.runtime.exitcodes import EXIT_DIVERGED, EXIT_WRITE_FAILED
+from gssm_jax.runtime.writes import WriteError, cause_of, path_of
 from gssm_jax.train.stopping import StopFlag
-from gssm_jax.train.workdir import check_workdir
+from gssm_jax.train.workdir import DivergedRunError, check_workdir
 
 
 def parse(argv: list[str]):
@@ -59,12 +63,30 @@ def main(argv: list[str]) -> int:
             return train_and_evaluate(config, workdir, stop, args.allow_config_change, kept)
         except START_ERRORS as e:
             return cli.report_error(e)
+        except DivergedRunError as e:
+            print(f"gssm_jax: {e}", file=sys.stderr, flush=True)
+            return EXIT_DIVERGED
+        except OSError as e:  # a write of the run's start (config.json, folders): the disk
+            cause = cause_of(e)
+            if cause is None:
+                raise
+            path = e.path if isinstance(e, WriteError) else path_of(e, workdir)
+            print(f"gssm_jax: cannot write {path}: {cause}", file=sys.stderr, flush=True)
+            return EXIT_WRITE_FAILED
     finally:
         stop.restore()
 
 
 def run() -> None:
-    sys.exit(main(sys.argv))
+    code = main(sys.argv)
+    peers.farewell(code)  # the other processes of a multi-process run: how this one ends
+    if code == EXIT_WRITE_FAILED:
+        # Orbax's failed save leaves coroutines and threads whose teardown prints tracebacks at
+        # interpreter exit; the run has said what failed, so it leaves without that teardown.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,14 @@
 """The job script `run.sh`: an sbatch script that also runs on a plain host with `bash run.sh`.
 
-Under Slurm each array task runs `srun python -m gssm_jax.main ...` (one process per Slurm task);
-exit code EXIT_PREEMPTED (a checkpoint saved on SIGUSR1) requeues the array task, exit 0 ends it.
-Outside Slurm the script plays Slurm's part: it runs the tasks one after another, each with
-nodes x tasks_per_node processes joined through a coordinator on 127.0.0.1, and restarts a task
-whose processes were preempted. Every value in the body is quoted with `shlex.quote`.
+Under Slurm each array task runs `srun --kill-on-bad-exit=1 python -m gssm_jax.main ...` (one
+process per Slurm task; when one ends with a non-zero code srun ends the others); a retryable exit
+code (RETRYABLE of gssm_jax.runtime.exitcodes: 75 a checkpoint saved on a signal, 69 a lost peer,
+137 a killed process) requeues the array task, any other code ends it. Each process's exit code is
+appended to `stdout/<task>.exits` (`task T process P on HOST: exit RC`), so the record says which
+process died first and how. Outside Slurm the script plays Slurm's part: it runs the tasks one
+after another, each with nodes x tasks_per_node processes joined through a coordinator on
+127.0.0.1, and restarts a task that ended with a retryable code. Every value in the body is quoted
+with `shlex.quote`.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
+from gssm_jax.runtime.exitcodes import RETRYABLE
 from launch.slurm_config import SlurmConfig, sbatch_options
 from launch.tasks import Task
 
@@ -81,6 +86,7 @@ def render(
         f"NUM_TASKS={len(tasks)}",
         f"NUM_PROCESSES={slurm.num_processes}",
         f"EXIT_PREEMPTED={int(exit_preempted)}",
+        f"RETRYABLE={q(' '.join(str(c) for c in RETRYABLE))}",
         f"MAX_LOCAL_RESTARTS={MAX_LOCAL_RESTARTS}",
     ]
     return "\n".join(
@@ -118,6 +124,17 @@ say() {
   if [ -n "$TASK_LOG" ]; then echo "$line" >>"$TASK_LOG"; fi
 }
 
+retryable() {  # true when exit code $1 is one after which the same command resumes
+  case " $RETRYABLE " in *" $1 "*) return 0 ;; esac
+  return 1
+}
+
+# Runs "$@" as one Slurm task and appends its exit code to $EXITS. It ignores the signals Slurm
+# sends to the whole step (gssm_jax.main installs its own handlers), so it outlives the process.
+TASK_WRAPPER='trap "" USR1 TERM INT; "$@"; rc=$?
+echo "[run.sh $(date "+%F %T")] task $GSSM_TASK process ${SLURM_PROCID:-0} on $(hostname): exit $rc" >>"$EXITS"
+exit "$rc"'
+
 main_command() {  # CMD := the gssm_jax.main command line of task $1
   overrides "$1" || return 1
   CMD=("$PYTHON" -m gssm_jax.main --config "$CONFIG" --workdir "$RUN_DIR/runs/$1" "${OVERRIDES[@]}")
@@ -135,11 +152,12 @@ run_slurm() {
   main_command "$task" || return 1
   say "task $task: job ${SLURM_JOB_ID}, attempt $((${SLURM_RESTART_COUNT:-0} + 1)),"\
     "${SLURM_NTASKS:-1} process(es) on ${SLURM_JOB_NODELIST:-?}"
-  srun --label "${CMD[@]}"
+  export GSSM_TASK=$task EXITS="$RUN_DIR/stdout/$task.exits"
+  srun --kill-on-bad-exit=1 --label bash -c "$TASK_WRAPPER" run.sh "${CMD[@]}"
   rc=$?
-  if [ "$rc" -eq "$EXIT_PREEMPTED" ] && [ -z "$CANCELLED" ]; then
+  if retryable "$rc" && [ -z "$CANCELLED" ]; then
     # SLURM_JOB_ID is this array task's own id: only this task goes back to the queue.
-    say "task $task: checkpoint saved (exit $rc); requeueing job ${SLURM_JOB_ID}"
+    say "task $task: exit $rc, which resumes (see stdout/$task.exits); requeueing job ${SLURM_JOB_ID}"
     scontrol requeue "$SLURM_JOB_ID" ||
       say "task $task: requeue refused; resume with: sbatch $(printf %q "$RUN_DIR/run.sh")"
   fi
@@ -196,11 +214,14 @@ wait_pid() {  # exit code of process $1, waiting again when a trapped signal int
 }
 
 run_local_task() {  # the largest exit code of task $1's processes, as srun reports it
-  local pid rc worst=0
+  local i pid rc worst=0
   start_local "$1" || return 1
-  for pid in "${PIDS[@]}"; do
+  for i in "${!PIDS[@]}"; do
+    pid=${PIDS[$i]}
     wait_pid "$pid"
     rc=$?
+    echo "[run.sh $(date '+%F %T')] task $1 process $i on $(hostname): exit $rc" \
+      >>"$RUN_DIR/stdout/$1.exits"
     if [ "$rc" -gt "$worst" ]; then worst=$rc; fi
   done
   PIDS=()
@@ -222,10 +243,11 @@ run_local() {  # tasks $@ (default: all), each restarted after a preemption like
       say "task $task: attempt $((restarts + 1)), $NUM_PROCESSES process(es) on this host"
       run_local_task "$task"
       rc=$?
-      if [ "$rc" -ne "$EXIT_PREEMPTED" ] || [ -n "$STOP" ]; then break; fi
+      if ! retryable "$rc" || [ -n "$STOP" ]; then break; fi
       if [ "$restarts" -ge "$MAX_LOCAL_RESTARTS" ]; then break; fi
       restarts=$((restarts + 1))
-      say "task $task: checkpoint saved (exit $rc); restarting it as Slurm would requeue it"
+      say "task $task: exit $rc, which resumes (see stdout/$task.exits); restarting it as Slurm"\
+        "would requeue it"
     done
     say "task $task: exit $rc"
     if [ "$rc" -gt "$worst" ]; then worst=$rc; fi

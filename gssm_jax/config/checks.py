@@ -82,8 +82,9 @@ def check_data(c: ml_collections.ConfigDict) -> None:
 
 def check_optim(c: ml_collections.ConfigDict) -> None:
     o = c.optim
-    for key in ("steps", "accum_steps"):
+    for key in ("steps", "accum_steps", "nonfinite_patience"):
         _positive_int(c, f"optim.{key}")
+    _choice("optim.nonfinite", o.nonfinite, ("skip", "stop"))
     for key in ("lr", "eps"):
         v = o[key]
         _require(math.isfinite(v) and v > 0, f"optim.{key}", v, "must be a finite number > 0")

@@ -100,6 +100,11 @@ def optim_section() -> ml_collections.ConfigDict:
     o.weight_decay = 0.1
     o.clip_norm = 1.0
     o.accum_steps = 1  # micro-batches per step
+    # A step whose loss or gradient norm is not finite (train/step.py) is never applied; "skip" goes
+    # on and stops the run after nonfinite_patience such steps in a row, "stop" at the first one
+    # (exit code 65, docs/faults.md).
+    o.nonfinite = "skip"
+    o.nonfinite_patience = 10
     # Kronecker runs (train/optim.py): freeze "none", "kron" (train only the rest) or "pretrained"
     # (train only the Kronecker factors); kron_lr: the factors' peak learning rate (None: lr).
     o.freeze = "none"

@@ -194,8 +194,8 @@ def status_of(final: dict | None, events: list, has_metrics: bool) -> tuple[str,
     (an exit: failed, or stopped for a checkpointed stop; a start: running); else running when
     metrics are being written, pending when nothing is."""
     last_exit = next((rc for _, kind, rc in reversed(events) if kind == "exit"), None)
-    if final is not None:
-        return "complete", last_exit
+    if final is not None:  # "complete", or "diverged" (optim.nonfinite stopped it)
+        return str(final.get("status", "complete")), last_exit
     if events:
         _, kind, rc = events[-1]
         if kind == "start":

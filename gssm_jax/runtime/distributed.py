@@ -1,4 +1,9 @@
-"""Joining a multi-process JAX runtime: explicit coordinator flags, or Slurm's auto-detection."""
+"""Joining a multi-process JAX runtime: explicit coordinator flags, or Slurm's auto-detection.
+
+JAX's heartbeat timeout is HEARTBEAT_TIMEOUT_S (its default is 100 s): the coordination service's
+own, slow, verdict on a silent process. `gssm_jax.runtime.peers` watches the other processes
+directly and ends this one within a second of a peer's death.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,9 @@ import os
 import ml_collections
 
 from gssm_jax.config import ConfigError
+from gssm_jax.runtime import peers
+
+HEARTBEAT_TIMEOUT_S = 30
 
 
 def under_slurm_multitask() -> bool:
@@ -28,7 +36,7 @@ def check(dist: ml_collections.ConfigDict) -> None:
 
 def initialize(dist: ml_collections.ConfigDict) -> None:
     """Joins the multi-process JAX runtime when coordinator flags are given or under Slurm (gloo
-    collectives on CPU)."""
+    collectives on CPU), and starts the watch on the other processes (`peers`)."""
     import jax
 
     check(dist)
@@ -37,6 +45,20 @@ def initialize(dist: ml_collections.ConfigDict) -> None:
     if platforms in (None, "", "cpu") or "cpu" in str(platforms):
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     if dist.coordinator:
-        jax.distributed.initialize(dist.coordinator, dist.num_processes, dist.process_id)
+        jax.distributed.initialize(
+            dist.coordinator,
+            dist.num_processes,
+            dist.process_id,
+            heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT_S,
+        )
     elif under_slurm_multitask():
-        jax.distributed.initialize()
+        jax.distributed.initialize(heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT_S)
+    else:
+        return
+    from jax._src import distributed as jax_distributed  # its client's key-value store
+
+    state = jax_distributed.global_state
+    if jax.process_count() > 1 and state.client is not None:
+        peers.start(
+            state.client, str(state.coordinator_address), jax.process_index(), jax.process_count()
+        )

@@ -10,17 +10,25 @@ it aside as `<step>.unrestorable` (`set_aside`), never deletes it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import logging
 import os
+import re
 import shutil
+import sys
+import traceback
+from collections.abc import Iterator
 from typing import Any
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging as absl_logging
+
+from gssm_jax.runtime.writes import WriteError, cause_of
 
 TMP_MARKER = ".orbax-checkpoint-tmp"
 UNRESTORABLE = ".unrestorable"
@@ -32,6 +40,76 @@ class CheckpointMismatchError(ValueError):
 
 class NoRestorableCheckpointError(ValueError):
     """A checkpoint folder whose every checkpoint fails to restore."""
+
+
+def _from_orbax(record: logging.LogRecord) -> bool:
+    """True for the records to keep: all but Orbax's errors (ERROR and above) that carry its
+    worker threads' tracebacks; each such failure also reaches the main thread as an exception,
+    which the run reports in one line."""
+    return record.levelno < logging.ERROR or f"{os.sep}orbax{os.sep}" not in record.pathname
+
+
+def quiet_orbax_errors() -> None:
+    """Keeps Orbax's worker-thread error logs (and the asyncio tasks they leave behind) off
+    stderr: a failed checkpoint write or read is reported once, by the run (`write_errors`,
+    `restore_latest`). Idempotent."""
+    log = logging.getLogger("absl")  # absl.logging's Python logger, which Orbax logs through
+    if _from_orbax not in log.filters:
+        log.addFilter(_from_orbax)
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    if not getattr(sys.unraisablehook, "quiet_orbax", False):
+        sys.unraisablehook = _closed_loop_filter(sys.unraisablehook)
+
+
+def _closed_loop_filter(previous: Any) -> Any:
+    """sys.unraisablehook without what a failed Orbax save or read leaves behind: the
+    `RuntimeError: Event loop is closed` that TensorStore reports (as unraisable, with no object)
+    when its reads or writes complete after Orbax closed its event loop, and Orbax's own
+    coroutines that fail as the interpreter shuts down. Everything else reaches `previous`."""
+
+    def hook(unraisable: Any) -> None:
+        tb = unraisable.exc_traceback
+        last = traceback.extract_tb(tb)[-1] if tb is not None else None
+        closed = (
+            unraisable.exc_type is RuntimeError
+            and str(unraisable.exc_value) == "Event loop is closed"
+            and last is not None
+            and last.name == "_check_closed"
+            and os.path.basename(os.path.dirname(last.filename)) == "asyncio"
+        )
+        code = getattr(unraisable.object, "cr_code", None)
+        orbax_coroutine = code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename
+        if not (closed or orbax_coroutine):
+            previous(unraisable)
+
+    hook.quiet_orbax = True  # type: ignore[attr-defined]
+    return hook
+
+
+def saved_steps(directory: str) -> list[int]:
+    """The steps of the complete checkpoints in `directory`, as its folders list them."""
+    if not os.path.isdir(directory):
+        return []
+    return sorted(int(name) for name in os.listdir(directory) if name.isdigit())
+
+
+@contextlib.contextmanager
+def write_errors(directory: str, step: int | None) -> Iterator[None]:
+    """Turns a failed checkpoint write (a full disk, quota, read-only or forbidden folder) into a
+    WriteError naming the checkpoint: the one the error's text names, else `step` (the save in
+    flight). An asynchronous save's failure surfaces in the next save or wait, inside this."""
+    try:
+        yield
+    except WriteError:
+        raise
+    except Exception as e:
+        cause = cause_of(e)
+        if cause is None:
+            raise
+        found = re.search(re.escape(os.path.abspath(directory)) + r"/(\d+)", str(e))
+        failed = int(found[1]) if found else step
+        where = directory if failed is None else os.path.join(directory, str(failed))
+        raise WriteError(f"checkpoint {where}", cause) from e
 
 
 def _handlers() -> dict:
@@ -111,11 +189,22 @@ def _shapes(tree: Any) -> dict[str, tuple]:
     return {"/".join(_key_name(e) for e in path): tuple(leaf.shape) for path, leaf in leaves}
 
 
+# Train-state arrays that checkpoints from before their introduction lack, restored at zero:
+# the count of non-finite steps in a row (train.state.TrainState.nonfinite).
+ADDED_LATER = ("nonfinite",)
+
+
+def _saved_shapes(manager: ocp.CheckpointManager, step: int) -> dict[str, tuple]:
+    metadata = manager.item_metadata(step)["state"]
+    return _shapes(getattr(metadata, "tree", metadata))
+
+
 def check_compatible(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> None:
     """Raises CheckpointMismatchError naming the first array whose shape differs from the config."""
-    metadata = manager.item_metadata(step)["state"]
-    tree = getattr(metadata, "tree", metadata)
-    saved, wanted = _shapes(tree), _shapes(abstract_state)
+    saved, wanted = _saved_shapes(manager, step), _shapes(abstract_state)
+    for key in ADDED_LATER:
+        if key not in saved:
+            wanted.pop(key, None)
     where = os.path.join(str(manager.directory), str(step))
     for key in sorted(set(saved) | set(wanted)):
         if key not in saved:
@@ -138,8 +227,22 @@ def check_compatible(manager: ocp.CheckpointManager, step: int, abstract_state: 
 def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> Any:
     """Restores the train state at `step` onto the shardings of `abstract_state`."""
     check_compatible(manager, step, abstract_state)
-    args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
-    return manager.restore(step, args=args)["state"]
+    missing = [k for k in ADDED_LATER if hasattr(abstract_state, k)]
+    missing = [k for k in missing if k not in _saved_shapes(manager, step)]
+    if not missing:
+        args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
+        return manager.restore(step, args=args)["state"]
+    # an older checkpoint: restore the fields it has, the later ones at zero
+    fields = [f.name for f in dataclasses.fields(abstract_state) if f.name not in missing]
+    target = {name: getattr(abstract_state, name) for name in fields}
+    args = ocp.args.Composite(state=ocp.args.StandardRestore(target))
+    restored = manager.restore(step, args=args)["state"]
+    zeros = {
+        k: jax.device_put(np.zeros(a.shape, a.dtype), a.sharding)
+        for k in missing
+        for a in [getattr(abstract_state, k)]
+    }
+    return abstract_state.replace(**{name: restored[name] for name in fields}, **zeros)
 
 
 def restore_iterator(manager: ocp.CheckpointManager, step: int, iterator: Any) -> None:

@@ -10,10 +10,11 @@ a signal during start-up returns EXIT_PREEMPTED before the first step (`gssm_jax
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
 import os
 import socket
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,8 +25,14 @@ from jax.sharding import PartitionSpec as P
 
 from gssm_jax.config import ConfigError, as_dict, resolved_data_path, validate
 from gssm_jax.data.stream import process_rows
-from gssm_jax.runtime import distributed, parallel
-from gssm_jax.runtime.exitcodes import EXIT_OK, EXIT_PREEMPTED
+from gssm_jax.runtime import distributed, parallel, peers
+from gssm_jax.runtime.exitcodes import (
+    EXIT_DIVERGED,
+    EXIT_OK,
+    EXIT_PREEMPTED,
+    EXIT_WRITE_FAILED,
+)
+from gssm_jax.runtime.writes import WriteError, cause_of, path_of
 from gssm_jax.train import checkpoint, profile, run_data, wandb_sink
 from gssm_jax.train import state as train_state
 from gssm_jax.train import step as train_step_lib
@@ -33,6 +40,9 @@ from gssm_jax.train import workdir as workdir_lib
 from gssm_jax.train.metrics import MetricsWriter, console_line, truncate_after
 from gssm_jax.train.stopping import StopFlag
 from gssm_jax.train.window import StepWindow
+
+FINAL = workdir_lib.FINAL
+DIVERGED = "diverged"  # final.json's status of a run that optim.nonfinite stopped
 
 
 def log_environment(workdir: str) -> None:
@@ -43,6 +53,15 @@ def log_environment(workdir: str) -> None:
         f"local_devices={jax.local_device_count()} device_kinds={kinds} workdir={workdir}",
         flush=True,
     )
+
+
+class DivergedError(Exception):
+    """The run stops: its loss or gradients stayed non-finite (optim.nonfinite), or its state is."""
+
+    def __init__(self, step: int, why: str) -> None:
+        super().__init__(f"diverged at step {step} ({why})")
+        self.step = step
+        self.why = why
 
 
 @dataclasses.dataclass
@@ -70,13 +89,49 @@ class LoopState:
 
 @dataclasses.dataclass
 class RunFiles:
-    """The writers a started run holds open: metrics (process 0) and the checkpoint manager."""
+    """The writers a started run holds open: metrics (process 0) and the checkpoint manager.
+
+    A failed checkpoint write raises WriteError from `save` or `wait` (an asynchronous save's
+    failure from the next one); after one, `abandon` drops the failed save's folder.
+    """
 
     metrics: MetricsWriter
     manager: Any
+    directory: str
+    pending: int | None = None  # the step of the last save started
+    failed: bool = False
+
+    def save(self, step: int, state: Any, iterator: Any) -> None:
+        with checkpoint.write_errors(self.directory, self.pending):
+            self.pending = step
+            checkpoint.save(self.manager, step, state, iterator)
+
+    def check(self) -> None:
+        """Raises WriteError when an asynchronous save has failed since (without waiting)."""
+        with checkpoint.write_errors(self.directory, self.pending):
+            self.manager.check_for_errors()
+
+    def wait(self) -> None:
+        with checkpoint.write_errors(self.directory, self.pending):
+            self.manager.wait_until_finished()
+
+    def abandon(self, is_chief: bool) -> int | None:
+        """After a failed write: waits out the saves in flight, removes unfinished ones (process
+        0); returns the newest complete checkpoint's step."""
+        self.failed = True
+        with contextlib.suppress(Exception):  # the failure was reported; its folder goes below
+            self.manager.wait_until_finished()
+        if is_chief:
+            checkpoint.remove_temporaries(self.directory)
+        steps = checkpoint.saved_steps(self.directory)
+        return steps[-1] if steps else None
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
+        if self.failed:
+            with contextlib.suppress(Exception):
+                self.manager.close()
+        else:
+            self.wait()
         self.metrics.close()
 
 
@@ -132,6 +187,7 @@ class Trainer:
     def _restore(self) -> Start:
         """The newest checkpoint that restores, or a fresh state; writes nothing."""
         c = self.config
+        workdir_lib.check_not_diverged(self.workdir, self.allow_config_change)
         changed = workdir_lib.check_resume(self.workdir, c, self.allow_config_change)
         reader = checkpoint.open_read_only(self.checkpoint_dir)
         try:
@@ -177,7 +233,10 @@ class Trainer:
             for step, why in start.skipped:
                 where = checkpoint.set_aside(self.checkpoint_dir, step)
                 say(f"checkpoint step {step} does not restore ({why}); kept as {where}", flush=True)
-            truncate_after(self.workdir, start.step)
+            for note in truncate_after(self.workdir, start.step):
+                say(note, flush=True)
+            if workdir_lib.diverged(self.workdir) is not None:  # resumed with --allow-config-change
+                os.remove(os.path.join(self.workdir, FINAL))
             recorded = workdir_lib.record_config(self.workdir, self.config, start.changes)
             if start.changes:
                 say(
@@ -190,7 +249,8 @@ class Trainer:
         c = self.config.checkpoint
         manager = checkpoint.make_manager(self.checkpoint_dir, c.keep, c.async_save)
         sinks = wandb_sink.sinks_for_run(self.workdir, as_dict(self.config), self.is_chief)
-        return RunFiles(MetricsWriter(self.workdir, enabled=self.is_chief, sinks=sinks), manager)
+        writer = MetricsWriter(self.workdir, enabled=self.is_chief, sinks=sinks)
+        return RunFiles(writer, manager, self.checkpoint_dir)
 
     # -- the run ----------------------------------------------------------------------------
     def run(self, stop: StopFlag | None = None) -> int:
@@ -220,6 +280,7 @@ class Trainer:
         for line in self.data.describe():
             self.say(line, flush=True)
         self.files = self._open_run_dir(start)
+        peers.set_last_checkpoint(self._last_checkpoint)
         try:
             if (
                 self.stop.agreed()
@@ -232,6 +293,13 @@ class Trainer:
                 )
                 return EXIT_PREEMPTED
             return self._loop(loop)
+        except OSError as e:  # a metrics, checkpoint or final.json write (WriteError)
+            cause = cause_of(e)
+            if cause is None:
+                raise
+            if not isinstance(e, WriteError):
+                e = WriteError(path_of(e, self.workdir), cause)
+            return self._write_failed(loop, e)
         finally:
             self.trace.finish()
             self.files.close()
@@ -245,19 +313,23 @@ class Trainer:
         """
         c = self.config
         single = jax.process_count() == 1
-        while loop.step < c.optim.steps:
-            element, batch, metrics = self._train_one(loop)
-            last = loop.step == c.optim.steps
-            logged = last or loop.step % c.log.period == 0
-            if logged:
-                self._log(loop, element, batch, metrics)
-            if last or loop.step % c.eval.period == 0:
-                self._eval(loop)
-            stopping = (single or logged) and self.stop.agreed()
-            if last or stopping or loop.step % c.checkpoint.period == 0:
-                self._checkpoint(loop)
-            if stopping and not last:
-                return self._preempted(loop)
+        try:
+            while loop.step < c.optim.steps:
+                element, batch, metrics = self._train_one(loop)
+                last = loop.step == c.optim.steps
+                logged = last or loop.step % c.log.period == 0
+                if logged:
+                    self._log(loop, element, batch, metrics)
+                    self._check_nonfinite(loop, metrics)
+                if last or loop.step % c.eval.period == 0:
+                    self._eval(loop)
+                stopping = (single or logged) and self.stop.agreed()
+                if last or stopping or loop.step % c.checkpoint.period == 0:
+                    self._checkpoint(loop, metrics)
+                if stopping and not last:
+                    return self._preempted(loop)
+        except DivergedError as e:
+            return self._diverged(loop, e)
         return self._finish(loop)
 
     # -- what happens each step -------------------------------------------------------------
@@ -304,6 +376,7 @@ class Trainer:
         record["host_rss_bytes"] = profile.host_rss_bytes()
         record["peak_device_bytes"] = profile.peak_device_bytes()
         self.files.metrics.write("train", record)
+        self.files.check()  # a failed asynchronous save: stop before more steps are lost
         self.say(console_line(record, c.optim.steps, w.elapsed()), flush=True)
         w.reset()
 
@@ -317,13 +390,78 @@ class Trainer:
         self.say(self.data.eval_line(loop.step, ev), flush=True)
         loop.last_eval = ev
 
-    def _checkpoint(self, loop: LoopState) -> None:
-        """Starts saving the state and the loader position (asynchronously when configured)."""
+    def _check_nonfinite(self, loop: LoopState, metrics: Any) -> None:
+        """Raises DivergedError when the steps up to this one end a run under optim.nonfinite: the
+        first non-finite step with "stop", optim.nonfinite_patience of them in a row with "skip".
+
+        Called on steps that wait for the device anyway (logged and checkpointed ones), so a
+        run with log.period > 1 notices a streak up to log.period - 1 steps late; the skipped
+        steps changed nothing meanwhile.
+        """
+        o = self.config.optim
+        count = int(jax.device_get(metrics["nonfinite"]))
+        limit = 1 if o.nonfinite == "stop" else o.nonfinite_patience
+        if count >= limit:
+            m = jax.device_get({k: metrics[k] for k in ("loss", "grad_norm")})
+            values = ", ".join(f"{k} {float(v):.4g}" for k, v in m.items())
+            raise DivergedError(loop.step, f"{values}; {count} consecutive non-finite steps")
+
+    def _checkpoint(self, loop: LoopState, metrics: Any) -> None:
+        """Starts saving the state and the loader position (asynchronously when configured),
+        after checking that nothing in the state is non-finite (DivergedError otherwise)."""
         with loop.window.timed("checkpoint"), jax.profiler.TraceAnnotation("checkpoint"):
-            checkpoint.save(self.files.manager, loop.step, loop.state, loop.iterator)
+            self._check_nonfinite(loop, metrics)
+            if not bool(jax.device_get(train_step_lib.all_finite(loop.state))):
+                raise DivergedError(
+                    loop.step, "the parameters or optimizer moments hold inf or nan"
+                )
+            self.files.save(loop.step, loop.state, loop.iterator)
+
+    def _diverged(self, loop: LoopState, error: DivergedError) -> int:
+        """The run's end after DivergedError: no checkpoint of this state, final.json says so."""
+        self.files.wait()
+        steps = checkpoint.saved_steps(self.checkpoint_dir)
+        good = steps[-1] if steps else None
+        where = (
+            "no checkpoint was saved"
+            if good is None
+            else f"the last good checkpoint is step {good}"
+        )
+        if self.is_chief:
+            final = {
+                "step": error.step,
+                "workdir": self.workdir,
+                "status": DIVERGED,
+                "diverged": {"step": error.step, "why": error.why, "last_checkpoint": good},
+                "eval": loop.last_eval,
+            }
+            workdir_lib.write_json(os.path.join(self.workdir, FINAL), final)
+        print(f"gssm_jax: {error}; {where}", file=sys.stderr, flush=True)
+        return EXIT_DIVERGED
+
+    def _last_checkpoint(self) -> str:
+        """'the last checkpoint is step N' (or that there is none), from the folder's listing."""
+        steps = checkpoint.saved_steps(self.checkpoint_dir)
+        return f"the last checkpoint is step {steps[-1]}" if steps else "no checkpoint was saved"
+
+    def _write_failed(self, loop: LoopState, error: WriteError) -> int:
+        """The run's end after a failed write: the unfinished save removed, one line."""
+        good = self.files.abandon(self.is_chief)
+        where = (
+            "no checkpoint was saved"
+            if good is None
+            else f"the last good checkpoint is step {good}"
+        )
+        print(
+            f"gssm_jax: {error} at step {loop.step}; {where} (run the same command again to "
+            "resume once the disk can take it)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return EXIT_WRITE_FAILED
 
     def _preempted(self, loop: LoopState) -> int:
-        self.files.manager.wait_until_finished()
+        self.files.wait()
         print(
             f"checkpoint saved at step {loop.step}; exiting with code {EXIT_PREEMPTED} "
             f"(run again with the same --workdir to resume)",
@@ -332,14 +470,13 @@ class Trainer:
         return EXIT_PREEMPTED
 
     def _finish(self, loop: LoopState) -> int:
-        self.files.manager.wait_until_finished()
+        self.files.wait()
         ev = loop.last_eval
         assert ev is not None  # the loop's last step evaluates
         if self.is_chief:
-            final = {"step": loop.step, "workdir": self.workdir, "eval": ev}
+            final = {"step": loop.step, "workdir": self.workdir, "status": "complete", "eval": ev}
             final.update(self.data.final_fields())
-            with open(os.path.join(self.workdir, "final.json"), "w") as f:
-                json.dump(final, f)
+            workdir_lib.write_json(os.path.join(self.workdir, FINAL), final)
             print(
                 f"{self.data.done_line(ev)}; metrics in {self.workdir}/metrics, "
                 f"checkpoints in {self.workdir}/checkpoints",
@@ -373,7 +510,10 @@ def train_and_evaluate(
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+    checkpoint.quiet_orbax_errors()  # a failed save or read is reported by the run, in one line
     distributed.initialize(config.distributed)
+    if stop is not None:
+        stop.reassert()  # JAX's preemption notifier took SIGTERM while joining the others
     trainer = Trainer(config, workdir, allow_config_change)
     if malloc_kept:
         trainer.banner = f" (malloc keeps freed memory: {malloc_kept})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -24,11 +25,14 @@ INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 
 @flax.struct.dataclass
 class TrainState:
-    """Everything a step changes: the update count, the parameters and the AdamW moments."""
+    """Everything a step changes: the update count, the parameters, the AdamW moments and the
+    number of non-finite steps in a row up to this one (`train.step`; checkpointed with the rest,
+    so a resume keeps counting)."""
 
     step: jax.Array
     params: Any
     opt_state: Any
+    nonfinite: jax.Array = dataclasses.field(default_factory=lambda: jnp.zeros((), jnp.int32))
 
 
 def model_from_config(config: ml_collections.ConfigDict, vocab_size: int) -> Model:
@@ -56,7 +60,12 @@ def _boxed_init(config: ml_collections.ConfigDict, model: Model) -> Callable:
     def init(rng: jax.Array) -> TrainState:
         tokens_1xL = jnp.zeros((1, config.data.seq_len - 1), jnp.int32)
         params = model.init(rng, tokens_1xL)
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            opt_state=tx.init(params),
+            nonfinite=jnp.zeros((), jnp.int32),
+        )
 
     return init
 

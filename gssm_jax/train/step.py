@@ -21,7 +21,20 @@ from gssm_jax.train import distill
 from gssm_jax.train.optim import make_optimizer, schedule
 from gssm_jax.train.state import TrainState, model_from_config
 
-__all__ = ["make_eval_step", "make_train_step", "model_from_config", "sequence_nll"]
+__all__ = [
+    "all_finite",
+    "make_eval_step",
+    "make_train_step",
+    "model_from_config",
+    "sequence_nll",
+]
+
+
+@jax.jit
+def all_finite(tree: Any) -> jax.Array:
+    """True when every floating-point leaf of `tree` holds only finite values (one reduction)."""
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
 def sequence_nll(model: Model, params: Any, tokens_BxT: jax.Array) -> jax.Array:
@@ -34,12 +47,17 @@ def sequence_nll(model: Model, params: Any, tokens_BxT: jax.Array) -> jax.Array:
 def make_train_step(
     config: ml_collections.ConfigDict, model: Model, mesh: Mesh, shardings: Any
 ) -> Callable[[TrainState, jax.Array], tuple[TrainState, dict[str, jax.Array]]]:
-    """(state, tokens_BxT) -> (state, {loss, grad_norm, lr}); the input state is donated.
+    """(state, tokens_BxT) -> (state, {loss, grad_norm, lr, finite, nonfinite}); the input state
+    is donated.
 
     With optim.accum_steps = A the batch is split into A micro-batches (row j goes to micro-batch
     j mod A, so every device keeps its own rows), their gradients are averaged in a loop, then
     clipped and applied once. grad_norm is the global norm before clipping; lr is the rate of
-    this update. With optim.distill.teacher set, the gradient is that of the cross-entropy plus
+    this update. A step whose loss or grad_norm is not finite (`finite` False) is not applied: the
+    parameters and optimizer moments stay as they were (as optax.apply_if_finite does), the step
+    count advances and `nonfinite` (the state's count of such steps in a row, 0 after a finite
+    one) goes up; the loop reads it on the steps it syncs anyway and stops per optim.nonfinite.
+    With optim.distill.teacher set, the gradient is that of the cross-entropy plus
     weight * KL(teacher || model) (`gssm_jax.train.distill`); `loss` stays the cross-entropy.
     """
     tx = make_optimizer(config.optim)
@@ -81,8 +99,25 @@ def make_train_step(
         loss, grads = gradients(state.params, tokens_BxT)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": lr_at(state.step)}
-        return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+        grad_norm = optax.tree.norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        params, opt_state = jax.tree.map(
+            lambda new, old: jnp.where(finite, new, old),
+            (params, opt_state),
+            (state.params, state.opt_state),
+        )
+        nonfinite = jnp.where(finite, 0, state.nonfinite + 1).astype(jnp.int32)
+        metrics = {
+            "loss": loss,
+            "grad_norm": grad_norm,
+            "lr": lr_at(state.step),
+            "finite": finite,
+            "nonfinite": nonfinite,
+        }
+        new = TrainState(
+            step=state.step + 1, params=params, opt_state=opt_state, nonfinite=nonfinite
+        )
+        return new, metrics
 
     jitted = jax.jit(
         step,

@@ -44,6 +44,13 @@ class StopFlag:
         for s in STOP_SIGNALS:
             self._previous[s] = signal.signal(s, self._handle)
 
+    def reassert(self) -> None:
+        """Installs the handlers again, once installed: jax.distributed.initialize's preemption
+        notifier takes SIGTERM for itself (the run then never heard of it and trained on)."""
+        if self._previous:
+            for s in STOP_SIGNALS:
+                signal.signal(s, self._handle)
+
     def restore(self) -> None:
         for s, h in self._previous.items():
             signal.signal(s, h)

@@ -200,7 +200,9 @@ def summary_from_dir(run_dir: str | os.PathLike, failed: bool) -> dict:
     exception ended the run) or stopped (a signal did; it resumes)."""
     d = Path(run_dir)
     final = _read_json(d / "final.json")
-    status = "complete" if final is not None else "failed" if failed else "stopped"
+    status = "failed" if failed else "stopped"
+    if final is not None:
+        status = str(final.get("status", "complete"))
     metrics = d / "metrics"
     return summary_of(final, read_jsonl(metrics / "train.jsonl"), read_jsonl(metrics / "eval.jsonl"), status)  # fmt: skip
 

@@ -33,11 +33,64 @@ HARMLESS = (
     "data.worker_threads",
     "data.prefetch",
     "optim.steps",
+    "optim.nonfinite",
+    "optim.nonfinite_patience",
 )
 
 
 class ConfigChangeError(ConfigError):
     """A resume whose config changes the experiment of the run in the directory."""
+
+
+class DivergedRunError(ValueError):
+    """A resume of a run that stopped diverged (final.json's status), without a changed config."""
+
+
+FINAL = "final.json"
+
+
+def write_json(path: str, value: Any) -> None:
+    """Writes `value` as JSON to `path` through a temporary file, so a reader never sees half."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(value, f)
+    os.replace(tmp, path)
+
+
+def diverged(workdir: str) -> dict | None:
+    """final.json's `diverged` entry when the run in `workdir` stopped diverged, else None."""
+    path = os.path.join(workdir, FINAL)
+    try:
+        with open(path) as f:
+            final = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(final, dict) or final.get("status") != "diverged":
+        return None
+    return final.get("diverged") or {}
+
+
+def check_not_diverged(workdir: str, allow: bool) -> None:
+    """DivergedRunError when `workdir` holds a diverged run and `allow` is False: resuming it with
+    the same config would retrain the same steps into the same divergence."""
+    info = diverged(workdir)
+    if info is None or allow:
+        return
+    good = info.get("last_checkpoint")
+    change = "change optim (e.g. --config.optim.lr) and pass --allow-config-change"
+    if good is None:
+        resume, then = "no checkpoint to resume from", f"{change} to train it again from step 0"
+    else:
+        resume, then = f"its last good checkpoint is step {good}", f"{change} to resume from there"
+    raise DivergedRunError(
+        f"{workdir} diverged at step {info.get('step')} ({info.get('why')}; {resume}); "
+        f"use a new --workdir, or {then}"
+    )
+    raise DivergedRunError(
+        f"{workdir} diverged at step {info.get('step')} ({info.get('why')}; {resume}); "
+        "use a new --workdir, or change optim (e.g. --config.optim.lr) and pass "
+        "--allow-config-change to resume from that checkpoint"
+    )
 
 
 def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:

@@ -35,6 +35,8 @@ def test_default_validates():
         ("optim.schedule", "linear", "optim.schedule"),
         ("optim.warmup", 10_000, "optim.warmup"),
         ("optim.accum_steps", 3, "optim.accum_steps"),
+        ("optim.nonfinite", "ignore", "optim.nonfinite"),
+        ("optim.nonfinite_patience", 0, "optim.nonfinite_patience"),
         ("mesh.model", 0, "mesh.model"),
         ("checkpoint.keep", 0, "checkpoint.keep"),
         ("model.transformer.attention", "flash", "model.transformer.attention"),

@@ -65,7 +65,8 @@ def test_dry_run_prints_script_and_tasks_and_writes_nothing(capsys, tmp_path):
         "#SBATCH --requeue",
         "EXIT_PREEMPTED=75",
         "0) OVERRIDES=(--config.optim.lr=0.01) ;;",
-        'srun --label "${CMD[@]}"',
+        'srun --kill-on-bad-exit=1 --label bash -c "$TASK_WRAPPER" run.sh "${CMD[@]}"',
+        "RETRYABLE='75 69 137'",
         'scontrol requeue "$SLURM_JOB_ID"',
         'export PYTHONPATH="$RUN_DIR/code${PYTHONPATH:+:$PYTHONPATH}"',
     ):
@@ -452,3 +453,59 @@ def test_slurm_section_schema_matches_the_launcher():
     if "slurm" in config:  # when the default config carries the section, it must be this schema
         assert set(config.slurm) == set(slurm_config.FIELDS)
         slurm_config.slurm_config(config.slurm, {})
+
+
+# --- faults of one process: the retry and the record (issue 24, fault 3) ------------------------
+
+
+def _process_pid(run_dir: Path, process_id: int, timeout: float = 60) -> int:
+    """The pid of the stand-in main started with --config.distributed.process_id=`process_id`."""
+    wanted = [str(run_dir / "runs" / "0").encode(), f"process_id={process_id}".encode()]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                cmdline = Path("/proc", entry, "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"gssm_jax.main" in cmdline and all(w in cmdline for w in wanted):
+                return int(entry)
+        time.sleep(0.05)
+    raise AssertionError(f"no process {process_id} of {run_dir}")
+
+
+def test_a_killed_process_is_recorded_and_its_task_restarted(stand_in, tmp_path):
+    proc = _start_local(stand_in, tmp_path, "killed")
+    run_dir = tmp_path / "killed"
+    _wait_for_progress(run_dir)
+    os.kill(_process_pid(run_dir, 1), signal.SIGKILL)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert "task 0: exit 137, which resumes (see stdout/0.exits); restarting it as Slurm" in out
+    assert "resumed from" in out and "done at step 150" in out
+    exits = (run_dir / "stdout" / "0.exits").read_text().splitlines()
+    assert any(
+        line.endswith("task 0 process 1 on " + os.uname().nodename + ": exit 137") for line in exits
+    ), exits
+    assert exits[-2:] == [line for line in exits[-2:] if line.endswith(": exit 0")], (
+        exits
+    )  # the second attempt: both processes complete
+
+
+def test_the_slurm_task_wrapper_records_its_exit_code(capsys, tmp_path):
+    code, out, err = dry_run(capsys, "--root", str(tmp_path))
+    assert code == 0, err
+    wrapper = out.split("TASK_WRAPPER='", 1)[1].split("'\n", 1)[0]
+    exits = tmp_path / "0.exits"
+    env = dict(os.environ, GSSM_TASK="3", EXITS=str(exits), SLURM_PROCID="1")
+    for command, rc in ((["bash", "-c", "kill -9 $$"], 137), (["bash", "-c", "exit 69"], 69)):
+        done = subprocess.run(["bash", "-c", wrapper, "run.sh", *command], env=env, timeout=30)
+        assert done.returncode == rc
+    host = os.uname().nodename
+    lines = exits.read_text().splitlines()
+    assert [line.split("] ", 1)[1] for line in lines] == [
+        f"task 3 process 1 on {host}: exit 137",
+        f"task 3 process 1 on {host}: exit 69",
+    ]

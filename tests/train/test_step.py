@@ -102,3 +102,28 @@ def test_two_micro_batches_give_the_step_of_one_big_batch(setup):
     assert m2["grad_norm"] == pytest.approx(m1["grad_norm"], rel=1e-5)
     for a, b in zip(jax.tree.leaves(two), jax.tree.leaves(one), strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+def test_a_nonfinite_step_is_not_applied_and_counted(setup):
+    """A step whose gradients are nan keeps the parameters and the AdamW moments, advances the
+    step, counts itself in `nonfinite`; the next finite step applies and resets the count."""
+    c, mesh, model, state, shardings = setup
+    step_fn = train_step.make_train_step(c, model, mesh, shardings)
+    state, _ = step_fn(_copy(state), _tokens(4))  # moments away from zero
+    leaves, treedef = jax.tree.flatten(state.params)
+    leaves[0] = leaves[0].at[(0,) * leaves[0].ndim].set(jnp.nan)
+    poisoned = state.replace(params=jax.tree.unflatten(treedef, leaves))
+    before = _copy(poisoned)
+    after, metrics = step_fn(_copy(poisoned), _tokens(5))
+    assert not bool(metrics["finite"]) and int(metrics["nonfinite"]) == 1
+    assert int(after.step) == int(before.step) + 1 and int(after.nonfinite) == 1
+    for a, b in zip(
+        jax.tree.leaves((after.params, after.opt_state)),
+        jax.tree.leaves((before.params, before.opt_state)),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+    assert not bool(train_step.all_finite(after))
+    healed, metrics = step_fn(after.replace(params=state.params), _tokens(6))
+    assert bool(metrics["finite"]) and int(healed.nonfinite) == 0
+    assert bool(train_step.all_finite(healed))
