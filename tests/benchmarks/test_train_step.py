@@ -41,8 +41,16 @@ def test_bench_reports_flops_and_a_null_mfu_on_cpu(capsys):
     c = bench_config(shape)
     assert row["flops_per_token"] == profile.flops_per_token(c.model, 16, 32)["total"]
     assert row["attention"] == "xla" and row["mfu"] is None and row["peak_device_bytes"] is None
-    tflops = row["tokens_per_s"] * row["flops_per_token"] / 1e12
+    tflops = row["tokens_per_s"] / row["devices"] * row["flops_per_token"] / 1e12
     assert row["model_tflops_per_s_per_device"] == pytest.approx(tflops, rel=1e-2, abs=1e-4)
+
+
+def _devices() -> int:
+    """The devices the bench's mesh will have: XLA's one CPU device when JAX starts here, one per
+    core when an earlier bench in this process started it (batches then come in multiples)."""
+    import jax
+
+    return len(jax.devices())
 
 
 def test_max_batch_times_the_largest_batch_under_the_memory_limit(capsys):
@@ -54,8 +62,9 @@ def test_max_batch_times_the_largest_batch_under_the_memory_limit(capsys):
     search = row["max_batch_search"]
     best, limit = search["largest_batch"], search["memory_limit_bytes"]
     probes = {int(b): v for b, v in search["probes"].items()}
+    m = search["batch_multiple"]  # the data-parallel size: one row per device more
     assert row["batch"] == best > 4 and limit == int(0.02 * 2**30)
-    assert probes[best] <= limit < probes[best + 1]  # best fits, one more row does not
+    assert probes[best] <= limit < probes[best + m]  # best fits, one more row a device does not
     assert search["estimated_bytes"] == probes[best]
 
 
@@ -106,13 +115,14 @@ def test_a_model_out_of_memory_at_the_fixed_batch_is_reported_not_fatal(capsys, 
 
 
 def test_max_batch_steps_down_when_the_real_allocation_fails(capsys, monkeypatch):
-    monkeypatch.setattr(timing, "Timed", type("Oom", (_OomAbove,), {"max_batch": 5}))
-    search = {"largest_batch": 7, "probes": {"7": 1, "8": 2}}
+    m = _devices()
+    monkeypatch.setattr(timing, "Timed", type("Oom", (_OomAbove,), {"max_batch": 5 * m}))
+    search = {"largest_batch": 7 * m, "probes": {str(7 * m): 1, str(8 * m): 2}}
     monkeypatch.setattr(bench_train, "search_batch", lambda *args: search)
-    argv = [*TINY, "--batch=4", "--models=optimized", "--max-batch", "--memory-limit-gib=1"]
+    argv = [*TINY, f"--batch={4 * m}", "--models=optimized", "--max-batch", "--memory-limit-gib=1"]
     assert bench_train.main(argv) == 0
     captured = capsys.readouterr()
     (row,) = [json.loads(line) for line in captured.out.splitlines()]
-    assert row["batch"] == 5 and row["max_batch_search"] == search
-    assert "out of memory at batch 7" in captured.err
-    assert "out of memory at batch 6" in captured.err
+    assert row["batch"] == 5 * m and row["max_batch_search"] == search
+    assert f"out of memory at batch {7 * m}" in captured.err
+    assert f"out of memory at batch {6 * m}" in captured.err
