@@ -7,11 +7,13 @@ Each cell of configs/study/cells.py is one `python -m gssm_jax.main --config FIL
 --workdir DIR/cells/NAME --config.KEY=VALUE ...` (the experiment1 cells then get
 `python -m gssm_jax.evaluate`, the per-position KL curve). A rerun skips the cells whose final.json
 exists and resumes the others from their checkpoints, so an interrupted study continues where it
-stopped. Then `python -m gssm_jax.report` over each study's cells writes DIR/reports/STUDY/ and its
-page (`--pages DIR`: the results pages and CSVs there, e.g. docs/results).
+stopped. Then `python -m gssm_jax.report` over each study's complete cells writes DIR/reports/PAGE/
+for each of its pages (PAGES), and with `--pages DIR` the results pages, their figures and CSVs
+there (docs/results: study-experiment1.md and study-families.md, study-scaling.md,
+study-experiment2.md).
 
 `--quick` runs one cell per study (graph seed 0) under DIR/quick and checks that its final eval
-kl_gap lies within the committed seed spread of its condition (docs/results/study/STUDY.csv), with
+kl_gap lies within the committed seed spread of its condition (docs/results/PAGE/runs.csv), with
 a tolerance of TOLERANCE. `--reproduce` reruns one cell per family under DIR/reproduce from the
 committed configs and seeds and checks its final eval kl_gap against the committed row within
 TOLERANCE. Both exit 1 when a check fails.
@@ -35,6 +37,16 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results"
 TOLERANCE = 1e-3
 REPORT_KEYS = ["data.graph_seed", "model.emb_dim"]
+NOTES = REPO / "configs" / "study" / "notes"  # each page's question and what this scale can tell
+# study -> (page, the report's statistics flags)
+PAGES = {
+    "experiment1": [
+        ("study-experiment1", ["--compare", "alpha_x"]),
+        ("study-families", ["--compare", "family=transformer"]),
+    ],
+    "scaling": [("study-scaling", ["--fit"])],
+    "experiment2": [("study-experiment2", ["--compare", "hidden_nodes"])],
+}
 
 
 def _value(v) -> str:
@@ -47,8 +59,9 @@ def main_command(cell: dict, workdir: Path) -> list[str]:
     return args + [f"--config.{k}={_value(v)}" for k, v in cell["overrides"].items()]
 
 
-def run_cell(cell: dict, root: Path, say) -> dict:
-    """Train (and for experiment1 evaluate) one cell unless done; its outcome."""
+def run_cell(cell: dict, root: Path, say, evaluate: bool = True) -> dict:
+    """Train (and for experiment1 on streams, `evaluate`: the kl_t curve) one cell unless done;
+    its outcome."""
     workdir = root / "cells" / cell["name"]
     log = root / "logs" / f"{cell['name']}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -57,9 +70,9 @@ def run_cell(cell: dict, root: Path, say) -> dict:
     todo = []
     if not (workdir / "final.json").exists():
         todo.append(main_command(cell, workdir))
-    if cell["config"].startswith(cells_lib.E1) and ":files" not in cell["config"]:
-        if not list((workdir / "evals").glob("*.json")):
-            todo.append([sys.executable, "-m", "gssm_jax.evaluate", "--workdir", str(workdir)])
+    stream_e1 = cell["config"].startswith(cells_lib.E1) and ":files" not in cell["config"]
+    if evaluate and stream_e1 and not list((workdir / "evals").glob("*.json")):
+        todo.append([sys.executable, "-m", "gssm_jax.evaluate", "--workdir", str(workdir)])
     if not todo:
         return {"name": cell["name"], "status": "done before"}
     start = time.time()
@@ -67,7 +80,9 @@ def run_cell(cell: dict, root: Path, say) -> dict:
         for command in todo:
             out.write(f"$ {' '.join(command)}\n")
             out.flush()
-            rc = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=_env())
+            rc = subprocess.call(
+                command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=_env()
+            )
             if rc:
                 say(f"{cell['name']}: exit {rc} (log {log})")
                 return {"name": cell["name"], "status": f"exit {rc}"}
@@ -92,36 +107,34 @@ def write_sets(root: Path, say) -> None:
     subprocess.run(command, check=True, cwd=REPO, env=env, stdout=subprocess.DEVNULL)
 
 
-def run_cells(todo: list[dict], root: Path, jobs: int, say) -> list[dict]:
+def run_cells(todo: list[dict], root: Path, jobs: int, say, evaluate: bool = True) -> list[dict]:
     if any(":files" in c["config"] for c in todo):
         write_sets(root, say)
     os.environ["GSSM_DATA_ROOT"] = str(root / "data")  # read by configs/study/data.py
     say(f"{len(todo)} cells, {jobs} at a time, under {root}/cells")
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
-        return list(pool.map(lambda c: run_cell(c, root, say), todo))
+        return list(pool.map(lambda c: run_cell(c, root, say, evaluate), todo))
 
 
-def report(study: str, root: Path, pages: Path | None, say) -> int:
-    """`gssm_jax.report` over the study's cells: ROOT/reports/STUDY, and its page under `pages`."""
-    from launch import study_pages
-
-    dirs = [str(root / "cells" / c["name"]) for c in cells_lib.cells(study)]
-    dirs = [d for d in dirs if Path(d, "config.json").exists()]
+def report(page: str, study: str, flags: list[str], root: Path, pages: Path | None, say) -> int:
+    """`gssm_jax.report` over the study's complete cells into ROOT/reports/PAGE, and with `pages`
+    the results page PAGES/PAGE.md (its figures and CSVs in PAGES/PAGE/)."""
+    dirs = [root / "cells" / c["name"] for c in cells_lib.cells(study)]
+    dirs = [str(d) for d in dirs if (d / "final.json").exists()]
     if not dirs:
-        say(f"{study}: no runs to report")
+        say(f"{page}: no complete runs to report")
         return 1
-    out = root / "reports" / study
+    out = root / "reports" / page
     command = [sys.executable, "-m", "gssm_jax.report", *dirs, "--out", str(out), "-q"]
-    command += ["--keys", *REPORT_KEYS, *study_pages.report_flags(study)]
-    say(f"{study}: report of {len(dirs)} runs in {out}")
-    rc = subprocess.call(command, cwd=REPO, env=_env())
-    if rc == 0 and pages is not None:
-        study_pages.write_pages(study, out, root, pages, say)
-    return rc
+    command += ["--metric", "final", "--keys", *REPORT_KEYS, *flags]
+    if pages is not None:
+        command += ["--page", str(pages / f"{page}.md"), "--notes", str(NOTES / f"{page}.md")]
+    say(f"{page}: report of {len(dirs)} runs in {out}")
+    return subprocess.call(command, cwd=REPO, env=_env())
 
 
 def committed_rows(study: str) -> dict[str, dict]:
-    path = RESULTS / "study" / f"{study}.csv"
+    path = RESULTS / PAGES[study][0][0] / "runs.csv"
     if not path.exists():
         return {}
     with path.open() as f:
@@ -149,7 +162,9 @@ def check(study: str, checked: list[dict], root: Path, spread: bool, say) -> boo
         ref = float(rows[cell["name"]]["eval_kl_gap"])
         if spread:
             stem = cell["name"].rsplit("-g", 1)[0]
-            seeds = [float(r["eval_kl_gap"]) for n, r in rows.items() if n.rsplit("-g", 1)[0] == stem]
+            seeds = [
+                float(r["eval_kl_gap"]) for n, r in rows.items() if n.rsplit("-g", 1)[0] == stem
+            ]
             low, high = min(seeds) - TOLERANCE, max(seeds) + TOLERANCE
             what = f"committed seed range [{min(seeds):.4f}, {max(seeds):.4f}] of {len(seeds)}"
         else:
@@ -157,7 +172,9 @@ def check(study: str, checked: list[dict], root: Path, spread: bool, say) -> boo
             what = f"committed {ref:.6f}"
         good = low <= got <= high
         ok &= good
-        say(f"{cell['name']}: kl_gap {got:.6f}, {what}, diff {got - ref:+.2e}: {'ok' if good else 'FAILED'}")
+        say(
+            f"{cell['name']}: kl_gap {got:.6f}, {what}, diff {got - ref:+.2e}: {'ok' if good else 'FAILED'}"
+        )
     return ok
 
 
@@ -189,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.quick or a.reproduce:
         sub = root / ("quick" if a.quick else "reproduce")
         todo = cells_lib.cells(a.study, quick=True) if a.quick else reproduce_cells()
-        results = run_cells(todo, sub, a.jobs, say)
+        results = run_cells(todo, sub, a.jobs, say, evaluate=False)
         if any(r["status"].startswith("exit") for r in results):
             return 1
         study = a.study if a.quick else "experiment1"
@@ -203,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if failed else 0
     pages = Path(a.pages).resolve() if a.pages else None
     studies = cells_lib.STUDIES if a.study == "all" else [a.study]
-    rcs = [report(s, root, pages, say) for s in studies]
+    rcs = [report(page, s, flags, root, pages, say) for s in studies for page, flags in PAGES[s]]
     return 1 if failed or any(rcs) else 0
 
 
