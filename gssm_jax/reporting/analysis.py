@@ -70,9 +70,12 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
 
 
-def _draw(name: str, caption: str, draw: Callable[[Path], str | None], out: Path) -> Figure:
+def _draw(
+    name: str, caption: str, out: Path, draw: Callable[..., str | None], *args, **kw
+) -> Figure:
+    """`draw(*args, path=OUT/NAME, **kw)`: the figure, or why not (a statistics error included)."""
     try:
-        reason = draw(out / name)
+        reason = draw(*args, path=out / name, **kw)
     except (StatsError, scaling.FitError) as e:
         reason = str(e)
     if reason is not None:
@@ -87,15 +90,19 @@ def seed_figures(table, runs, metric: str, out: Path, spread: str) -> list[Figur
         _draw(
             f"mean_vs_{_safe(key)}.png",
             f"{metric} against {key}: mean and {spread} over seeds, seed count in the legend",
-            lambda p, k=key: stat_figures.metric_vs_key(table, k, metric, p, spread),
             out,
+            stat_figures.metric_vs_key,
+            table,
+            key,
+            metric,
+            spread=spread,
         )
         for key in swept_keys(table, metric)
     ]
     caption = (
         f"held-out kl_gap against tokens seen: mean and {spread} band over seeds per condition"
     )
-    figures.append(_draw("curves.png", caption, lambda p: curve_bands(table, runs, p, spread), out))
+    figures.append(_draw("curves.png", caption, out, curve_bands, table, runs, spread=spread))
     return figures
 
 
@@ -149,18 +156,18 @@ def compare(table, runs, metric: str, spec: str, out: Path, spread: str):
         )
     data = table[np.isfinite(stats.metric_values(table, metric))].reset_index(drop=True)
     try:
-        values = sorted({stats.cell(v) for v in data[key]}, key=stats.sort_key)
-        first = [v for v in values if reference and _matches(v, reference)]
+        present = sorted({stats.cell(v) for v in data[key]}, key=stats.sort_key)
+        first = [v for v in present if reference and _matches(v, reference)]
         if reference and not first:
-            raise StatsError(f"no run has {key}={reference} (values: {values})")
+            raise StatsError(f"no run has {key}={reference} (values: {present})")
         result = paired.compare_groups(
-            data, metric, key, [*first, *(v for v in values if v not in first)]
+            data, metric, key, [*first, *(v for v in present if v not in first)]
         )
     except StatsError as e:
         raise ReportError(f"--compare {key}: {e}") from None
     within = [c for c in result.columns if c not in paired.COLUMNS]
     curves = table.assign(kl_t=[(r.kl_t or {}).get("kl_t") for r in runs])
-    figures = [_draw(f"compare_{_safe(key)}.png", f"paired differences of {metric} over {key}, each pair a dot, the mean with its bootstrap interval", lambda p: paired_figure(result, key, metric, p), out)]  # fmt: skip
+    figures = [_draw(f"compare_{_safe(key)}.png", f"paired differences of {metric} over {key}, each pair a dot, the mean with its bootstrap interval", out, paired_figure, result, key, metric)]  # fmt: skip
     named = [
         k for i, k in enumerate(within) if not any(_one_to_one(data, k, j) for j in within[:i])
     ]
@@ -173,10 +180,10 @@ def compare(table, runs, metric: str, spec: str, out: Path, spread: str):
             _draw(
                 name,
                 f"per-position KL gap by {key}, {where_}: mean and {spread} band over seeds",
-                lambda p, part=part: stat_figures.kl_t_bands(
-                    stat_figures.curves_by(part, [key]), p, spread
-                ),
                 out,
+                stat_figures.kl_t_bands,
+                stat_figures.curves_by(part, [key]),
+                spread=spread,
             )  # fmt: skip
         )
     return result, figures
@@ -223,7 +230,7 @@ def fit_cells(table: pd.DataFrame, metric: str, axes: Sequence[str]):
         and not any(a in data and _one_to_one(data, k, a) for a in axes)
         and not any(a in stats.functions_of(data, k, [a]) and a in data for a in axes)
     ]
-    cells = []
+    cells: list[tuple[str, pd.DataFrame, tuple[str, ...]]] = []
     for values, rows_i in stats.conditions(data, others):
         part = data.iloc[rows_i]
         where_ = stat_figures.label(others, values) or "all runs"
@@ -272,11 +279,11 @@ def fits(table, metric: str, axes: Sequence[str], out: Path, spread: str):
     for axis in axes:
         one = [(w, p, f) for w, p, f in done if f.axes == (axis,)]
         caption = f"{metric} against {axis}: mean and {spread} over seeds, fitted kl = A {scaling.SYMBOLS.get(axis, axis)}^-alpha"
-        figures.append(_draw(f"fit_{axis}.png", caption, lambda p, one=one, axis=axis: fit_figure(one, axis, metric, p, spread), out))  # fmt: skip
+        figures.append(_draw(f"fit_{axis}.png", caption, out, fit_figure, one, axis, metric, spread=spread))  # fmt: skip
     for i, (where_, part, fit) in enumerate(f for f in done if len(f[2].axes) == 2):
-        figures.append(_draw(f"iso_kl_{i}.png", f"iso-KL lines of the two-axis fit ({where_}) over (params, train_sequences); dots: the runs' means", lambda p, fit=fit, part=part: scaling_figures.iso_kl_contours(fit, part, p), out))  # fmt: skip
+        figures.append(_draw(f"iso_kl_{i}.png", f"iso-KL lines of the two-axis fit ({where_}) over (params, train_sequences); dots: the runs' means", out, scaling_figures.iso_kl_contours, fit, part))  # fmt: skip
     caption = f"{metric} against training FLOPs (flops_per_token x tokens), mean and {spread} over seeds, per family"
-    figures.append(_draw("kl_vs_compute.png", caption, lambda p: scaling_figures.kl_vs_compute(table, metric, p, spread=spread), out))  # fmt: skip
+    figures.append(_draw("kl_vs_compute.png", caption, out, scaling_figures.kl_vs_compute, table, metric, spread=spread))  # fmt: skip
     return result, figures
 
 

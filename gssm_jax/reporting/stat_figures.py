@@ -4,7 +4,7 @@ seeds with error bars or bands, the seed count in the legend."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +154,7 @@ def curves_by(
 
 
 def kl_t_bands(
-    curves: dict[str, Sequence[np.ndarray]], path: Path | str, spread: str = "std"
+    curves: Mapping[str, Sequence[np.ndarray]], path: Path | str, spread: str = "std"
 ) -> str | None:
     """Per-position KL gap of groups side by side, log position axis: each group's mean curve over
     its runs (seeds) and a `spread` band (none for one run). Every curve of a group must have
