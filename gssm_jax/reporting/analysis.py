@@ -116,6 +116,7 @@ def curve_bands(table, runs: list[RunRecord], path: Path, spread: str = "std") -
     if not groups or not any(r.eval for r in runs):
         return "no run has an eval record"
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    drawn = 0
     for colour, (values, rows_i) in zip(stat_figures.colours(len(groups)), groups):
         curves = []
         for i in rows_i:
@@ -132,9 +133,13 @@ def curve_bands(table, runs: list[RunRecord], path: Path, spread: str = "std") -
         mean = summary["mean"].to_numpy()
         name = stat_figures.label(keys, values) or "all runs"
         ax.plot(t, mean, color=colour, marker=".", label=f"{name} (n={len(y)})")
+        drawn += 1
         if len(y) > 1:
             down, up = stats.error_bars(summary, spread)
             ax.fill_between(t, mean - down, mean + up, color=colour, alpha=0.2, linewidth=0)
+    if not drawn:
+        plt.close(fig)
+        return "no condition has eval steps that all its runs logged"
     ax.set(xscale="log", xlabel="tokens seen", ylabel="eval kl_gap (nats/token)")
     ax.set_title(
         f"held-out KL gap: mean {stat_figures.SPREAD_LABEL[spread]} over seeds", fontsize="medium"
@@ -319,7 +324,8 @@ def analyse(table, runs, metric: str, options: Options, out: Path):
     table, runs = table[done].reset_index(drop=True), [r for r, d in zip(runs, done) if d]
     if table.empty:
         return [], {}
-    figures = seed_figures(table, runs, metric, out, options.spread)
+    seeded = stats.varying(table, stats.seed_columns(table))  # only a grid with seeds gets bands
+    figures = seed_figures(table, runs, metric, out, options.spread) if seeded else []
     tables: dict[str, pd.DataFrame] = {}
     keys = [
         k
