@@ -116,8 +116,6 @@ def metric_vs_key(
             color=colour,
             label=f"{label(others, values) or 'mean'} ({seed_count(part['n'])})",
         )
-    if not numeric:
-        ax.set_xticks(range(len(xs)), [str(x) for x in xs], rotation=30)
     positive = all((part["min"] > 0).all() for _, part in lines)
     ax.set(
         xscale="log" if log_x else "linear",
@@ -125,6 +123,8 @@ def metric_vs_key(
         xlabel=key,
         ylabel=metric,
     )
+    if not numeric:  # after the scale, which would reset the ticks
+        ax.set_xticks(range(len(xs)), [str(x) for x in xs], rotation=30)
     note = f"; {', '.join(tied)} follow {key}" if tied else ""
     ax.set_title(
         f"{metric} against {key}: mean {SPREAD_LABEL[spread]} over seeds{note}", fontsize="medium"
