@@ -287,9 +287,15 @@ def fits(table, metric: str, axes: Sequence[str], out: Path, spread: str):
         figures.append(_draw(f"fit_{axis}.png", caption, out, fit_figure, one, axis, metric, spread=spread))  # fmt: skip
     for i, (where_, part, fit) in enumerate(f for f in done if len(f[2].axes) == 2):
         figures.append(_draw(f"iso_kl_{i}.png", f"iso-KL lines of the two-axis fit ({where_}) over (params, train_sequences); dots: the runs' means", out, scaling_figures.iso_kl_contours, fit, part))  # fmt: skip
-    caption = f"{metric} against training FLOPs (flops_per_token x tokens), mean and {spread} over seeds, per family"
-    figures.append(_draw("kl_vs_compute.png", caption, out, scaling_figures.kl_vs_compute, table, metric, spread=spread))  # fmt: skip
+    figures.append(compute_figure(table, metric, out, spread))
     return result, figures
+
+
+def compute_figure(table, metric: str, out: Path, spread: str) -> Figure:
+    from gssm_jax.reporting import scaling_figures
+
+    caption = f"{metric} against training FLOPs (flops_per_token x tokens), mean and {spread} over seeds, per family"
+    return _draw("kl_vs_compute.png", caption, out, scaling_figures.kl_vs_compute, table, metric, spread=spread)  # fmt: skip
 
 
 def fit_figure(fitted, axis: str, metric: str, path: Path, spread: str) -> str | None:
@@ -341,6 +347,8 @@ def analyse(table, runs, metric: str, options: Options, out: Path):
     if options.fit is not None:
         tables["fits"], more = fits(table, metric, options.fit, out, options.spread)
         figures += more
+    elif seeded and "family" in stats.varying(table, ["family"]):
+        figures.append(compute_figure(table, metric, out, options.spread))
     for name, frame in tables.items():
         frame.to_csv(out / f"{name}.csv", index=False)
     return figures, tables

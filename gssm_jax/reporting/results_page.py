@@ -137,7 +137,7 @@ def write(
     shown = [_shown(a) for a in sys.argv[1:]]
     runs = sum(a == "RUN" for a in shown)
     shown = [a for i, a in enumerate(shown) if a != "RUN" or "RUN" not in shown[:i]]
-    shown = [f"RUN_DIR... ({runs} run directories)" if a == "RUN" else a for a in shown]
+    shown = [f"RUN_DIR... ({runs})" if a == "RUN" else a for a in shown]
     command = "python -m gssm_jax.report " + " ".join(shown)
     text = Path(notes).read_text().strip() if notes else ""
     parts = [] if text.startswith("# ") else [f"# {title}", ""]
@@ -172,19 +172,24 @@ def write(
     missing = [(n, c, r) for n, c, r in figures if r is not None]
     if missing:
         parts += ["Not drawn:", ""] + [f"- {n}: {r}" for n, _, r in missing] + [""]
-    parts += ["## Command", "", "```bash", command, "```", ""]
+    parts += ["## Command", "", "The report's command line (RUN_DIR...: the run directories):", ""]
+    parts += ["```text", command, "```", ""]
     page.write_text("\n".join(parts))
     return page
 
 
 def _shown(arg: str) -> str:
-    """An argument as the page shows it: RUN for a run directory, OUT for absolute paths."""
+    """An argument as the page shows it: RUN for a run directory, a path inside the repository
+    relative to it, OUT for another absolute path."""
     path = Path(arg)
-    if path.is_absolute() and (path / "config.json").exists():
+    if not path.is_absolute():
+        return arg if arg and " " not in arg else repr(arg)
+    if (path / "config.json").exists():
         return "RUN"
-    if path.is_absolute():
-        return "OUT" if "report" in path.parts[-2:] or path.suffix == "" else path.name
-    return arg if arg and " " not in arg else repr(arg)
+    try:
+        return str(path.relative_to(REPO))
+    except ValueError:
+        return "OUT"
 
 
 __all__ = ["markdown_table", "np", "write"]
