@@ -228,12 +228,12 @@ def fit_cells(table: pd.DataFrame, metric: str, axes: Sequence[str]):
     axis (finite data) and, for params, the runs without train_sequences (streams) on their own;
     a cell whose runs cross two axes also gets a one-axis fit per slice."""
     data = table[np.isfinite(stats.metric_values(table, metric))].reset_index(drop=True)
+    moving = stats.varying(data, [a for a in axes if a in data])  # a constant axis ties nothing
     others = [
         k
         for k in stats.condition_keys(data)
         if k not in (*axes, "path")
-        and not any(a in data and _one_to_one(data, k, a) for a in axes)
-        and not any(a in stats.functions_of(data, k, [a]) and a in data for a in axes)
+        and not any(a in stats.functions_of(data, k, [a]) for a in moving)
     ]
     cells: list[tuple[str, pd.DataFrame, tuple[str, ...]]] = []
     for values, rows_i in stats.conditions(data, others):
