@@ -132,3 +132,12 @@ def test_fit_with_too_few_points_is_refused_in_the_table(laws, tmp_path):
     fits = pd.read_csv(tmp_path / "r" / "fits.csv")
     assert fits["fit"].str.startswith("refused: ").all()
     assert fits["alpha"].isna().all() if "alpha" in fits else True
+
+
+def test_fit_splits_the_runs_by_the_other_keys(setups, tmp_path):
+    """Two setups: one params fit per setup, each refused here
+    (two families: two values of params)."""
+    assert run(setups, tmp_path / "r", "--fit", "params") == 0
+    fits = pd.read_csv(tmp_path / "r" / "fits.csv")
+    assert list(fits["runs"]) == ["alpha_x=0.001", "alpha_x=0.05"]  # family follows params
+    assert fits["fit"].str.contains("refused: .*2 distinct", regex=True).all()
