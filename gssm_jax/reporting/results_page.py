@@ -164,7 +164,9 @@ def write(
         parts += [*sentences(comparison, metric, (compare_key or "value").partition("=")[0]), ""]
     if "fits" in tables:
         fits = tables["fits"]
-        parts += ["## Scaling fits", "", markdown_table(fits, ["runs", "form", "n", "fit"]), ""]
+        shown = ["runs", "form", "n", *(f"{p}{e}" for p in ("alpha", "beta") for e in ("", "_low", "_high")), "fit"]  # fmt: skip
+        parts += ["## Scaling fits", "", markdown_table(fits, shown), ""]
+        parts += ["`alpha` (`beta`): the exponent of `N^-alpha` (`D^-beta`), a negative one a gap that grows along its axis; `_low`, `_high`: its 95% bootstrap interval over the graph seeds; `fit`: the law in one line, each bracket the interval of the exponent's alpha.", ""]  # fmt: skip
     parts += ["## Mean and spread over seeds", "", markdown_table(tables["conditions"]), ""]
     parts += ["## Figures", ""]
     for name, caption in drawn:
