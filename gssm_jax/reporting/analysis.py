@@ -172,7 +172,7 @@ def compare(table, runs, metric: str, spec: str, out: Path, spread: str):
         raise ReportError(f"--compare {key}: {e}") from None
     within = [c for c in result.columns if c not in paired.COLUMNS]
     curves = table.assign(kl_t=[(r.kl_t or {}).get("kl_t") for r in runs])
-    figures = [_draw(f"compare_{_safe(key)}.png", f"paired differences of {metric} over {key}, each pair a dot, the mean with its bootstrap interval", out, paired_figure, result, key, metric)]  # fmt: skip
+    figures = [_draw(f"compare_{_safe(key)}.png", f"mean paired difference of {metric} over {key} (value minus the reference, over the seeds) with its 95% bootstrap interval, per cell", out, paired_figure, result, key, metric)]  # fmt: skip
     named = [
         k for i, k in enumerate(within) if not any(_one_to_one(data, k, j) for j in within[:i])
     ]
