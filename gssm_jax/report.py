@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 
+from gssm_jax.reporting import stat_options
 from gssm_jax.runtime import cli
 
 
@@ -48,6 +49,7 @@ def parse_args(argv: list[str]):
         help="more config keys as columns (e.g. optim.lr), usable by --color/--group/--heatmap",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    stat_options.add_arguments(p)  # --where --compare --fit --spread --page --notes
     w = p.add_argument_group("Weights & Biases (the wandb extra: pip install -e '.[wandb]')")
     w.add_argument("--wandb", nargs="?", const="online", choices=("online", "offline"),
                    help="also send the runs to wandb (offline: into DIR/wandb/ for `wandb sync`)")  # fmt: skip
@@ -79,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         return cli.report_error(e)
 
     heat = tuple(a.heatmap) if a.heatmap else None
-    request = ReportRequest(a.paths, a.out, a.color, a.group, heat, a.metric, a.keys, a.quiet)
+    opts = stat_options.Options(a.where, a.compare, a.fit, a.spread, a.page, a.notes)
+    request = ReportRequest(a.paths, a.out, a.color, a.group, heat, a.metric, a.keys, a.quiet, opts)
     try:
         build_report(request)
         if a.wandb:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from gssm_jax.reporting.runs import ReportError
 from gssm_jax.reporting.series import NO_HEATMAP, SEED_KEYS
+from gssm_jax.reporting.stat_options import Options
 
 FACTS = ("hidden_nodes", "alpha_x", "alpha_z", "family", "params", "train_sequences", "vocab")
 
@@ -128,12 +129,13 @@ class ReportRequest:
     metric: str = "best"
     keys: list[str] = dataclasses.field(default_factory=list)
     quiet: bool = False
+    stats: Options = Options()  # --where, --compare, --fit, --spread, --page, --notes
 
 
 def build_report(args: ReportRequest) -> Path:
     """Reads the runs, writes OUT/runs.csv, the figures and OUT/index.html; returns OUT.
     ReportError for paths without runs and for keys that are no column."""
-    from gssm_jax.reporting import interactive, page
+    from gssm_jax.reporting import analysis, interactive, page, results_page
     from gssm_jax.reporting.runs import find_runs, load_run
     from gssm_jax.reporting.table import runs_table
 
@@ -151,9 +153,14 @@ def build_report(args: ReportRequest) -> Path:
     for i, ref in enumerate(refs, 1):
         runs.append(load_run(ref))
         say(f"[{i}/{len(refs)}] {ref.name}: {runs[-1].status}")
-    wanted = [k for k in (args.color, args.group, *(args.heatmap or ())) if k]
+    named = [w.partition("=")[0] for w in args.stats.where] + [
+        (args.stats.compare or "").partition("=")[0]
+    ]
+    wanted = [k for k in (args.color, args.group, *(args.heatmap or ()), *named) if k]
     say(f"table of {len(runs)} runs (parameter counts from each config) ...")
     table = runs_table(runs, [*args.keys, *wanted])
+    if args.stats.where:
+        table, runs = analysis.where(table, runs, args.stats.where)
     missing = [k for k in wanted if k not in table or table[k].isna().all()]
     if missing:
         raise ReportError(
@@ -173,6 +180,10 @@ def build_report(args: ReportRequest) -> Path:
             (out / name).unlink(missing_ok=True)  # a figure from an earlier report would mislead
             say(f"skipped {name}: {reason}")
         drawn.append((name, caption, reason))
+    extra, tables = analysis.analyse(table, runs, keys.metric, args.stats, out)
+    for name, _, reason in extra:
+        say(f"wrote {out / name}" if reason is None else f"skipped {name}: {reason}")
+    drawn += extra
     sources = [str(Path(p).expanduser()) for p in args.paths]
     title = f"gssm_jax report: {', '.join(Path(s).name for s in sources)}"
     groups = (keys.group_params, keys.group_sequences)
@@ -180,6 +191,13 @@ def build_report(args: ReportRequest) -> Path:
         runs, table, out, keys.color, groups, keys.heatmap, keys.metric
     )
     (out / "index.html").write_text(page.render(title, sources, table, drawn, *charts))
+    if args.stats.page:
+        heading = title.removeprefix("gssm_jax report: ") if len(sources) < 4 else "Results"
+        written = results_page.write(
+            Path(args.stats.page), out, heading, table, drawn, tables, keys.metric,
+            args.stats.compare, args.stats.notes,
+        )  # fmt: skip
+        say(f"wrote {written}")
     counts = table["status"].value_counts().to_dict()
     took = time.perf_counter() - start
     say(f"wrote {out / 'index.html'} ({len(runs)} runs: {counts}; {took:.1f} s)")

@@ -4,7 +4,7 @@ seeds with error bars or bands, the seed count in the legend."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,8 +116,6 @@ def metric_vs_key(
             color=colour,
             label=f"{label(others, values) or 'mean'} ({seed_count(part['n'])})",
         )
-    if not numeric:
-        ax.set_xticks(range(len(xs)), [str(x) for x in xs], rotation=30)
     positive = all((part["min"] > 0).all() for _, part in lines)
     ax.set(
         xscale="log" if log_x else "linear",
@@ -125,6 +123,8 @@ def metric_vs_key(
         xlabel=key,
         ylabel=metric,
     )
+    if not numeric:  # after the scale, which would reset the ticks
+        ax.set_xticks(range(len(xs)), [str(x) for x in xs], rotation=30)
     note = f"; {', '.join(tied)} follow {key}" if tied else ""
     ax.set_title(
         f"{metric} against {key}: mean {SPREAD_LABEL[spread]} over seeds{note}", fontsize="medium"
@@ -154,7 +154,7 @@ def curves_by(
 
 
 def kl_t_bands(
-    curves: dict[str, Sequence[np.ndarray]], path: Path | str, spread: str = "std"
+    curves: Mapping[str, Sequence[np.ndarray]], path: Path | str, spread: str = "std"
 ) -> str | None:
     """Per-position KL gap of groups side by side, log position axis: each group's mean curve over
     its runs (seeds) and a `spread` band (none for one run). Every curve of a group must have

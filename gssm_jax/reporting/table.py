@@ -27,6 +27,7 @@ RESULTS = (
     "step",
     "steps",
     "tokens",
+    "flops_per_token",  # the model's training FLOPs per token (logged by the run)
     "train_loss",
     "train_entropy",
     "train_kl_gap",
@@ -123,6 +124,7 @@ def run_row(run: RunRecord) -> dict[str, Any]:
     row["step"] = step
     row["steps"] = config.get("optim", {}).get("steps")
     row["tokens"] = step * per_step if per_step else None
+    row["flops_per_token"] = finite(last_train.get("flops_per_token"))
     for prefix, record in (("train", last_train), ("eval", last_eval)):
         for key in ("loss", "entropy", "kl_gap"):
             row[f"{prefix}_{key}"] = finite(record.get(key))
