@@ -79,6 +79,32 @@ def start_cmd(
     )
 
 
+def start_processes(cmd: list[str], cwd: Path, merge_stderr: bool = True, n: int = 2) -> list:
+    """`n` processes of `cmd` as one distributed run on 127.0.0.1 (a free port; 2 CPU devices
+    each), process i with --config.distributed.process_id=i; stderr into stdout unless not
+    `merge_stderr`."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = subprocess_env(XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    flags = [f"--config.distributed.coordinator=127.0.0.1:{port}"]
+    flags.append(f"--config.distributed.num_processes={n}")
+    stderr = subprocess.STDOUT if merge_stderr else subprocess.PIPE
+    return [
+        subprocess.Popen(
+            [*cmd, *flags, f"--config.distributed.process_id={i}"],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+        for i in range(n)
+    ]
+
+
 def read_jsonl(path: Path) -> list[dict]:
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]

@@ -4,12 +4,10 @@ one is killed the other leaves at once (gssm_jax.runtime.peers) and both resume 
 from __future__ import annotations
 
 import signal
-import socket
-import subprocess
 import time
 
 import numpy as np
-from conftest import main_cmd, read_jsonl, subprocess_env
+from conftest import main_cmd, read_jsonl, start_processes
 
 from gssm_jax.runtime.exitcodes import EXIT_PEER_LOST, EXIT_PREEMPTED
 
@@ -22,37 +20,13 @@ STEPS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_match_one(tmp_path, run_main):
     single = tmp_path / "single"
     code, out = run_main(single, *STEPS)
     assert code == 0, out
 
     multi = tmp_path / "multi"
-    port = _free_port()
-    env = subprocess_env(XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    procs = [
-        subprocess.Popen(
-            main_cmd(
-                multi,
-                *STEPS,
-                f"--config.distributed.coordinator=127.0.0.1:{port}",
-                "--config.distributed.num_processes=2",
-                f"--config.distributed.process_id={i}",
-            ),
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for i in range(2)
-    ]
+    procs = start_processes(main_cmd(multi, *STEPS), tmp_path)
     outs = [p.communicate(timeout=300)[0] for p in procs]
     for i, (p, out) in enumerate(zip(procs, outs)):
         assert p.returncode == 0, out
@@ -74,33 +48,12 @@ KILL_STEPS = [
 PEER_LOST_BOUND_S = 5.0  # measured 0.15 s on 2 loaded cores; JAX's own verdict takes 30 s
 
 
-def _start_pair(workdir, tmp_path, port: int) -> list[subprocess.Popen]:
-    env = subprocess_env(XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    return [
-        subprocess.Popen(
-            main_cmd(
-                workdir,
-                *KILL_STEPS,
-                f"--config.distributed.coordinator=127.0.0.1:{port}",
-                "--config.distributed.num_processes=2",
-                f"--config.distributed.process_id={i}",
-            ),
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
-
-
 def test_a_killed_peer_ends_the_survivor_at_once_and_both_resume(tmp_path):
     """kill -9 of process 1 after step 14 (issue 24, fault 3): process 0 exits EXIT_PEER_LOST
     within PEER_LOST_BOUND_S with one line; rerun, both resume from checkpoint 10 and log the
     same losses at steps 12 and 14 as before the kill; SIGTERM then stops both with exit 75."""
     workdir = tmp_path / "run"
-    procs = _start_pair(workdir, tmp_path, _free_port())
+    procs = start_processes(main_cmd(workdir, *KILL_STEPS), tmp_path, merge_stderr=False)
     metrics = workdir / "metrics" / "train.jsonl"
     deadline = time.monotonic() + 240
     while not (metrics.exists() and any(r["step"] >= 14 for r in read_jsonl(metrics))):
@@ -122,7 +75,7 @@ def test_a_killed_peer_ends_the_survivor_at_once_and_both_resume(tmp_path):
 
     # the resumed pair, stopped by SIGTERM after step 16 (JAX's preemption notifier must not
     # swallow it): both save and exit 75; steps 12 and 14 were logged again, with the same losses
-    procs = _start_pair(workdir, tmp_path, _free_port())
+    procs = start_processes(main_cmd(workdir, *KILL_STEPS), tmp_path, merge_stderr=False)
     while not any(r["step"] >= 16 for r in read_jsonl(metrics)):
         assert time.monotonic() < deadline + 240 and procs[0].poll() is None
         time.sleep(0.02)

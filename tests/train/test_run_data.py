@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import signal
-import subprocess
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from conftest import (
     run_cmd,
     signal_at_step,
     start_cmd,
-    subprocess_env,
+    start_processes,
     text_cmd,
     train_losses,
     write_play,
@@ -102,30 +101,7 @@ def test_two_processes_train_on_the_single_process_text_stream(corpus, tmp_path)
     steps += ["--config.eval.period=4", "--config.checkpoint.period=4"]
     code, out, err = run_cmd(text_cmd(tmp_path / "single", corpus, *steps), tmp_path)
     assert code == 0, out + err
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = subprocess_env(XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    procs = [
-        subprocess.Popen(
-            text_cmd(
-                tmp_path / "multi",
-                corpus,
-                *steps,
-                f"--config.distributed.coordinator=127.0.0.1:{port}",
-                "--config.distributed.num_processes=2",
-                f"--config.distributed.process_id={i}",
-            ),
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for i in range(2)
-    ]
+    procs = start_processes(text_cmd(tmp_path / "multi", corpus, *steps), tmp_path)
     outs = [p.communicate(timeout=300)[0] for p in procs]
     for i, (p, out) in enumerate(zip(procs, outs)):
         assert p.returncode == 0, out
